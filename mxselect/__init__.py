@@ -1,0 +1,56 @@
+"""mxselect: RFC 5321 §5.1 MX target selection.
+
+Given the domain of a recipient address, which hosts and IP addresses does a mail server try,
+in what order -- or is it a permanent bounce or a temporary deferral?
+
+    >>> import mxselect
+    >>> selection = mxselect.select_targets("example.org")   # doctest: +SKIP
+    >>> [(t.host, str(t.address)) for t in selection]         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from ._answers import Answer, MXRecord, Query, RRType, Status
+from ._core import CNAME_CHAIN_LIMIT, SelectionPlan
+from ._drivers import aselect_targets, select_targets
+from ._model import Host, Selection, SelectionWarning, Target, WarningCode
+from .exceptions import (
+    DNSTemporaryError,
+    InvalidDomainError,
+    MXSelectError,
+    NoSuchDomainError,
+    NoUsableTargetsError,
+    NullMXError,
+    PermanentError,
+    TemporaryError,
+)
+from .typing import AsyncResolver, Resolver
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "CNAME_CHAIN_LIMIT",
+    "Answer",
+    "AsyncResolver",
+    "DNSTemporaryError",
+    "Host",
+    "InvalidDomainError",
+    "MXRecord",
+    "MXSelectError",
+    "NoSuchDomainError",
+    "NoUsableTargetsError",
+    "NullMXError",
+    "PermanentError",
+    "Query",
+    "RRType",
+    "Resolver",
+    "Selection",
+    "SelectionPlan",
+    "SelectionWarning",
+    "Status",
+    "Target",
+    "TemporaryError",
+    "WarningCode",
+    "aselect_targets",
+    "select_targets",
+]

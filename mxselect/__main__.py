@@ -1,0 +1,7 @@
+"""``python -m mxselect``: the same as the ``mxselect`` command."""
+
+from __future__ import annotations
+
+from ._cli import main
+
+raise SystemExit(main())

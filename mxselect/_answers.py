@@ -1,0 +1,195 @@
+"""The types that cross the boundary between the pure core and a resolver.
+
+A resolver receives a :class:`Query` and reports exactly one of the outcomes RFC 1123
+§6.1.4.2 asks of a resolver interface -- records, NODATA, NXDOMAIN, or a temporary failure --
+as an :class:`Answer`. One more outcome exists for resolvers that do not chase CNAMEs themselves:
+``ALIAS`` ("the name is an alias of X, which I did not resolve"); the core then asks for X
+(RFC 7672 §2.1.3).
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from collections.abc import Iterable
+
+import attrs
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+__all__ = ["Answer", "IPAddress", "MXRecord", "Query", "RRType", "Status"]
+
+
+class RRType(enum.Enum):
+    """The record types mxselect asks for. Never ANY, never WKS (RFC 1123 §5.2.12)."""
+
+    MX = "MX"
+    A = "A"
+    AAAA = "AAAA"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Status(enum.Enum):
+    """What a lookup established."""
+
+    #: NOERROR with records of the asked type (``Answer.mx`` or ``Answer.addresses``).
+    RECORDS = "records"
+    #: NOERROR, the name exists, no records of the asked type (RFC 2308 §2.2).
+    NODATA = "nodata"
+    #: The name does not exist (RFC 2308 §2.1); with CNAMEs, the last name (RFC 6604 §3).
+    NXDOMAIN = "nxdomain"
+    #: The name is an alias (CNAME) of ``Answer.canonical_name``, not yet resolved.
+    ALIAS = "alias"
+    #: SERVFAIL, timeout, REFUSED, FORMERR, truncation without TCP, a resolver error...
+    TEMPFAIL = "tempfail"
+
+
+@attrs.frozen
+class Query:
+    """One DNS question the core needs answered.
+
+    Attributes:
+        name: the absolute name, lower-case A-label *with* a trailing dot
+            (``"example.org."``). Pass it to your resolver as is: the trailing dot keeps any
+            search list away (RFC 5321 §5.1, RFC 1123 §6.1.4.3).
+        rtype: the record type.
+    """
+
+    name: str
+    rtype: RRType
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.rtype.value}"
+
+
+def _check_preference(_inst: object, _attr: object, value: int) -> None:
+    if not 0 <= value <= 65535:
+        raise ValueError(f"MX preference must be 0..65535, got {value}")
+
+
+@attrs.frozen
+class MXRecord:
+    """One MX record as received (RFC 1035 §3.3.9).
+
+    Attributes:
+        preference: 0..65535, lower is preferred.
+        exchange: the exchange name in presentation form, as the resolver gave it
+            (``"mx1.example.org."``; ``"."`` for a null MX). The core validates it.
+    """
+
+    preference: int = attrs.field(validator=_check_preference)
+    exchange: str
+
+
+def _to_mx(value: MXRecord | tuple[int, str]) -> MXRecord:
+    if isinstance(value, MXRecord):
+        return value
+    preference, exchange = value
+    return MXRecord(preference, exchange)
+
+
+def _to_address(value: IPAddress | str) -> IPAddress:
+    if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
+        return value
+    return ipaddress.ip_address(value)
+
+
+@attrs.frozen(kw_only=True)
+class Answer:
+    """A resolver's report for one :class:`Query`. Build it with the named constructors.
+
+    Attributes:
+        status: what the lookup established.
+        mx: the MX records (``RECORDS`` answer to an MX query).
+        addresses: the addresses, in the order received (``RECORDS`` answer to A/AAAA).
+        canonical_name: the name at the end of the CNAME chain, if the queried name was an
+            alias; for ``ALIAS``, the target still to resolve.
+        aliases: the owner names of the CNAME records followed, in order, starting with the
+            queried name (optional; ``canonical_name`` alone is enough).
+        ttl: the smallest TTL of the records used (for NODATA/NXDOMAIN: the negative TTL of
+            RFC 2308 §5), or ``None`` if unknown.
+        reason: for ``TEMPFAIL``, what went wrong (``"SERVFAIL"``, ``"timeout after 5 s"``);
+            free text otherwise.
+    """
+
+    status: Status
+    mx: tuple[MXRecord, ...] = ()
+    addresses: tuple[IPAddress, ...] = ()
+    canonical_name: str | None = None
+    aliases: tuple[str, ...] = ()
+    ttl: int | None = None
+    reason: str = ""
+
+    @classmethod
+    def from_mx(
+        cls,
+        records: Iterable[MXRecord | tuple[int, str]],
+        *,
+        ttl: int | None = None,
+        canonical_name: str | None = None,
+        aliases: Iterable[str] = (),
+    ) -> Answer:
+        """MX records, e.g. ``Answer.from_mx([(10, "mx1.example.org.")], ttl=300)``."""
+        return cls(
+            status=Status.RECORDS,
+            mx=tuple(_to_mx(r) for r in records),
+            ttl=ttl,
+            canonical_name=canonical_name,
+            aliases=tuple(aliases),
+        )
+
+    @classmethod
+    def from_addresses(
+        cls,
+        addresses: Iterable[IPAddress | str],
+        *,
+        ttl: int | None = None,
+        canonical_name: str | None = None,
+        aliases: Iterable[str] = (),
+    ) -> Answer:
+        """A or AAAA records, e.g. ``Answer.from_addresses(["192.0.2.1"])``."""
+        return cls(
+            status=Status.RECORDS,
+            addresses=tuple(_to_address(a) for a in addresses),
+            ttl=ttl,
+            canonical_name=canonical_name,
+            aliases=tuple(aliases),
+        )
+
+    @classmethod
+    def nodata(
+        cls,
+        *,
+        ttl: int | None = None,
+        canonical_name: str | None = None,
+        aliases: Iterable[str] = (),
+    ) -> Answer:
+        """The name exists but has no records of the asked type (RFC 2308 §2.2)."""
+        return cls(
+            status=Status.NODATA, ttl=ttl, canonical_name=canonical_name, aliases=tuple(aliases)
+        )
+
+    @classmethod
+    def nxdomain(
+        cls,
+        *,
+        ttl: int | None = None,
+        canonical_name: str | None = None,
+        aliases: Iterable[str] = (),
+    ) -> Answer:
+        """The name (or the last name of its CNAME chain) does not exist (RFC 2308 §2.1)."""
+        return cls(
+            status=Status.NXDOMAIN, ttl=ttl, canonical_name=canonical_name, aliases=tuple(aliases)
+        )
+
+    @classmethod
+    def alias(cls, target: str, *, ttl: int | None = None, aliases: Iterable[str] = ()) -> Answer:
+        """The name is a CNAME for ``target``, which this resolver did not resolve."""
+        return cls(status=Status.ALIAS, canonical_name=target, ttl=ttl, aliases=tuple(aliases))
+
+    @classmethod
+    def tempfail(cls, reason: str) -> Answer:
+        """A temporary failure: SERVFAIL, timeout, REFUSED, network error... (RFC 5321 §5.1)."""
+        return cls(status=Status.TEMPFAIL, reason=reason)

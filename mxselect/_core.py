@@ -1,0 +1,541 @@
+"""The pure core: RFC 5321 §5.1 / RFC 7505 MX target selection as a plan.
+
+A :class:`SelectionPlan` does no I/O. It says which DNS queries it needs (a *batch*), receives
+the answers, and finally returns a :class:`~mxselect.Selection` or raises a classified
+:class:`~mxselect.MXSelectError`. The drivers (``select_targets``, ``aselect_targets``) and any
+event loop of yours run it. It never imports ``dns``, ``asyncio``, ``socket`` or ``time`` and
+never touches the global ``random`` (a test enforces this).
+
+The rules, in the order they apply (each is cited again next to its code):
+
+1. The input is normalised, or rejected before any query (``_domain``; RFC 5321 §4.1.2,
+   RFC 1035 §3.1, RFC 5891). An address literal is the single target; no DNS (RFC 5321 §4.1.3).
+2. Batch 1: the MX query for the absolute domain (RFC 5321 §5.1). A CNAME at the domain is
+   followed and its target processed as the initial name; the caller's domain is never
+   rewritten (RFC 5321 §5.1, §2.3.5). CNAME chains longer than 10 links or looping are a
+   temporary failure (RFC 1034 §3.6.2; resolvers answer SERVFAIL for them too).
+3. MX outcome: TEMPFAIL -> :class:`DNSTemporaryError`, never a fallback to A/AAAA
+   (RFC 5321 §5.1); NXDOMAIN -> :class:`NoSuchDomainError`, no address query (RFC 5321 §5.1,
+   RFC 6604 §3); NODATA -> the implicit MX: the CNAME-expanded domain at preference 0
+   (RFC 5321 §5.1, RFC 3974 §3 step 1).
+4. Null MX (RFC 7505 §3): only root exchanges -> :class:`NullMXError` with no further query.
+   Root exchanges mixed with real ones are ignored with a warning (Exim, OpenSMTPD, sendmail).
+5. Each MX record is validated on its own (RFC 2181 §11, RFC 5321 §4.1.2): an exchange that is
+   an IP address or not an LDH host name is dropped with a warning; one bad record never hides
+   the good ones. A host listed twice keeps its best preference (RFC 1035 §3.1: names compare
+   case-insensitively).
+6. Hosts are sorted by preference (RFC 5321 §5.1 "MUST be used in sorting") and each group of
+   equal preference is shuffled without bias with the injected ``rng`` (RFC 5321 §5.1 "MUST
+   randomize"); the group is put in name order first, so a seed reproduces the order whatever
+   order the resolver used.
+7. Batch 2: AAAA and A for every exchange at once (RFC 3974 §3 steps 3-4), so a cold selection
+   costs two round trips. CNAME'd exchanges are followed (Postfix, Exim; RFC 5321 §5.1 leaves
+   it out of scope) with a warning (RFC 2181 §10.3).
+8. A host is usable if either family gave an address, even if the other failed temporarily
+   (RFC 3974 §5; Exim, Postfix). Its addresses: IPv6 and IPv4 interleaved, IPv6 first
+   (RFC 8305 §4), each family in resolver order (RFC 5321 §5.1 "in the order presented").
+   An address already listed for a better-placed host is not repeated.
+9. Outcome: at least one usable host -> the selection (unusable hosts become warnings; RFC 7672
+   §2.1.2 "delivery may proceed via any remaining MX hosts"). None usable: if any lookup
+   involved failed temporarily -> :class:`DNSTemporaryError` ("a soft error dominates",
+   Postfix); otherwise :class:`NoUsableTargetsError` (RFC 5321 §5.1 "MUST be reported as an
+   error"). Addresses of the domain itself are never used when MX records exist
+   (RFC 5321 §5.1).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from collections.abc import Generator, Iterable
+
+from ._answers import Answer, IPAddress, MXRecord, Query, RRType, Status
+from ._domain import check_ldh_name, normalize_domain, normalize_exchange
+from ._model import Host, Selection, SelectionWarning, Target, WarningCode
+from .exceptions import (
+    DNSTemporaryError,
+    MXSelectError,
+    NoSuchDomainError,
+    NoUsableTargetsError,
+    NullMXError,
+)
+
+__all__ = ["CNAME_CHAIN_LIMIT", "SelectionPlan"]
+
+#: The longest CNAME chain followed, in links (Postfix, sendmail).
+CNAME_CHAIN_LIMIT = 10
+
+# Used only when the caller gives no rng: OS entropy, shared state none, so nothing another
+# library does to the global ``random`` (seeding it, say) can influence or predict the order.
+_SYSTEM_RANDOM = random.SystemRandom()
+
+_Key = tuple[str, RRType]
+_Batch = tuple[Query, ...]
+_Received = dict[Query, Answer]
+
+
+def _norm_ttl(ttl: int | None) -> int | None:
+    """RFC 2181 §8: a TTL with the most significant bit set is treated as zero."""
+    if ttl is None:
+        return None
+    if ttl < 0 or ttl >= 2**31:
+        return 0
+    return ttl
+
+
+class _Chain:
+    """One lookup (name, type) followed through its CNAME chain to an answer or an error."""
+
+    __slots__ = ("answer", "canonical", "current", "error", "links", "rtype", "start", "ttl")
+
+    def __init__(self, name: str, rtype: RRType) -> None:
+        self.start = name
+        self.rtype = rtype
+        self.current = name
+        self.links: list[str] = []
+        self.answer: Answer | None = None
+        self.error: str | None = None
+        self.ttl: int | None = None
+        self.canonical = name
+
+    @property
+    def done(self) -> bool:
+        return self.answer is not None or self.error is not None
+
+    def absorb(self, answer: Answer) -> None:
+        """Take one answer for ``(current, rtype)``; follow an ALIAS or finish."""
+        ttl = _norm_ttl(answer.ttl)
+        if ttl is not None:
+            self.ttl = ttl if self.ttl is None else min(self.ttl, ttl)
+        if answer.status is Status.TEMPFAIL:
+            self.answer = answer
+            return
+        links = [normalize_exchange(a) for a in answer.aliases]
+        target = normalize_exchange(answer.canonical_name) if answer.canonical_name else None
+        if links and links[0] != self.current:
+            links.insert(0, self.current)
+        if target is not None and target != self.current and not links:
+            links = [self.current]
+        if target is None and answer.status is Status.ALIAS:
+            self.error = "alias answer without a target"
+            return
+        self.links.extend(links)
+        if target is not None and links:
+            # RFC 1034 §3.6.2: CNAME loops are signalled as an error.
+            seen = [*self.links, target]
+            if len(set(seen)) != len(seen):
+                self.error = "CNAME loop: " + " -> ".join(seen)
+                return
+            if len(self.links) > CNAME_CHAIN_LIMIT:
+                self.error = f"CNAME chain longer than {CNAME_CHAIN_LIMIT} links"
+                return
+            why = check_ldh_name(target)
+            if why is not None:
+                self.error = f"CNAME target {target!r} is not a valid host name: {why}"
+                return
+            self.canonical = target
+        if answer.status is Status.ALIAS:
+            assert target is not None
+            self.current = target
+            return
+        self.answer = answer
+
+
+class SelectionPlan:
+    """The whole selection for one domain, as a plan that asks for DNS answers.
+
+    Drive it from any event loop, thread or callback-based resolver::
+
+        plan = SelectionPlan("example.org", rng=random.Random(1))
+        while not plan.done:
+            for query in plan.pending:          # every query of the current batch
+                plan.feed(query, my_resolver(query))   # in any order, at any time
+        selection = plan.result()               # or raises MXSelectError
+
+    Answers may be fed one at a time as they arrive; the plan moves to the next batch when the
+    current one is complete. ``pending`` lists the queries of the current batch still
+    unanswered, so a concurrent driver sends them all at once.
+
+    Args:
+        domain: the recipient domain (U-label or A-label, any case, optional trailing dot) or
+            an address literal (``[192.0.2.1]``, ``[IPv6:2001:db8::1]``).
+        rng: a :class:`random.Random` used to shuffle equal preferences; seed it for
+            reproducible orders. ``None``: OS entropy, never the global ``random``.
+
+    Raises:
+        InvalidDomainError: at construction, for input that is not a mail domain.
+    """
+
+    def __init__(self, domain: object, *, rng: random.Random | None = None) -> None:
+        normalized = normalize_domain(domain)
+        self._rng: random.Random = rng if rng is not None else _SYSTEM_RANDOM
+        self._memo: dict[_Key, Answer] = {}
+        self._warnings: list[SelectionWarning] = []
+        self._ttl: int | None = None
+        self._batch: _Batch = ()
+        self._received: _Received = {}
+        self._result: Selection | None = None
+        self._error: MXSelectError | None = None
+        self._queries_sent = 0
+        if isinstance(normalized, str):
+            self.domain: str = normalized
+            self.canonical_domain: str = normalized
+            self._gen: Generator[_Batch, _Received, Selection] | None = self._run()
+            self._advance(None)
+        else:
+            self._gen = None
+            self.domain = self.canonical_domain = _literal_text(normalized)
+            self._result = self._literal(normalized)
+
+    # -- driving ---------------------------------------------------------------------------
+
+    @property
+    def done(self) -> bool:
+        """``True`` once :meth:`result` will return or raise without more answers."""
+        return self._result is not None or self._error is not None
+
+    @property
+    def pending(self) -> tuple[Query, ...]:
+        """The queries of the current batch that still need an answer."""
+        return tuple(q for q in self._batch if q not in self._received)
+
+    @property
+    def queries_sent(self) -> int:
+        """How many queries the plan has asked for so far."""
+        return self._queries_sent
+
+    def feed(self, query: Query, answer: Answer) -> None:
+        """Give the answer to one pending query.
+
+        Raises:
+            ValueError: ``query`` is not pending (unknown or already answered).
+            TypeError: ``answer`` is not an :class:`Answer`.
+        """
+        if not isinstance(answer, Answer):
+            raise TypeError(f"expected an mxselect Answer for {query}, got {answer!r}")
+        if query not in self._batch or query in self._received:
+            raise ValueError(f"{query} is not a pending query of this plan")
+        self._received[query] = answer
+        if len(self._received) == len(self._batch):
+            received, self._received, self._batch = self._received, {}, ()
+            self._advance(received)
+
+    def result(self) -> Selection:
+        """The selection, once :attr:`done`.
+
+        Raises:
+            MXSelectError: the classified failure (a :class:`PermanentError` or a
+                :class:`TemporaryError`).
+            RuntimeError: the plan still needs answers.
+        """
+        if self._error is not None:
+            raise self._error
+        if self._result is None:
+            raise RuntimeError(f"the plan still needs answers for: {list(map(str, self.pending))}")
+        return self._result
+
+    def _advance(self, received: _Received | None) -> None:
+        assert self._gen is not None
+        try:
+            batch = self._gen.send(received) if received is not None else next(self._gen)
+        except StopIteration as stop:
+            self._result = stop.value
+            self._gen = None
+        except MXSelectError as exc:
+            self._error = exc
+            self._gen = None
+        else:
+            self._batch = batch
+            self._queries_sent += len(batch)
+
+    # -- lookups ---------------------------------------------------------------------------
+
+    def _lookup_all(self, keys: Iterable[_Key]) -> Generator[_Batch, _Received, dict[_Key, _Chain]]:
+        """Resolve every (name, type) in one batch per CNAME step; never ask twice."""
+        chains = {key: _Chain(*key) for key in keys}
+        while True:
+            for chain in chains.values():
+                while not chain.done and (chain.current, chain.rtype) in self._memo:
+                    chain.absorb(self._memo[(chain.current, chain.rtype)])
+            wanted = dict.fromkeys((c.current, c.rtype) for c in chains.values() if not c.done)
+            if not wanted:
+                return chains
+            batch = tuple(Query(name + ".", rtype) for name, rtype in wanted)
+            received = yield batch
+            for query in batch:
+                self._memo[(query.name[:-1], query.rtype)] = received[query]
+
+    def _use_ttl(self, ttl: int | None) -> None:
+        if ttl is not None:
+            self._ttl = ttl if self._ttl is None else min(self._ttl, ttl)
+
+    def _warn(self, code: WarningCode, message: str, host: str | None = None) -> None:
+        self._warnings.append(SelectionWarning(code, message, host))
+
+    def _temporary(self, reason: str) -> DNSTemporaryError:
+        return DNSTemporaryError(reason, domain=self.domain, warnings=tuple(self._warnings))
+
+    # -- the rules -------------------------------------------------------------------------
+
+    def _run(self) -> Generator[_Batch, _Received, Selection]:
+        domain = self.domain
+        # Rule 2 -- RFC 5321 §5.1: "The lookup first attempts to locate an MX record".
+        mx = (yield from self._lookup_all([(domain, RRType.MX)]))[(domain, RRType.MX)]
+        # RFC 5321 §5.1: "If a CNAME record is found, the resulting name is processed as if it
+        # were the initial name."
+        self.canonical_domain = mx.canonical
+        via = f" (via CNAME {mx.canonical})" if mx.canonical != domain else ""
+        if mx.error is not None:
+            raise self._temporary(f"MX lookup for {domain}: {mx.error}")
+        answer = mx.answer
+        assert answer is not None
+        # Rule 3.
+        if answer.status is Status.TEMPFAIL:
+            # RFC 5321 §5.1: "If a temporary error is returned, the message MUST be queued and
+            # retried later" -- and never a fallback to the domain's A/AAAA records.
+            raise self._temporary(f"MX lookup for {domain}{via}: {answer.reason or 'failed'}")
+        if answer.status is Status.NXDOMAIN:
+            # RFC 5321 §5.1: "If a non-existent domain error is returned, this situation MUST
+            # be reported as an error." RFC 6604 §3: at the end of a CNAME chain too.
+            raise NoSuchDomainError(
+                f"MX lookup for {domain}{via}: NXDOMAIN (the domain does not exist)",
+                domain=domain,
+                warnings=tuple(self._warnings),
+            )
+        self._use_ttl(mx.ttl)
+        implicit = answer.status is not Status.RECORDS or not answer.mx
+        # RFC 5321 §5.1: "If an empty list of MXs is returned, the address is treated as if it
+        # was associated with an implicit MX RR, with a preference of 0, pointing to that
+        # host." NODATA only (RFC 3974 §3 step 1), at the CNAME-expanded name.
+        candidates = [(self.canonical_domain, 0)] if implicit else self._candidates(answer.mx)
+        # Rule 7 -- one batch for every exchange, AAAA then A (RFC 8305 §3 query order).
+        chains = yield from self._lookup_all(
+            (name, rtype) for name, _ in candidates for rtype in (RRType.AAAA, RRType.A)
+        )
+        return self._outcome(candidates, chains, implicit)
+
+    def _candidates(self, records: tuple[MXRecord, ...]) -> list[tuple[str, int]]:
+        """Rules 4-6: null MX, per-record validation, de-duplication, order and shuffle."""
+        domain = self.domain
+        null = [r for r in records if normalize_exchange(r.exchange) == ""]
+        if len(null) == len(records):
+            # RFC 7505 §3: a single MX RR with "a zero-length label ... as the exchange domain"
+            # means the domain accepts no mail; §4.1: 556 5.1.10; no further query.
+            if any(r.preference != 0 for r in null):
+                self._warn(
+                    WarningCode.NULL_MX_PREFERENCE,
+                    f"null MX of {domain} has preference "
+                    f"{', '.join(str(r.preference) for r in null)}; RFC 7505 §3 says 0",
+                )
+            raise NullMXError(
+                f"{domain} publishes a null MX (RFC 7505): it does not accept mail",
+                domain=domain,
+                warnings=tuple(self._warnings),
+            )
+        if null:
+            # RFC 7505 §3: "A domain that advertises a null MX MUST NOT advertise any other MX
+            # RR." The sender's behaviour is unspecified: use the real records (Exim).
+            self._warn(
+                WarningCode.NULL_MX_MIXED,
+                f"{domain} mixes a null MX record with {len(records) - len(null)} other MX "
+                "record(s) (RFC 7505 §3 forbids it); the null record is ignored",
+            )
+        best: dict[str, int] = {}
+        dropped: list[str] = []
+        for record in records:
+            name = normalize_exchange(record.exchange)
+            if name == "":
+                continue
+            if _is_ip_address(name):
+                # RFC 5321 §5.1: the data field "MUST contain a domain name" (Exim rejects;
+                # RFC 7672 §2.2). Dropped; opting in to the address comes with the policy.
+                self._warn(
+                    WarningCode.MX_IS_ADDRESS,
+                    f"MX record '{record.preference} {record.exchange}' of {domain} points to an "
+                    "IP address instead of a host name (RFC 5321 §5.1); ignored",
+                    name,
+                )
+                dropped.append(f"{record.exchange} is an IP address")
+                continue
+            why = check_ldh_name(name)
+            if why is not None:
+                # RFC 2181 §11: the client "is solely responsible for validating the data".
+                self._warn(
+                    WarningCode.INVALID_EXCHANGE,
+                    f"MX record '{record.preference} {record.exchange}' of {domain} is not a "
+                    f"valid host name ({why}); ignored",
+                    name,
+                )
+                dropped.append(f"{record.exchange!r} is not a valid host name")
+                continue
+            if name in best:
+                self._warn(
+                    WarningCode.DUPLICATE_HOST,
+                    f"{name} is listed more than once in the MX records of {domain}; "
+                    f"kept at preference {min(best[name], record.preference)}",
+                    name,
+                )
+                best[name] = min(best[name], record.preference)
+            else:
+                best[name] = record.preference
+        if not best:
+            raise NoUsableTargetsError(
+                f"no usable mail exchanger for {domain}: " + "; ".join(dropped),
+                domain=domain,
+                warnings=tuple(self._warnings),
+            )
+        groups: dict[int, list[str]] = {}
+        for name, preference in best.items():
+            groups.setdefault(preference, []).append(name)
+        ordered: list[tuple[str, int]] = []
+        # RFC 5321 §5.1: "Lower numbers are more preferred than higher ones." and "the
+        # sender-SMTP MUST randomize them" (equal preferences): Fisher-Yates via rng.shuffle.
+        for preference in sorted(groups):
+            names = sorted(groups[preference])
+            if len(names) > 1:
+                self._rng.shuffle(names)
+            ordered.extend((name, preference) for name in names)
+        return ordered
+
+    def _outcome(
+        self, candidates: list[tuple[str, int]], chains: dict[_Key, _Chain], implicit: bool
+    ) -> Selection:
+        """Rules 8-9: usable hosts, address order, and the classification of failure."""
+        domain = self.domain
+        hosts: list[Host] = []
+        failures: list[str] = []
+        temporary = False
+        seen: dict[IPAddress, str] = {}
+        for name, preference in candidates:
+            six = chains[(name, RRType.AAAA)]
+            four = chains[(name, RRType.A)]
+            v6, fail6, temp6 = self._addresses(six, name)
+            v4, fail4, temp4 = self._addresses(four, name)
+            if not v6 and not v4:
+                temporary = temporary or temp6 or temp4
+                if fail6 == fail4 == "NXDOMAIN":
+                    why = "the host does not exist (NXDOMAIN)"
+                elif not temp6 and not temp4:
+                    why = "no A or AAAA records"
+                else:
+                    why = f"AAAA lookup: {fail6}; A lookup: {fail4}"
+                label = f"implicit MX {name}" if implicit else name
+                failures.append(f"{label}: {why}")
+                self._warn(WarningCode.HOST_UNUSABLE, f"{label} is not usable: {why}", name)
+                continue
+            for family, failed, why in (("AAAA", temp6, fail6), ("A", temp4, fail4)):
+                if failed:
+                    # RFC 3974 §5, Exim, Postfix: proceed with the family that answered.
+                    self._warn(
+                        WarningCode.PARTIAL_ADDRESS_FAILURE,
+                        f"{family} lookup for {name} failed ({why}); using its other addresses",
+                        name,
+                    )
+            chain = four if four.answer is not None and v4 else six
+            canonical = chain.canonical
+            if canonical != name and not implicit:
+                self._warn(
+                    WarningCode.EXCHANGE_IS_ALIAS,
+                    f"MX exchange {name} is an alias (CNAME) of {canonical}; RFC 2181 §10.3 says "
+                    "it must not be; followed",
+                    name,
+                )
+            addresses: list[IPAddress] = []
+            for address in _interleave(v6, v4):
+                if address in seen:
+                    if seen[address] != name:
+                        self._warn(
+                            WarningCode.DUPLICATE_ADDRESS,
+                            f"address {address} of {name} is already listed for {seen[address]}",
+                            name,
+                        )
+                    continue
+                seen[address] = name
+                addresses.append(address)
+            self._use_ttl(six.ttl)
+            self._use_ttl(four.ttl)
+            if addresses:
+                hosts.append(Host(name, preference, tuple(addresses), canonical))
+        if not hosts:
+            if implicit:
+                reason = (
+                    f"{domain} has no MX records and its implicit MX has no usable address: "
+                    + "; ".join(failures)
+                )
+            else:
+                reason = f"no usable mail exchanger for {domain}: " + "; ".join(failures)
+            if temporary:
+                # Postfix: "A soft error dominates past and future hard errors."
+                raise self._temporary(reason)
+            raise NoUsableTargetsError(reason, domain=domain, warnings=tuple(self._warnings))
+        targets = tuple(Target(h.name, h.preference, a) for h in hosts for a in h.addresses)
+        return Selection(
+            domain=domain,
+            canonical_domain=self.canonical_domain,
+            targets=targets,
+            hosts=tuple(hosts),
+            implicit=implicit,
+            ttl=self._ttl,
+            warnings=tuple(self._warnings),
+        )
+
+    def _addresses(self, chain: _Chain, host: str) -> tuple[list[IPAddress], str, bool]:
+        """The addresses of one (host, family) lookup: (addresses, failure text, temporary)."""
+        if chain.error is not None:
+            return [], chain.error, True
+        answer = chain.answer
+        assert answer is not None
+        if answer.status is Status.TEMPFAIL:
+            return [], answer.reason or "failed", True
+        if answer.status is Status.NXDOMAIN:
+            return [], "NXDOMAIN", False
+        if answer.status is Status.NODATA:
+            return [], "NODATA", False
+        version = 6 if chain.rtype is RRType.AAAA else 4
+        good = [a for a in answer.addresses if a.version == version]
+        if len(good) != len(answer.addresses):
+            self._warn(
+                WarningCode.BAD_ANSWER,
+                f"the resolver answered {chain.rtype} for {host} with addresses of the wrong "
+                "family; ignored",
+                host,
+            )
+        return good, ("" if good else "NODATA"), False
+
+    def _literal(self, address: IPAddress) -> Selection:
+        """RFC 5321 §4.1.3: an address literal is the single target; no DNS query."""
+        text = self.domain
+        host = Host(text, 0, (address,), text)
+        return Selection(
+            domain=text,
+            canonical_domain=text,
+            targets=(Target(text, 0, address),),
+            hosts=(host,),
+            address_literal=True,
+        )
+
+
+def _is_ip_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _interleave(first: list[IPAddress], second: list[IPAddress]) -> list[IPAddress]:
+    """RFC 8305 §4: alternate families, starting with ``first`` (first address family
+    count 1); each family keeps its own order (RFC 5321 §5.1)."""
+    out: list[IPAddress] = []
+    for i in range(max(len(first), len(second))):
+        if i < len(first):
+            out.append(first[i])
+        if i < len(second):
+            out.append(second[i])
+    return out
+
+
+def _literal_text(address: IPAddress) -> str:
+    if address.version == 6:
+        return f"[IPv6:{address}]"
+    return f"[{address}]"

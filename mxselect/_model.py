@@ -1,0 +1,141 @@
+"""The result of a selection: frozen value types (pure; no I/O)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+
+import attrs
+
+from ._answers import IPAddress
+
+__all__ = ["Host", "Selection", "SelectionWarning", "Target", "WarningCode"]
+
+
+class WarningCode(enum.Enum):
+    """The kinds of misconfiguration mxselect notices and works around."""
+
+    #: A root-exchange ("null") MX record mixed with real ones (RFC 7505 §3): ignored.
+    NULL_MX_MIXED = "null-mx-mixed"
+    #: A null MX with a non-zero preference (RFC 7505 §3 says preference 0): still null MX.
+    NULL_MX_PREFERENCE = "null-mx-preference"
+    #: An MX exchange that is not a valid host name (RFC 5321 §4.1.2, RFC 2181 §11): dropped.
+    INVALID_EXCHANGE = "invalid-exchange"
+    #: An MX exchange written as an IP address (RFC 5321 §5.1 requires a name): dropped.
+    MX_IS_ADDRESS = "mx-is-address"
+    #: The same exchange listed twice: kept once, at its best preference.
+    DUPLICATE_HOST = "duplicate-host"
+    #: An address already listed for a better-placed host: kept there only.
+    DUPLICATE_ADDRESS = "duplicate-address"
+    #: An MX exchange that is an alias (CNAME; RFC 2181 §10.3): followed.
+    EXCHANGE_IS_ALIAS = "exchange-is-alias"
+    #: A host with no usable address (NODATA, NXDOMAIN or a temporary failure): skipped.
+    HOST_UNUSABLE = "host-unusable"
+    #: One address family failed temporarily while the other answered: the host is used.
+    PARTIAL_ADDRESS_FAILURE = "partial-address-failure"
+    #: A resolver returned records that do not fit the query (wrong family): ignored.
+    BAD_ANSWER = "bad-answer"
+
+
+@attrs.frozen
+class SelectionWarning:
+    """A misconfiguration that was worked around (the mail can still go somewhere).
+
+    Attributes:
+        code: what kind of problem.
+        message: a readable sentence naming the host and the rule.
+        host: the exchange concerned, if any.
+    """
+
+    code: WarningCode
+    message: str
+    host: str | None = None
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@attrs.frozen
+class Target:
+    """One address to try, in order.
+
+    Attributes:
+        host: the exchange name (the MX record's data, or the domain for an implicit MX, or the
+            address literal as written).
+        preference: the MX preference (0 for an implicit MX or an address literal).
+        address: the IP address to connect to.
+    """
+
+    host: str
+    preference: int
+    address: IPAddress
+
+    @property
+    def family(self) -> int:
+        """4 or 6."""
+        return self.address.version
+
+    def __str__(self) -> str:
+        return f"{self.host} [{self.address}] (preference {self.preference})"
+
+
+@attrs.frozen
+class Host:
+    """One usable mail exchanger, with its addresses in the order to try them.
+
+    Attributes:
+        name: the exchange name as listed in the MX record (not CNAME-expanded; RFC 8461 §4.1
+            matches MTA-STS policies against this name).
+        preference: its MX preference (0 for the implicit MX).
+        addresses: IPv6 and IPv4 addresses interleaved, IPv6 first (RFC 8305 §4, first address
+            family count 1), each family in the order the resolver returned it (RFC 5321 §5.1).
+        canonical_name: the name at the end of its CNAME chain (== ``name`` when no CNAME;
+            RFC 7671 §7 uses it as the TLSA base domain).
+    """
+
+    name: str
+    preference: int
+    addresses: tuple[IPAddress, ...]
+    canonical_name: str
+
+
+@attrs.frozen(kw_only=True)
+class Selection:
+    """The outcome of a successful selection: the targets to try, in order.
+
+    Iterating over it yields the :class:`Target` objects in try order.
+
+    Attributes:
+        domain: the recipient domain, normalised (lower-case A-label, no trailing dot); for an
+            address literal, the literal as written by the caller, normalised.
+        canonical_domain: the name whose MX records were used, after following any CNAME at
+            ``domain`` (RFC 5321 §5.1); ``domain`` is never rewritten.
+        targets: every address to try, in order.
+        hosts: the usable hosts in order, each with its addresses.
+        implicit: ``True`` when the domain has no MX records and the implicit MX (the domain
+            itself, preference 0; RFC 5321 §5.1) was used.
+        address_literal: ``True`` for ``[192.0.2.1]``-style input (no DNS used).
+        ttl: the smallest TTL among the DNS answers used (seconds), i.e. how long this selection
+            may be reused; ``None`` when no DNS answer was used or no TTL was known.
+        warnings: misconfigurations that were worked around.
+    """
+
+    domain: str
+    canonical_domain: str
+    targets: tuple[Target, ...]
+    hosts: tuple[Host, ...]
+    implicit: bool = False
+    address_literal: bool = False
+    ttl: int | None = None
+    warnings: tuple[SelectionWarning, ...] = ()
+
+    def __iter__(self) -> Iterator[Target]:
+        return iter(self.targets)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    @property
+    def addresses(self) -> tuple[IPAddress, ...]:
+        """The addresses alone, in try order."""
+        return tuple(t.address for t in self.targets)

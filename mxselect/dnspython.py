@@ -1,0 +1,206 @@
+"""The dnspython adapter: the only module of mxselect that imports ``dns`` at run time.
+
+It translates; it decides nothing. Every dnspython outcome is mapped to an
+:class:`~mxselect.Answer` in exactly one place, :func:`answer_from_exception` (and
+:func:`answer_from_dnspython` for success):
+
+==================================== ==========================================================
+dnspython                            mxselect
+==================================== ==========================================================
+an ``Answer``                        ``RECORDS`` (with the CNAME chain and the minimum TTL)
+``NXDOMAIN``                         ``NXDOMAIN`` (canonical name and negative TTL from the SOA)
+``NoAnswer``                         ``NODATA`` (canonical name and negative TTL from the SOA)
+``NoNameservers``                    ``TEMPFAIL``, reason lists each server's rcode or error
+                                     (SERVFAIL, REFUSED, FORMERR, ...)
+``LifetimeTimeout``                  ``TEMPFAIL``, "timeout after N s"
+``YXDOMAIN``, any other exception    ``TEMPFAIL`` with the exception named -- never a crash,
+                                     never a permanent outcome
+==================================== ==========================================================
+
+Every query is absolute and sent with ``search=False``: the search list is never applied
+(RFC 5321 §5.1, Postfix, Exim). dnspython retries a truncated UDP answer over TCP by itself
+(RFC 1123 §6.1.3.2); if TCP fails too, the result is a temporary failure.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+from typing import TYPE_CHECKING
+
+import dns.asyncresolver
+import dns.exception
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdatatype
+import dns.resolver
+
+from ._answers import Answer, IPAddress, MXRecord, Query, RRType
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = [
+    "AsyncDnspythonResolver",
+    "DnspythonResolver",
+    "answer_from_dnspython",
+    "answer_from_exception",
+]
+
+_RDTYPE = {
+    RRType.MX: dns.rdatatype.MX,
+    RRType.A: dns.rdatatype.A,
+    RRType.AAAA: dns.rdatatype.AAAA,
+}
+
+
+@functools.cache
+def _system_resolver() -> dns.resolver.Resolver:
+    """A resolver built from the system configuration, created once and shared."""
+    return dns.resolver.Resolver()
+
+
+@functools.cache
+def _system_async_resolver() -> dns.asyncresolver.Resolver:
+    return dns.asyncresolver.Resolver()
+
+
+class DnspythonResolver:
+    """Synchronous :class:`mxselect.typing.Resolver` over a ``dns.resolver.Resolver``.
+
+    Args:
+        resolver: used as is (nameservers, port, timeouts, EDNS, cache: all yours). ``None``:
+            a resolver with the system configuration (``/etc/resolv.conf``), search list off.
+    """
+
+    def __init__(self, resolver: dns.resolver.Resolver | None = None) -> None:
+        self.resolver = resolver if resolver is not None else _system_resolver()
+
+    def resolve(self, query: Query) -> Answer:
+        """Resolve one query; never raises for a DNS outcome."""
+        try:
+            answer = self.resolver.resolve(
+                dns.name.from_text(query.name), _RDTYPE[query.rtype], search=False
+            )
+        except Exception as exc:
+            return answer_from_exception(query, exc)
+        return answer_from_dnspython(query, answer)
+
+    def __repr__(self) -> str:
+        return f"DnspythonResolver({_describe(self.resolver)})"
+
+
+class AsyncDnspythonResolver:
+    """asyncio :class:`mxselect.typing.AsyncResolver` over a ``dns.asyncresolver.Resolver``.
+
+    Args:
+        resolver: used as is. ``None``: the system configuration, search list off.
+    """
+
+    def __init__(self, resolver: dns.asyncresolver.Resolver | None = None) -> None:
+        self.resolver = resolver if resolver is not None else _system_async_resolver()
+
+    async def aresolve(self, query: Query) -> Answer:
+        """Resolve one query; never raises for a DNS outcome."""
+        try:
+            answer = await self.resolver.resolve(
+                dns.name.from_text(query.name), _RDTYPE[query.rtype], search=False
+            )
+        except Exception as exc:
+            return answer_from_exception(query, exc)
+        return answer_from_dnspython(query, answer)
+
+    def __repr__(self) -> str:
+        return f"AsyncDnspythonResolver({_describe(self.resolver)})"
+
+
+def _describe(resolver: dns.resolver.BaseResolver) -> str:
+    servers = ", ".join(str(ns) for ns in resolver.nameservers)
+    return f"nameservers=[{servers}], port={resolver.port}"
+
+
+def _chain(
+    response: dns.message.Message | None,
+) -> tuple[str | None, tuple[str, ...], int | None]:
+    """(canonical name, CNAME owners, minimum TTL incl. the SOA negative TTL) of a response."""
+    if not isinstance(response, dns.message.QueryMessage):
+        return None, (), None
+    try:
+        chaining = response.resolve_chaining()
+    except Exception:
+        return None, (), None
+    return _chain_of(chaining)
+
+
+def _chain_of(
+    chaining: dns.message.ChainingResult,
+) -> tuple[str | None, tuple[str, ...], int | None]:
+    aliases = tuple(rrset.name.to_text() for rrset in chaining.cnames)
+    canonical = chaining.canonical_name.to_text() if aliases else None
+    ttl = chaining.minimum_ttl
+    # dnspython reports "no TTL known" as the maximum 32-bit value.
+    return canonical, aliases, (None if ttl >= 2**31 - 1 else ttl)
+
+
+def answer_from_dnspython(query: Query, answer: dns.resolver.Answer) -> Answer:
+    """Translate a successful dnspython answer."""
+    canonical, aliases, ttl = _chain_of(answer.chaining_result)
+    rrset = answer.rrset
+    if rrset is None:  # pragma: no cover - dnspython raises NoAnswer instead
+        return Answer.nodata(ttl=ttl, canonical_name=canonical, aliases=aliases)
+    if ttl is None:
+        ttl = rrset.ttl
+    if query.rtype is RRType.MX:
+        records = [MXRecord(rd.preference, rd.exchange.to_text()) for rd in rrset]
+        return Answer.from_mx(records, ttl=ttl, canonical_name=canonical, aliases=aliases)
+    addresses: Sequence[IPAddress] = [ipaddress.ip_address(rd.address) for rd in rrset]
+    return Answer.from_addresses(addresses, ttl=ttl, canonical_name=canonical, aliases=aliases)
+
+
+def answer_from_exception(query: Query, exc: BaseException) -> Answer:
+    """Translate a dnspython exception (or any exception) -- the one place that does it."""
+    if isinstance(exc, dns.resolver.NXDOMAIN):
+        response = None
+        try:
+            responses = exc.responses()  # type: ignore[no-untyped-call]
+            response = next(iter(responses.values()), None)
+        except Exception:
+            pass
+        canonical, aliases, ttl = _chain(response)
+        return Answer.nxdomain(ttl=ttl, canonical_name=canonical, aliases=aliases)
+    if isinstance(exc, dns.resolver.NoAnswer):
+        canonical, aliases, ttl = _chain(exc.kwargs.get("response"))
+        return Answer.nodata(ttl=ttl, canonical_name=canonical, aliases=aliases)
+    if isinstance(exc, dns.resolver.NoNameservers):
+        return Answer.tempfail(_server_errors(exc))
+    if isinstance(exc, dns.resolver.LifetimeTimeout):
+        timeout = exc.kwargs.get("timeout")
+        return Answer.tempfail(
+            f"timeout after {timeout:.1f} s" if isinstance(timeout, float) else "timeout"
+        )
+    if isinstance(exc, dns.exception.Timeout):
+        return Answer.tempfail("timeout")
+    if isinstance(exc, dns.resolver.YXDOMAIN):
+        return Answer.tempfail("YXDOMAIN (DNAME substitution too long)")
+    text = str(exc)
+    return Answer.tempfail(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+
+
+def _server_errors(exc: dns.resolver.NoNameservers) -> str:
+    """'SERVFAIL from 127.0.0.1@5353' -- the rcode or error of every server asked."""
+    parts: list[str] = []
+    for error in exc.kwargs.get("errors", []):
+        try:
+            server, tcp, port, err, response = error
+        except (TypeError, ValueError):
+            parts.append(str(error))
+            continue
+        if response is not None:
+            what = dns.rcode.to_text(response.rcode())
+        else:
+            what = f"{type(err).__name__}: {err}" if err else "no answer"
+        via = " over TCP" if tcp else ""
+        parts.append(f"{what} from {server}@{port}{via}")
+    unique = list(dict.fromkeys(parts))
+    return "; ".join(unique) if unique else "all nameservers failed"

@@ -1,0 +1,160 @@
+"""The public error hierarchy of mxselect.
+
+Every error says who is to blame and what an MTA should do with the message:
+
+* :class:`PermanentError` -- bounce (a 5yz reply, a 5.x.x enhanced status).
+* :class:`TemporaryError` -- keep the message queued and retry later (4yz, 4.x.x).
+
+Each error carries the normalised ``domain``, an SMTP ``reply_code`` and an RFC 3463 enhanced
+``status`` (mapping in ``rfc-checklist.md`` section O), a ``reason`` (what failed, where) and the
+``warnings`` collected before the failure.
+
+The mapping:
+
+============================ ===== ======== ==============================================
+error                        reply status   basis
+============================ ===== ======== ==============================================
+:class:`InvalidDomainError`  501   5.1.3    RFC 3463 §3.2 X.1.3 "syntactically invalid";
+                                            501 as Postfix smtpd ("501 5.1.3 Bad recipient
+                                            address syntax"): a syntax error in the argument
+                                            of RCPT (RFC 5321 §4.2.2), nothing to look up.
+:class:`NoSuchDomainError`   550   5.1.2    RFC 5321 §5.1 (NXDOMAIN MUST be an error),
+                                            RFC 3463 §3.2 X.1.2
+:class:`NullMXError`         556   5.1.10   RFC 7505 §4.1, RFC 7504 §4
+:class:`NoUsableTargetsError` 550  5.4.4    RFC 5321 §5.1 (no usable MX / implicit MX),
+                                            RFC 3463 §3.5 X.4.4
+:class:`DNSTemporaryError`   451   4.4.3    RFC 5321 §5.1 (temporary error: queue and
+                                            retry), RFC 3463 §3.5 X.4.3
+============================ ===== ======== ==============================================
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._model import SelectionWarning
+
+__all__ = [
+    "DNSTemporaryError",
+    "InvalidDomainError",
+    "MXSelectError",
+    "NoSuchDomainError",
+    "NoUsableTargetsError",
+    "NullMXError",
+    "PermanentError",
+    "TemporaryError",
+]
+
+
+class MXSelectError(Exception):
+    """Base class of every error mxselect raises on purpose.
+
+    Attributes:
+        domain: the recipient domain, normalised (lower-case A-label, no trailing dot); for an
+            input that could not be normalised, the input as given (``repr`` if not a ``str``).
+        reply_code: the SMTP reply code an MTA should use (e.g. ``550``, ``451``).
+        status: the RFC 3463 enhanced status code (e.g. ``"5.1.2"``).
+        reason: what failed, where, e.g. ``"MX lookup for example.org: SERVFAIL"``.
+        warnings: misconfigurations noticed before the failure (see
+            :class:`mxselect.SelectionWarning`).
+        permanent: ``True`` for :class:`PermanentError`, ``False`` for :class:`TemporaryError`.
+    """
+
+    reply_code: int = 451
+    status: str = "4.0.0"
+    permanent: bool = False
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        domain: str,
+        warnings: tuple[SelectionWarning, ...] = (),
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.domain = domain
+        self.warnings = warnings
+
+    def __str__(self) -> str:
+        return self.reason
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.reason!r}, domain={self.domain!r})"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keyword-only constructor arguments: teach pickle (multiprocessing, task queues).
+        return (_rebuild, (type(self), self.reason, self.domain, self.warnings))
+
+    @property
+    def smtp_reply(self) -> str:
+        """The reply line an MTA can use as-is: ``"550 5.1.2 <reason>"``."""
+        return f"{self.reply_code} {self.status} {self.reason}"
+
+
+def _rebuild(
+    cls: type[MXSelectError], reason: str, domain: str, warnings: tuple[SelectionWarning, ...]
+) -> MXSelectError:
+    return cls(reason, domain=domain, warnings=warnings)
+
+
+class PermanentError(MXSelectError):
+    """The message cannot be delivered to this domain: bounce it (5yz / 5.x.x)."""
+
+    reply_code = 550
+    status = "5.0.0"
+    permanent = True
+
+
+class TemporaryError(MXSelectError):
+    """Delivery is not possible now; keep the message queued and retry (4yz / 4.x.x).
+
+    RFC 5321 §5.1: "If a temporary error is returned, the message MUST be queued and retried
+    later". mxselect never turns a temporary DNS failure into a :class:`PermanentError`.
+    """
+
+    reply_code = 451
+    status = "4.0.0"
+    permanent = False
+
+
+class InvalidDomainError(PermanentError, ValueError):
+    """The input is not a usable mail domain (syntax, length, IDNA, unsupported literal).
+
+    Raised before any DNS query is sent. Also a :class:`ValueError`.
+    """
+
+    reply_code = 501
+    status = "5.1.3"
+
+
+class NoSuchDomainError(PermanentError):
+    """The MX lookup answered NXDOMAIN (RFC 5321 §5.1, RFC 6604: also at the end of a CNAME
+    chain). No A/AAAA fallback is tried."""
+
+    reply_code = 550
+    status = "5.1.2"
+
+
+class NullMXError(PermanentError):
+    """The domain publishes a null MX (RFC 7505): it accepts no mail."""
+
+    reply_code = 556
+    status = "5.1.10"
+
+
+class NoUsableTargetsError(PermanentError):
+    """MX records exist but none is usable, or the implicit MX has no address
+    (RFC 5321 §5.1 "MUST be reported as an error"), and no lookup failed temporarily."""
+
+    reply_code = 550
+    status = "5.4.4"
+
+
+class DNSTemporaryError(TemporaryError):
+    """A DNS lookup needed to choose the targets failed temporarily (SERVFAIL, timeout,
+    REFUSED, truncation without TCP, CNAME loop, resolver error): retry later."""
+
+    reply_code = 451
+    status = "4.4.3"

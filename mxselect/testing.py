@@ -1,0 +1,348 @@
+"""Test helpers: :class:`FakeResolver`, an in-memory resolver for both APIs.
+
+Build it from a mapping or from RFC 1035 master-file text, make any (name, type) fail, and
+check what was asked::
+
+    fake = FakeResolver.from_zone('''
+    $ORIGIN example.org.
+    $TTL 300
+    @     SOA  ns hostmaster 1 3600 900 604800 60
+    @     MX   10 mx1
+    mx1   A    192.0.2.1
+    ''')
+    fake.fail("mx1.example.org", "A", Fault.SERVFAIL)
+    with pytest.raises(mxselect.DNSTemporaryError):
+        mxselect.select_targets("example.org", resolver=fake)
+    assert fake.queries[0] == Query("example.org.", RRType.MX)
+
+It behaves like a recursive resolver: unknown names are NXDOMAIN, known names (or empty
+non-terminals) without the type are NODATA, CNAME chains are followed (up to 16 links, or
+``follow_cnames=False`` to answer ``ALIAS`` and let mxselect follow them), wildcards (``*.``)
+are expanded, and negative answers carry the TTL of the enclosing SOA (RFC 2308 §5).
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import re
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from ._answers import Answer, IPAddress, MXRecord, Query, RRType
+from ._domain import normalize_exchange
+
+__all__ = ["FakeResolver", "Fault"]
+
+_MAX_FOLLOW = 16  # like dnspython's limit inside one response
+
+
+class Fault(enum.Enum):
+    """How a (name, type) fails."""
+
+    SERVFAIL = "SERVFAIL"
+    TIMEOUT = "timeout"
+    REFUSED = "REFUSED"
+
+    @property
+    def reason(self) -> str:
+        return "timeout (fake)" if self is Fault.TIMEOUT else f"{self.value} (fake)"
+
+
+_Value = MXRecord | IPAddress | str
+_RecordInput = Mapping[str, Iterable[object] | str]
+
+
+def _rtype_key(rtype: str | RRType | None) -> str | None:
+    if rtype is None:
+        return None
+    return rtype.value if isinstance(rtype, RRType) else rtype.upper()
+
+
+class FakeResolver:
+    """An in-memory resolver implementing both :class:`mxselect.typing.Resolver` and
+    :class:`mxselect.typing.AsyncResolver`.
+
+    Args:
+        records: ``{name: {type: values}}``, e.g. ``{"example.org": {"MX": [(10,
+            "mx.example.org")]}, "mx.example.org": {"A": ["192.0.2.1"]}, "www.example.org":
+            {"CNAME": "example.org"}}``. Names are absolute, with or without the trailing dot.
+        ttl: the TTL of records given in ``records``.
+        follow_cnames: chase CNAMEs like a recursive resolver (default), or answer
+            :meth:`Answer.alias` and let mxselect chase them.
+
+    Attributes:
+        queries: every query received, in order.
+    """
+
+    def __init__(
+        self,
+        records: Mapping[str, _RecordInput] | None = None,
+        *,
+        ttl: int = 300,
+        follow_cnames: bool = True,
+    ) -> None:
+        self._data: dict[str, dict[str, list[_Value]]] = {}
+        self._ttl: dict[tuple[str, str], int] = {}
+        self._soa: dict[str, int] = {}
+        self._faults: dict[tuple[str, str | None], Fault] = {}
+        self._delays: dict[tuple[str, str | None], float] = {}
+        self._lock = threading.Lock()
+        self.follow_cnames = follow_cnames
+        self.queries: list[Query] = []
+        for name, types in (records or {}).items():
+            for rtype, values in types.items():
+                if isinstance(values, str):
+                    values = [values]
+                self.add(name, rtype, *values, ttl=ttl)
+
+    # -- building ----------------------------------------------------------------------------
+
+    @classmethod
+    def from_zone(cls, text: str, *, origin: str | None = None) -> FakeResolver:
+        """Build a fake from RFC 1035 master-file text (read by ``dns.zonefile``).
+
+        The text may hold several domains (several ``$ORIGIN`` lines). Without ``$ORIGIN`` or
+        ``origin``, relative names are relative to the root.
+        """
+        fake = cls()
+        fake.load_zone(text, origin=origin)
+        return fake
+
+    def load_zone(self, text: str, *, origin: str | None = None) -> None:
+        """Add the records of RFC 1035 master-file text (see :meth:`from_zone`)."""
+        import dns.name
+        import dns.rdataclass
+        import dns.rdatatype
+        import dns.rrset
+        import dns.tokenizer
+        import dns.zonefile
+
+        # dnspython's master-file reader. One text may hold several domains, each with its SOA;
+        # dnspython accepts an SOA only at the origin, so each $ORIGIN section is read on its
+        # own (the last $TTL carries over).
+        rrsets: list[dns.rrset.RRset] = []
+        ttl_line = ""
+        for section in re.split(r"(?m)^(?=\$ORIGIN\s)", text):
+            match = re.match(r"\$ORIGIN\s+(\S+)", section)
+            section_origin = match.group(1) if match else origin
+            manager = dns.zonefile.RRSetsReaderManager(
+                dns.name.from_text(section_origin) if section_origin else dns.name.root,
+                False,
+                dns.rdataclass.IN,
+            )
+            with manager.writer(True) as txn:  # type: ignore[no-untyped-call]
+                dns.zonefile.Reader(
+                    dns.tokenizer.Tokenizer(ttl_line + section, "<zone>"), dns.rdataclass.IN, txn
+                ).read()
+            rrsets.extend(manager.rrsets)
+            ttls = re.findall(r"(?m)^\$TTL\s+(\S+)", section)
+            if ttls:
+                ttl_line = f"$TTL {ttls[-1]}\n"
+        for rdataset in rrsets:
+            owner = rdataset.name.to_text()
+            rtype = dns.rdatatype.to_text(rdataset.rdtype)
+            values: list[object] = []
+            for rdata in rdataset:
+                fields: Any = rdata
+                if rdataset.rdtype == dns.rdatatype.MX:
+                    values.append((fields.preference, fields.exchange.to_text()))
+                elif rdataset.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+                    values.append(fields.address)
+                elif rdataset.rdtype == dns.rdatatype.CNAME:
+                    values.append(fields.target.to_text())
+                elif rdataset.rdtype == dns.rdatatype.SOA:
+                    values.append(fields.minimum)
+                else:
+                    values.append(rdata.to_text())
+            self.add(owner, rtype, *values, ttl=rdataset.ttl)
+
+    def add(self, name: str, rtype: str | RRType, *values: object, ttl: int = 300) -> None:
+        """Add records: ``add("example.org", "MX", (10, "mx.example.org"))``,
+        ``add("mx.example.org", "A", "192.0.2.1")``, ``add("www.example.org", "CNAME",
+        "example.org")``, ``add("example.org", "SOA", 60)`` (the SOA minimum)."""
+        owner = normalize_exchange(name)
+        key = _rtype_key(rtype)
+        assert key is not None
+        converted: list[_Value] = []
+        for value in values:
+            if key == "MX":
+                if isinstance(value, MXRecord):
+                    converted.append(value)
+                else:
+                    pair: Any = value
+                    converted.append(MXRecord(int(pair[0]), str(pair[1])))
+            elif key in ("A", "AAAA"):
+                address = ipaddress.ip_address(value)  # type: ignore[arg-type]
+                if address.version != (4 if key == "A" else 6):
+                    raise ValueError(f"{value} is not an address for a {key} record")
+                converted.append(address)
+            elif key == "SOA":
+                self._soa[owner] = min(ttl, int(value))  # type: ignore[call-overload]
+                converted.append(str(value))
+            else:
+                converted.append(str(value))
+        with self._lock:
+            self._data.setdefault(owner, {}).setdefault(key, []).extend(converted)
+            self._ttl[(owner, key)] = min(ttl, self._ttl.get((owner, key), ttl))
+
+    def fail(
+        self, name: str, rtype: str | RRType | None = None, fault: Fault | str = Fault.SERVFAIL
+    ) -> None:
+        """Make queries for ``name`` (of ``rtype``, or of every type) fail with ``fault``.
+
+        Faults apply at every step of a CNAME chain, as with a real recursive resolver.
+        """
+        fault = fault if isinstance(fault, Fault) else Fault[fault.upper()]
+        with self._lock:
+            self._faults[(normalize_exchange(name), _rtype_key(rtype))] = fault
+
+    def delay(self, name: str, rtype: str | RRType | None = None, seconds: float = 0.0) -> None:
+        """Answer queries for ``name`` (of ``rtype``, or every type) after ``seconds``."""
+        with self._lock:
+            self._delays[(normalize_exchange(name), _rtype_key(rtype))] = seconds
+
+    def clear_faults(self) -> None:
+        """Remove every fault and delay."""
+        with self._lock:
+            self._faults.clear()
+            self._delays.clear()
+
+    # -- answering ---------------------------------------------------------------------------
+
+    def resolve(self, query: Query) -> Answer:
+        """Answer one query (the :class:`mxselect.typing.Resolver` protocol)."""
+        self._record(query)
+        seconds = self._delay_for(query)
+        if seconds:
+            import time
+
+            time.sleep(seconds)
+        return self.answer(query)
+
+    def resolve_batch(self, queries: Sequence[Query]) -> list[Answer]:
+        """Answer a batch (used by the sync driver): recorded in batch order, answered
+        concurrently when delays are set, so timings behave like a real concurrent batch."""
+        for query in queries:
+            self._record(query)
+        delays = [self._delay_for(q) for q in queries]
+        if not any(delays):
+            return [self.answer(q) for q in queries]
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(item: tuple[Query, float]) -> Answer:
+            import time
+
+            time.sleep(item[1])
+            return self.answer(item[0])
+
+        with ThreadPoolExecutor(len(queries)) as pool:
+            return list(pool.map(one, zip(queries, delays, strict=True)))
+
+    async def aresolve(self, query: Query) -> Answer:
+        """Answer one query (the :class:`mxselect.typing.AsyncResolver` protocol)."""
+        self._record(query)
+        seconds = self._delay_for(query)
+        if seconds:
+            import asyncio
+
+            await asyncio.sleep(seconds)
+        return self.answer(query)
+
+    def _record(self, query: Query) -> None:
+        with self._lock:
+            self.queries.append(query)
+
+    def _delay_for(self, query: Query) -> float:
+        name = normalize_exchange(query.name)
+        return self._delays.get((name, query.rtype.value), self._delays.get((name, None), 0.0))
+
+    def answer(self, query: Query) -> Answer:
+        """What this fake answers for ``query``, without recording it."""
+        rtype = query.rtype.value
+        current = normalize_exchange(query.name)
+        chain: list[str] = []
+        ttl: int | None = None
+        while True:
+            fault = self._faults.get((current, rtype)) or self._faults.get((current, None))
+            if fault is not None:
+                return Answer.tempfail(fault.reason)
+            node = self._node(current)
+            canonical = current if chain else None
+            aliases = tuple(chain)
+            if node is None:
+                return Answer.nxdomain(
+                    ttl=_min(ttl, self._negative_ttl(current)),
+                    canonical_name=canonical,
+                    aliases=aliases,
+                )
+            owner, types = node
+            if rtype in types:
+                ttl = _min(ttl, self._ttl.get((owner, rtype)))
+                if rtype == "MX":
+                    return Answer.from_mx(
+                        [v for v in types[rtype] if isinstance(v, MXRecord)],
+                        ttl=ttl,
+                        canonical_name=canonical,
+                        aliases=aliases,
+                    )
+                return Answer.from_addresses(
+                    [v for v in types[rtype] if not isinstance(v, MXRecord | str)],
+                    ttl=ttl,
+                    canonical_name=canonical,
+                    aliases=aliases,
+                )
+            if "CNAME" in types:
+                target = normalize_exchange(str(types["CNAME"][0]))
+                ttl = _min(ttl, self._ttl.get((owner, "CNAME")))
+                chain.append(current)
+                if not self.follow_cnames or target in chain or len(chain) >= _MAX_FOLLOW:
+                    return Answer.alias(target, ttl=ttl, aliases=chain)
+                current = target
+                continue
+            return Answer.nodata(
+                ttl=_min(ttl, self._negative_ttl(current)),
+                canonical_name=canonical,
+                aliases=aliases,
+            )
+
+    def _node(self, name: str) -> tuple[str, dict[str, list[_Value]]] | None:
+        """The records at ``name`` (or the wildcard that covers it); ``{}`` for an empty
+        non-terminal; ``None`` if the name does not exist."""
+        types = self._data.get(name)
+        if types is not None:
+            return name, types
+        suffix = "." + name
+        if any(other.endswith(suffix) for other in self._data):
+            return name, {}
+        # RFC 4592: the closest encloser's wildcard, if any.
+        labels = name.split(".")
+        for i in range(1, len(labels)):
+            encloser = ".".join(labels[i:])
+            wildcard = "*." + encloser
+            if wildcard in self._data:
+                return wildcard, self._data[wildcard]
+            if encloser in self._data:
+                break
+        return None
+
+    def _negative_ttl(self, name: str) -> int | None:
+        """RFC 2308 §5: min(SOA TTL, SOA MINIMUM) of the enclosing zone."""
+        labels = name.split(".")
+        for i in range(len(labels)):
+            owner = ".".join(labels[i:])
+            if owner in self._soa:
+                return self._soa[owner]
+        return None
+
+    def __repr__(self) -> str:
+        return f"FakeResolver({len(self._data)} names, {len(self.queries)} queries)"
+
+
+def _min(a: int | None, b: int | None) -> int | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b)

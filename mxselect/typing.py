@@ -1,0 +1,45 @@
+"""The resolver protocols: how mxselect asks your resolver for DNS answers.
+
+A resolver has one method. It takes a :class:`~mxselect.Query` (an absolute name with its
+trailing dot, and ``MX``, ``A`` or ``AAAA``) and returns an :class:`~mxselect.Answer`: records,
+NODATA, NXDOMAIN or a temporary failure (RFC 1123 §6.1.4.2). It should not raise for a DNS
+outcome; if it raises anyway, the drivers treat the exception as a temporary failure (the
+message is deferred, never bounced) and name it in the reason.
+
+A resolver that does not follow CNAMEs may answer :meth:`Answer.alias(target)
+<mxselect.Answer.alias>`; mxselect then asks for the target (at most 10 links).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from ._answers import Answer, Query
+
+__all__ = ["AsyncResolver", "Resolver"]
+
+
+@runtime_checkable
+class Resolver(Protocol):
+    """A synchronous resolver, for :func:`mxselect.select_targets`.
+
+    The driver calls ``resolve`` from several threads at once to run a batch concurrently,
+    so it must be thread-safe.
+    """
+
+    def resolve(self, query: Query, /) -> Answer:
+        """Answer one query."""
+        ...
+
+
+@runtime_checkable
+class AsyncResolver(Protocol):
+    """An asyncio resolver, for :func:`mxselect.aselect_targets`.
+
+    The driver awaits ``aresolve`` for every query of a batch concurrently.
+    """
+
+    async def aresolve(self, query: Query, /) -> Answer:
+        """Answer one query."""
+        ...
