@@ -32,6 +32,7 @@ from typing import Any
 
 from ._answers import Answer, IPAddress, MXRecord, Query, RRType
 from ._domain import normalize_exchange
+from ._drivers import _failed
 
 __all__ = ["FakeResolver", "Fault"]
 
@@ -227,15 +228,20 @@ class FakeResolver:
         for query in queries:
             self._record(query)
         delays = [self._delay_for(q) for q in queries]
-        if not any(delays):
-            return [self.answer(q) for q in queries]
-        from concurrent.futures import ThreadPoolExecutor
 
         def one(item: tuple[Query, float]) -> Answer:
-            import time
+            if item[1]:
+                import time
 
-            time.sleep(item[1])
-            return self.answer(item[0])
+                time.sleep(item[1])
+            try:
+                return self.answer(item[0])
+            except Exception as exc:  # one query's failure is that query's alone
+                return _failed(exc)
+
+        if not any(delays):
+            return [one((q, 0.0)) for q in queries]
+        from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(len(queries)) as pool:
             return list(pool.map(one, zip(queries, delays, strict=True)))
