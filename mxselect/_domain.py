@@ -79,9 +79,17 @@ def parse_address_literal(text: str) -> IPAddress:
         if "%" in rest:
             raise _fail(text, "IPv6 zone indexes are not allowed in an address literal")
         try:
-            return ipaddress.IPv6Address(rest)
+            address = ipaddress.IPv6Address(rest)
         except ValueError:
             raise _fail(text, "malformed IPv6 address literal") from None
+        if "::" in rest:
+            # RFC 5321 §4.1.3 IPv6-comp / IPv6v4-comp: '"::" represents at least 2 16-bit
+            # groups of zeros'; at most 6 (4 before an IPv4 part) other groups.
+            groups = [g for g in rest.split(":") if g]
+            limit = 5 if groups and "." in groups[-1] else 6
+            if len(groups) > limit:
+                raise _fail(text, '"::" must stand for at least two groups (RFC 5321 §4.1.3)')
+        return address
     if sep:
         # Could be an untagged IPv6 address ("[2001:db8::1]") or another tag.
         if all(c in "0123456789abcdefABCDEF:." for c in inner):
@@ -128,9 +136,12 @@ def normalize_domain(domain: object) -> str | IPAddress:
             why = _check_a_labels(name)
     else:
         try:
-            name = idna.encode(name, uts46=True, transitional=False, std3_rules=True).decode(
-                "ascii"
-            )
+            # UTS #46 mapping first: it may turn a trailing U+3002 or U+FF0E into the
+            # trailing dot, which is then dropped like an ASCII one.
+            mapped = idna.uts46_remap(name, std3_rules=True, transitional=False)
+            if mapped.endswith("."):
+                mapped = mapped[:-1]
+            name = idna.encode(mapped).decode("ascii")
         except (idna.IDNAError, UnicodeError, ValueError) as exc:
             raise _fail(
                 domain, f"not a valid internationalized domain name (IDNA2008): {exc}"

@@ -200,7 +200,10 @@ def _server_errors(exc: dns.resolver.NoNameservers) -> str:
             what = dns.rcode.to_text(response.rcode())
         else:
             what = f"{type(err).__name__}: {err}" if err else "no answer"
+        where = str(server).removeprefix("Do53:")  # dnspython Nameserver objects: Do53:addr@port
+        if "@" not in where:
+            where = f"{where}@{port}"
         via = " over TCP" if tcp else ""
-        parts.append(f"{what} from {server}@{port}{via}")
+        parts.append(f"{what} from {where}{via}")
     unique = list(dict.fromkeys(parts))
     return "; ".join(unique) if unique else "all nameservers failed"
