@@ -11,9 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from . import __version__
 from ._drivers import select_targets
@@ -49,8 +50,15 @@ def exit_code(error: MXSelectError | None) -> int:
     return EX_UNAVAILABLE
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """Usage errors exit 64 (EX_USAGE), not argparse's 2."""
+        self.print_usage(sys.stderr)
+        self.exit(EX_USAGE, f"{self.prog}: error: {message}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mxselect",
         description="Show the mail exchangers and addresses to try for each DOMAIN, in order "
         "(RFC 5321 §5.1, RFC 7505), or why mail to it bounces or must wait.",
