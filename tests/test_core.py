@@ -90,6 +90,23 @@ def test_R5321_5_1_c_cname_at_domain_is_followed() -> None:
     assert implicit.addresses == (ip("192.0.2.8"),)
 
 
+def test_R5321_2_3_5_c_cnamed_recipient_domain_is_legal() -> None:
+    """example.com CNAME alias.example.net, which has MX records: a legal recipient domain."""
+    fake = FakeResolver(
+        {
+            "example.com": {"CNAME": "alias.example.net"},
+            "alias.example.net": {"MX": [(10, "mx.example.net")]},
+            "mx.example.net": {"A": ["192.0.2.1"]},
+        }
+    )
+    selection = select(fake, "example.com")
+    assert (selection.domain, selection.canonical_domain, hosts(selection)) == (
+        "example.com",
+        "alias.example.net",
+        ["mx.example.net"],
+    )
+
+
 def test_R3974_3_j_cname_target_replaces_destination() -> None:
     """RFC 3974 step 1: with a CNAME, the lookup goes on at the target (resolver that does not
     chase CNAMEs: the core asks for the target itself)."""
@@ -138,7 +155,7 @@ def test_R974_c_servfail_retry_nxdomain_return() -> None:
         select(fake, "missing.example.org")
 
 
-def test_R3974_3_b_and_3_c_host_not_found_vs_servfail() -> None:
+def test_R3974_3_b_and_R3974_3_c_host_not_found_vs_servfail() -> None:
     """RFC 3974 step 1: HOST_NOT_FOUND is permanent, SERVFAIL is a retry."""
     fake = zone("")
     with pytest.raises(NoSuchDomainError):
@@ -267,7 +284,7 @@ def test_R7505_4_1_b_and_R7505_6_a_null_mx_is_556_5_1_10() -> None:
     assert info.value.smtp_reply.startswith("556 5.1.10 example.org publishes a null MX")
 
 
-def test_R7504_4_a_and_4_b_null_mx_gives_no_target_and_is_permanent() -> None:
+def test_R7504_4_a_and_R7504_4_b_null_mx_gives_no_target_and_is_permanent() -> None:
     """No connection target is ever produced for a null MX; 556 is a permanent reply."""
     fake = zone("@ MX 0 .\n")
     with pytest.raises(mxselect.PermanentError) as info:

@@ -87,7 +87,7 @@ def test_R3463_2_a_status_without_leading_zeros() -> None:
         assert re.fullmatch(r"[245]\.(0|[1-9][0-9]{0,2})\.(0|[1-9][0-9]{0,2})", cls.status)
 
 
-def test_R3463_2_b_and_2_c_class_matches_type() -> None:
+def test_R3463_2_b_and_R3463_2_c_class_matches_type() -> None:
     """All 4.x.x outcomes are TemporaryError, all 5.x.x PermanentError."""
     for cls, *_ in MAPPING:
         assert issubclass(cls, TemporaryError) == cls.status.startswith("4.")
@@ -113,7 +113,7 @@ def test_R3463_3_5_a_dns_failure_is_4_4_3_never_5_4_3() -> None:
     assert all(cls.status != "5.4.3" for cls, *_ in MAPPING)
 
 
-def test_R3463_3_5_c_and_3_5_d_no_route_is_5_4_4() -> None:
+def test_R3463_3_5_c_and_R3463_3_5_d_no_route_is_5_4_4() -> None:
     """Only an SOA for the MX and no address for the implicit MX: 5.4.4 (unable to route)."""
     assert outcome("nomx.example.org").status == "5.4.4"
 
