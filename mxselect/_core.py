@@ -17,7 +17,8 @@ The rules, in the order they apply (each is cited again next to its code):
 3. MX outcome: TEMPFAIL -> :class:`DNSTemporaryError`, never a fallback to A/AAAA
    (RFC 5321 §5.1); NXDOMAIN -> :class:`NoSuchDomainError`, no address query (RFC 5321 §5.1,
    RFC 6604 §3); NODATA -> the implicit MX: the CNAME-expanded domain at preference 0
-   (RFC 5321 §5.1, RFC 3974 §3 step 1).
+   (RFC 5321 §5.1, RFC 3974 §3 step 1). An answer that claims records but carries none is a
+   resolver fault and temporary, never read as NODATA (postal#2833).
 4. Null MX (RFC 7505 §3): only root exchanges -> :class:`NullMXError` with no further query.
    Root exchanges mixed with real ones are ignored with a warning (Exim, OpenSMTPD, sendmail).
 5. Each MX record is validated on its own (RFC 2181 §11, RFC 5321 §4.1.2): an exchange that is
@@ -302,8 +303,14 @@ class SelectionPlan:
                 domain=domain,
                 warnings=tuple(self._warnings),
             )
+        if answer.status is Status.RECORDS and not answer.mx:
+            # A resolver that claims records but gives none has established nothing: never
+            # read it as NODATA (that would send mail to the implicit MX; postal#2833).
+            raise self._temporary(
+                f"MX lookup for {domain}{via}: the resolver answered without MX records"
+            )
         self._use_ttl(mx.ttl)
-        implicit = answer.status is not Status.RECORDS or not answer.mx
+        implicit = answer.status is Status.NODATA
         # RFC 5321 §5.1: "If an empty list of MXs is returned, the address is treated as if it
         # was associated with an implicit MX RR, with a preference of 0, pointing to that
         # host." NODATA only (RFC 3974 §3 step 1), at the CNAME-expanded name.
@@ -500,7 +507,10 @@ class SelectionPlan:
                 "family; ignored",
                 host,
             )
-        return good, ("" if good else "NODATA"), False
+        if not good:
+            # Records claimed but none usable: a resolver fault, not a DNS fact -- temporary.
+            return [], f"the resolver answered without {chain.rtype} records", True
+        return good, "", False
 
     def _literal(self, address: IPAddress) -> Selection:
         """RFC 5321 §4.1.3: an address literal is the single target; no DNS query."""

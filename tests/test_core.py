@@ -660,6 +660,26 @@ def test_wrong_family_answer_is_ignored() -> None:
     assert WarningCode.BAD_ANSWER in [w.code for w in selection.warnings]
 
 
+def test_records_answer_without_records_is_temporary_never_implicit() -> None:
+    """A resolver claiming RECORDS but giving none (or only wrong-family addresses) has
+    established nothing: a temporary failure, never the implicit MX (postal#2833)."""
+
+    class Empty(FakeResolver):
+        def answer(self, query: Query) -> Answer:
+            if query.rtype is RRType.MX and query.name == "example.org.":
+                return Answer.from_addresses(["192.0.2.1"])  # MX query, address records
+            if query.rtype is RRType.A:
+                return Answer.from_addresses(["2001:db8::1"])  # A query, IPv6 only
+            return super().answer(query)
+
+    fake = Empty({"example.org": {"A": ["192.0.2.1"]}, "other.example": {"MX": [(1, "h.example")]}})
+    with pytest.raises(DNSTemporaryError, match="answered without MX records"):
+        select(fake)
+    assert [str(q) for q in fake.queries] == ["example.org. MX"]
+    with pytest.raises(DNSTemporaryError, match="answered without A records"):
+        select(fake, "other.example")
+
+
 def test_ttl_is_the_smallest_ttl_used() -> None:
     """The selection's TTL is the smallest TTL of the answers used (negative TTLs too), and a
     TTL with the top bit set counts as 0 (RFC 2181 §8)."""
