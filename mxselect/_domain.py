@@ -123,30 +123,36 @@ def normalize_domain(domain: object) -> str | IPAddress:
         raise _fail(domain, "contains white space")
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in domain):
         raise _fail(domain, "contains control characters")
-    name = domain[:-1] if domain.endswith(".") else domain
-    if not name:
-        raise _fail(domain, "the root domain is not a mail domain")
-    if len(name) > 4 * MAX_NAME_LENGTH:
+    if len(domain) > 4 * MAX_NAME_LENGTH:
         # No valid name is this long even before IDNA; do not feed huge strings to idna.
-        raise _fail(domain, f"name is {len(name)} characters long, the limit is 253")
-    if name.isascii():
-        name = name.lower()
-        why = check_ldh_name(name)
-        if why is None and "xn--" in name:
-            why = _check_a_labels(name)
+        raise _fail(domain, f"name is {len(domain)} characters long, the limit is 253")
+    if domain.isascii():
+        name = domain.lower()
     else:
         try:
-            # UTS #46 mapping first: it may turn a trailing U+3002 or U+FF0E into the
-            # trailing dot, which is then dropped like an ASCII one.
-            mapped = idna.uts46_remap(name, std3_rules=True, transitional=False)
-            if mapped.endswith("."):
-                mapped = mapped[:-1]
-            name = idna.encode(mapped).decode("ascii")
+            # UTS #46 mapping (case folding, NFC, full-width forms; it may also turn a
+            # trailing U+3002 or U+FF0E into the trailing dot).
+            name = idna.uts46_remap(domain, std3_rules=True, transitional=False)
+        except (idna.IDNAError, UnicodeError, ValueError) as exc:
+            raise _fail(domain, f"not a valid internationalized domain name: {exc}") from None
+    name = name[:-1] if name.endswith(".") else name  # exactly one trailing dot
+    if not name:
+        raise _fail(domain, "the root domain is not a mail domain")
+    if not name.isascii():
+        try:
+            # IDNA2008 for the U-labels only; ASCII labels follow the LDH rules below, the
+            # same whether or not a U-label stands beside them (checklist N17).
+            name = ".".join(
+                label if label.isascii() else idna.alabel(label).decode("ascii")
+                for label in name.split(".")
+            )
         except (idna.IDNAError, UnicodeError, ValueError) as exc:
             raise _fail(
                 domain, f"not a valid internationalized domain name (IDNA2008): {exc}"
             ) from None
-        why = check_ldh_name(name)
+    why = check_ldh_name(name)
+    if why is None and "xn--" in name:
+        why = _check_a_labels(name)
     if why is not None:
         raise _fail(domain, why)
     return name
