@@ -85,7 +85,7 @@ class MXSelectError(Exception):
 
     def __reduce__(self) -> tuple[object, ...]:
         # Keyword-only constructor arguments: teach pickle (multiprocessing, task queues).
-        return (_rebuild, (type(self), self.reason, self.domain, self.warnings))
+        return (_rebuild, (type(self), self.reason, self.domain, self.warnings), self.__dict__)
 
     @property
     def smtp_reply(self) -> str:
@@ -117,6 +117,23 @@ class TemporaryError(MXSelectError):
     reply_code = 451
     status = "4.0.0"
     permanent = False
+
+    #: The default :attr:`retry_after`: RFC 5321 §4.5.4.1 "the retry interval SHOULD be at
+    #: least 30 minutes".
+    DEFAULT_RETRY_AFTER = 1800
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        domain: str,
+        warnings: tuple[SelectionWarning, ...] = (),
+        retry_after: int | None = None,
+    ) -> None:
+        super().__init__(reason, domain=domain, warnings=warnings)
+        #: Seconds to wait before retrying this destination: a hint for the MTA's queue
+        #: (RFC 1123 §2.2: "MUST wait a reasonable interval between successive retries").
+        self.retry_after = self.DEFAULT_RETRY_AFTER if retry_after is None else retry_after
 
 
 class InvalidDomainError(PermanentError, ValueError):

@@ -131,6 +131,16 @@ def test_error_messages_say_what_failed_where() -> None:
     assert error.smtp_reply == "451 4.4.3 MX lookup for example.org: SERVFAIL (fake)"
 
 
+def test_R1123_2_2_a_and_R5321_4_5_4_1_b_temporary_errors_carry_a_retry_hint() -> None:
+    """A temporary error carries a retry-after hint, 30 minutes by default, adjustable."""
+    error = outcome("example.org", fail="example.org")
+    assert isinstance(error, TemporaryError)
+    assert error.retry_after == 1800
+    assert DNSTemporaryError("x", domain="d", retry_after=300).retry_after == 300
+    clone = pickle.loads(pickle.dumps(DNSTemporaryError("x", domain="d", retry_after=60)))
+    assert clone.retry_after == 60
+
+
 def test_errors_pickle_round_trip() -> None:
     """Errors survive pickling (task queues, multiprocessing) with their attributes."""
     error = outcome("null.example.org")
