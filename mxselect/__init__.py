@@ -14,6 +14,8 @@ from ._answers import Answer, MXRecord, Query, RRType, Status
 from ._core import CNAME_CHAIN_LIMIT, SelectionPlan
 from ._drivers import aselect_targets, select_targets
 from ._model import Host, Selection, SelectionWarning, Target, WarningCode
+from ._policy import DEFAULT_UNSAFE_NETWORKS as DEFAULT_UNSAFE_NETWORKS
+from ._policy import Families, Policy
 from .exceptions import (
     DNSTemporaryError,
     InvalidDomainError,
@@ -33,6 +35,7 @@ __all__ = [
     "Answer",
     "AsyncResolver",
     "DNSTemporaryError",
+    "Families",
     "Host",
     "InvalidDomainError",
     "MXRecord",
@@ -41,6 +44,7 @@ __all__ = [
     "NoUsableTargetsError",
     "NullMXError",
     "PermanentError",
+    "Policy",
     "Query",
     "RRType",
     "Resolver",

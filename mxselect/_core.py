@@ -33,9 +33,12 @@ The rules, in the order they apply (each is cited again next to its code):
    costs two round trips. CNAME'd exchanges are followed (Postfix, Exim; RFC 5321 §5.1 leaves
    it out of scope) with a warning (RFC 2181 §10.3).
 8. A host is usable if either family gave an address, even if the other failed temporarily
-   (RFC 3974 §5; Exim, Postfix). Its addresses: IPv6 and IPv4 interleaved, IPv6 first
-   (RFC 8305 §4), each family in resolver order (RFC 5321 §5.1 "in the order presented").
-   An address already listed for a better-placed host is not repeated.
+   (RFC 3974 §5; Exim, Postfix). Addresses in the policy's unsafe networks are dropped one by
+   one (Exim ignore_target_hosts; Haraka#3314). Within each preference level the addresses are
+   ordered by family (``Policy.families``; default: IPv6 and IPv4 interleaved, RFC 8305 §4),
+   each family in resolver order (RFC 5321 §5.1 "in the order presented"), never across
+   levels (RFC 3974 §3). An address already listed for a better-placed host is not repeated.
+   Then the address limit (``Policy.max_addresses``, RFC 5321 §5.1).
 9. Outcome: at least one usable host -> the selection (unusable hosts become warnings; RFC 7672
    §2.1.2 "delivery may proceed via any remaining MX hosts"). None usable: if any lookup
    involved failed temporarily -> :class:`DNSTemporaryError` ("a soft error dominates",
@@ -53,6 +56,7 @@ from collections.abc import Generator, Iterable
 from ._answers import Answer, IPAddress, MXRecord, Query, RRType, Status
 from ._domain import check_ldh_name, normalize_domain, normalize_exchange
 from ._model import Host, Selection, SelectionWarning, Target, WarningCode
+from ._policy import DEFAULT_POLICY, Families, Policy
 from .exceptions import (
     DNSTemporaryError,
     MXSelectError,
@@ -63,8 +67,9 @@ from .exceptions import (
 
 __all__ = ["CNAME_CHAIN_LIMIT", "SelectionPlan"]
 
-#: The longest CNAME chain followed, in links (Postfix, sendmail).
-CNAME_CHAIN_LIMIT = 10
+#: The default longest CNAME chain followed, in links (Postfix, sendmail); see
+#: :attr:`Policy.cname_limit`.
+CNAME_CHAIN_LIMIT = DEFAULT_POLICY.cname_limit
 
 # Used only when the caller gives no rng: OS entropy, shared state none, so nothing another
 # library does to the global ``random`` (seeding it, say) can influence or predict the order.
@@ -87,9 +92,20 @@ def _norm_ttl(ttl: int | None) -> int | None:
 class _Chain:
     """One lookup (name, type) followed through its CNAME chain to an answer or an error."""
 
-    __slots__ = ("answer", "canonical", "current", "error", "links", "rtype", "start", "ttl")
+    __slots__ = (
+        "answer",
+        "canonical",
+        "current",
+        "error",
+        "limit",
+        "links",
+        "rtype",
+        "start",
+        "ttl",
+    )
 
-    def __init__(self, name: str, rtype: RRType) -> None:
+    def __init__(self, name: str, rtype: RRType, limit: int) -> None:
+        self.limit = limit
         self.start = name
         self.rtype = rtype
         self.current = name
@@ -127,8 +143,8 @@ class _Chain:
             if len(set(seen)) != len(seen):
                 self.error = "CNAME loop: " + " -> ".join(seen)
                 return
-            if len(self.links) > CNAME_CHAIN_LIMIT:
-                self.error = f"CNAME chain longer than {CNAME_CHAIN_LIMIT} links"
+            if len(self.links) > self.limit:
+                self.error = f"CNAME chain longer than {self.limit} links"
                 return
             why = check_ldh_name(target)
             if why is not None:
@@ -167,9 +183,12 @@ class SelectionPlan:
         InvalidDomainError: at construction, for input that is not a mail domain.
     """
 
-    def __init__(self, domain: object, *, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, domain: object, *, rng: random.Random | None = None, policy: Policy | None = None
+    ) -> None:
         normalized = normalize_domain(domain)
         self._rng: random.Random = rng if rng is not None else _SYSTEM_RANDOM
+        self.policy: Policy = policy if policy is not None else DEFAULT_POLICY
         self._memo: dict[_Key, Answer] = {}
         self._warnings: list[SelectionWarning] = []
         self._ttl: int | None = None
@@ -253,7 +272,8 @@ class SelectionPlan:
 
     def _lookup_all(self, keys: Iterable[_Key]) -> Generator[_Batch, _Received, dict[_Key, _Chain]]:
         """Resolve every (name, type) in one batch per CNAME step; never ask twice."""
-        chains = {key: _Chain(*key) for key in keys}
+        limit = self.policy.cname_limit
+        chains = {(name, rtype): _Chain(name, rtype, limit) for name, rtype in keys}
         while True:
             for chain in chains.values():
                 while not chain.done and (chain.current, chain.rtype) in self._memo:
@@ -311,28 +331,51 @@ class SelectionPlan:
             )
         self._use_ttl(mx.ttl)
         implicit = answer.status is Status.NODATA
+        policy = self.policy
+        if implicit and not policy.implicit_mx:
+            raise NoUsableTargetsError(
+                f"{domain}{via} has no MX records and the implicit MX is disabled by the policy",
+                domain=domain,
+                warnings=tuple(self._warnings),
+            )
         # RFC 5321 §5.1: "If an empty list of MXs is returned, the address is treated as if it
         # was associated with an implicit MX RR, with a preference of 0, pointing to that
         # host." NODATA only (RFC 3974 §3 step 1), at the CNAME-expanded name.
-        candidates = [(self.canonical_domain, 0)] if implicit else self._candidates(answer.mx)
-        # Rule 7 -- one batch for every exchange, AAAA then A (RFC 8305 §3 query order).
+        candidates = (
+            [_Candidate(self.canonical_domain, 0)] if implicit else self._candidates(answer.mx)
+        )
+        # Rule 7 -- one batch for every exchange, AAAA then A (RFC 8305 §3 query order); a
+        # family the policy disables is not queried at all (RFC 5321 §5.2).
+        rtypes = [
+            t
+            for t, wanted in ((RRType.AAAA, policy.wants_ipv6), (RRType.A, policy.wants_ipv4))
+            if wanted
+        ]
         chains = yield from self._lookup_all(
-            (name, rtype) for name, _ in candidates for rtype in (RRType.AAAA, RRType.A)
+            (c.name, rtype) for c in candidates if c.literal is None for rtype in rtypes
         )
         return self._outcome(candidates, chains, implicit)
 
-    def _candidates(self, records: tuple[MXRecord, ...]) -> list[tuple[str, int]]:
+    def _candidates(self, records: tuple[MXRecord, ...]) -> list[_Candidate]:
         """Rules 4-6: null MX, per-record validation, de-duplication, order and shuffle."""
         domain = self.domain
+        policy = self.policy
         null = [r for r in records if normalize_exchange(r.exchange) == ""]
-        if len(null) == len(records):
+        if null and (len(null) == len(records) or policy.strict_null_mx):
             # RFC 7505 §3: a single MX RR with "a zero-length label ... as the exchange domain"
-            # means the domain accepts no mail; §4.1: 556 5.1.10; no further query.
+            # means the domain accepts no mail; §4.1: 556 5.1.10; no further query. With
+            # strict_null_mx any root exchange poisons the whole set (Postfix).
             if any(r.preference != 0 for r in null):
                 self._warn(
                     WarningCode.NULL_MX_PREFERENCE,
                     f"null MX of {domain} has preference "
                     f"{', '.join(str(r.preference) for r in null)}; RFC 7505 §3 says 0",
+                )
+            if len(null) != len(records):
+                self._warn(
+                    WarningCode.NULL_MX_MIXED,
+                    f"{domain} mixes a null MX record with {len(records) - len(null)} other MX "
+                    "record(s) (RFC 7505 §3 forbids it); strict_null_mx treats it as a null MX",
                 )
             raise NullMXError(
                 f"{domain} publishes a null MX (RFC 7505): it does not accept mail",
@@ -348,33 +391,40 @@ class SelectionPlan:
                 "record(s) (RFC 7505 §3 forbids it); the null record is ignored",
             )
         best: dict[str, int] = {}
+        literals: dict[str, IPAddress] = {}
         dropped: list[str] = []
         for record in records:
             name = normalize_exchange(record.exchange)
             if name == "":
                 continue
-            if _is_ip_address(name):
+            address = _ip_address(name)
+            if address is not None:
                 # RFC 5321 §5.1: the data field "MUST contain a domain name" (Exim rejects;
-                # RFC 7672 §2.2). Dropped; opting in to the address comes with the policy.
+                # Postfix accepts; RFC 7672 §2.2: DANE does not apply to it).
+                accepted = policy.allow_mx_to_ip
                 self._warn(
                     WarningCode.MX_IS_ADDRESS,
                     f"MX record '{record.preference} {record.exchange}' of {domain} points to an "
-                    "IP address instead of a host name (RFC 5321 §5.1); ignored",
+                    "IP address instead of a host name (RFC 5321 §5.1); "
+                    + ("used as an address (allow_mx_to_ip)" if accepted else "ignored"),
                     name,
                 )
-                dropped.append(f"{record.exchange} is an IP address")
-                continue
-            why = check_ldh_name(name)
-            if why is not None:
-                # RFC 2181 §11: the client "is solely responsible for validating the data".
-                self._warn(
-                    WarningCode.INVALID_EXCHANGE,
-                    f"MX record '{record.preference} {record.exchange}' of {domain} is not a "
-                    f"valid host name ({why}); ignored",
-                    name,
-                )
-                dropped.append(f"{record.exchange!r} is not a valid host name")
-                continue
+                if not accepted:
+                    dropped.append(f"{record.exchange} is an IP address")
+                    continue
+                literals[name] = address
+            else:
+                why = check_ldh_name(name)
+                if why is not None:
+                    # RFC 2181 §11: the client "is solely responsible for validating the data".
+                    self._warn(
+                        WarningCode.INVALID_EXCHANGE,
+                        f"MX record '{record.preference} {record.exchange}' of {domain} is not "
+                        f"a valid host name ({why}); ignored",
+                        name,
+                    )
+                    dropped.append(f"{record.exchange!r} is not a valid host name")
+                    continue
             if name in best:
                 self._warn(
                     WarningCode.DUPLICATE_HOST,
@@ -394,76 +444,76 @@ class SelectionPlan:
         groups: dict[int, list[str]] = {}
         for name, preference in best.items():
             groups.setdefault(preference, []).append(name)
-        ordered: list[tuple[str, int]] = []
+        ordered: list[_Candidate] = []
         # RFC 5321 §5.1: "Lower numbers are more preferred than higher ones." and "the
         # sender-SMTP MUST randomize them" (equal preferences): Fisher-Yates via rng.shuffle.
         for preference in sorted(groups):
             names = sorted(groups[preference])
             if len(names) > 1:
                 self._rng.shuffle(names)
-            ordered.extend((name, preference) for name in names)
+            ordered.extend(_Candidate(name, preference, literals.get(name)) for name in names)
+        if len(ordered) > policy.max_mx_hosts:
+            # Bounded work for hostile zones: at most 2 x max_mx_hosts address queries.
+            self._warn(
+                WarningCode.MX_HOSTS_CAPPED,
+                f"{domain} lists {len(ordered)} MX hosts; only the best {policy.max_mx_hosts} "
+                "are resolved (max_mx_hosts)",
+            )
+            del ordered[policy.max_mx_hosts :]
         return ordered
 
     def _outcome(
-        self, candidates: list[tuple[str, int]], chains: dict[_Key, _Chain], implicit: bool
+        self, candidates: list[_Candidate], chains: dict[_Key, _Chain], implicit: bool
     ) -> Selection:
         """Rules 8-9: usable hosts, address order, and the classification of failure."""
         domain = self.domain
-        hosts: list[Host] = []
+        policy = self.policy
+        usable: list[tuple[_Candidate, str, list[IPAddress]]] = []
         failures: list[str] = []
         temporary = False
-        seen: dict[IPAddress, str] = {}
-        for name, preference in candidates:
-            six = chains[(name, RRType.AAAA)]
-            four = chains[(name, RRType.A)]
-            v6, fail6, temp6 = self._addresses(six, name)
-            v4, fail4, temp4 = self._addresses(four, name)
-            if not v6 and not v4:
-                temporary = temporary or temp6 or temp4
-                if fail6 == fail4 == "NXDOMAIN":
-                    why = "the host does not exist (NXDOMAIN)"
-                elif not temp6 and not temp4:
-                    why = "no A or AAAA records"
-                else:
-                    why = f"AAAA lookup: {fail6}; A lookup: {fail4}"
-                label = f"implicit MX {name}" if implicit else name
+        for candidate in candidates:
+            name = candidate.name
+            label = f"implicit MX {name}" if implicit else name
+            if candidate.literal is not None:
+                found: list[IPAddress] = [candidate.literal]
+                canonical = name
+            else:
+                found, canonical, why, temp = self._host_addresses(name, chains)
+                if not found:
+                    temporary = temporary or temp
+                    failures.append(f"{label}: {why}")
+                    self._warn(WarningCode.HOST_UNUSABLE, f"{label} is not usable: {why}", name)
+                    continue
+                if canonical != name and not implicit:
+                    if policy.strict_cname_exchange:
+                        why = f"it is an alias (CNAME) of {canonical} (strict_cname_exchange)"
+                        failures.append(f"{label}: {why}")
+                        self._warn(WarningCode.HOST_UNUSABLE, f"{label} is not usable: {why}", name)
+                        continue
+                    self._warn(
+                        WarningCode.EXCHANGE_IS_ALIAS,
+                        f"MX exchange {name} is an alias (CNAME) of {canonical}; RFC 2181 §10.3 "
+                        "says it must not be; followed",
+                        name,
+                    )
+            safe = [a for a in found if not policy.is_unsafe(a)]
+            for address in found:
+                if address not in safe:
+                    self._warn(
+                        WarningCode.UNSAFE_ADDRESS,
+                        f"address {address} of {name} is in an unsafe network (loopback, "
+                        "link-local, multicast, reserved or configured); dropped",
+                        name,
+                    )
+            if not safe:
+                why = (
+                    "all its addresses are in unsafe networks (" + ", ".join(map(str, found)) + ")"
+                )
                 failures.append(f"{label}: {why}")
                 self._warn(WarningCode.HOST_UNUSABLE, f"{label} is not usable: {why}", name)
                 continue
-            for family, failed, why in (("AAAA", temp6, fail6), ("A", temp4, fail4)):
-                if failed:
-                    # RFC 3974 §5, Exim, Postfix: proceed with the family that answered.
-                    self._warn(
-                        WarningCode.PARTIAL_ADDRESS_FAILURE,
-                        f"{family} lookup for {name} failed ({why}); using its other addresses",
-                        name,
-                    )
-            chain = four if four.answer is not None and v4 else six
-            canonical = chain.canonical
-            if canonical != name and not implicit:
-                self._warn(
-                    WarningCode.EXCHANGE_IS_ALIAS,
-                    f"MX exchange {name} is an alias (CNAME) of {canonical}; RFC 2181 §10.3 says "
-                    "it must not be; followed",
-                    name,
-                )
-            addresses: list[IPAddress] = []
-            for address in _interleave(v6, v4):
-                if address in seen:
-                    if seen[address] != name:
-                        self._warn(
-                            WarningCode.DUPLICATE_ADDRESS,
-                            f"address {address} of {name} is already listed for {seen[address]}",
-                            name,
-                        )
-                    continue
-                seen[address] = name
-                addresses.append(address)
-            self._use_ttl(six.ttl)
-            self._use_ttl(four.ttl)
-            if addresses:
-                hosts.append(Host(name, preference, tuple(addresses), canonical))
-        if not hosts:
+            usable.append((candidate, canonical, safe))
+        if not usable:
             if implicit:
                 reason = (
                     f"{domain} has no MX records and its implicit MX has no usable address: "
@@ -475,16 +525,99 @@ class SelectionPlan:
                 # Postfix: "A soft error dominates past and future hard errors."
                 raise self._temporary(reason)
             raise NoUsableTargetsError(reason, domain=domain, warnings=tuple(self._warnings))
-        targets = tuple(Target(h.name, h.preference, a) for h in hosts for a in h.addresses)
+        targets = self._order(usable)
+        kept: dict[str, list[IPAddress]] = {}
+        for target in targets:
+            kept.setdefault(target.host, []).append(target.address)
+        hosts = tuple(
+            Host(c.name, c.preference, tuple(kept[c.name]), canonical)
+            for c, canonical, _ in usable
+            if c.name in kept
+        )
         return Selection(
             domain=domain,
             canonical_domain=self.canonical_domain,
-            targets=targets,
-            hosts=tuple(hosts),
+            targets=tuple(targets),
+            hosts=hosts,
             implicit=implicit,
             ttl=self._ttl,
             warnings=tuple(self._warnings),
         )
+
+    def _host_addresses(
+        self, name: str, chains: dict[_Key, _Chain]
+    ) -> tuple[list[IPAddress], str, str, bool]:
+        """(addresses, canonical name, failure text, temporary) of one exchange."""
+        six = chains.get((name, RRType.AAAA))
+        four = chains.get((name, RRType.A))
+        v6, fail6, temp6 = self._addresses(six, name) if six else ([], "not queried", False)
+        v4, fail4, temp4 = self._addresses(four, name) if four else ([], "not queried", False)
+        if not v6 and not v4:
+            if six is None or four is None:
+                only = "AAAA" if four is None else "A"
+                failure = fail6 if four is None else fail4
+                why = (
+                    f"{only} lookup: {failure} (the policy uses {only} only)"
+                    if temp6 or temp4
+                    else f"no {only} records (the policy uses {only} only)"
+                )
+            elif fail6 == fail4 == "NXDOMAIN":
+                why = "the host does not exist (NXDOMAIN)"
+            elif not temp6 and not temp4:
+                why = "no A or AAAA records"
+            else:
+                why = f"AAAA lookup: {fail6}; A lookup: {fail4}"
+            return [], name, why, temp6 or temp4
+        for family, failed, text in (("AAAA", temp6, fail6), ("A", temp4, fail4)):
+            if failed:
+                # RFC 3974 §5, Exim, Postfix: proceed with the family that answered.
+                self._warn(
+                    WarningCode.PARTIAL_ADDRESS_FAILURE,
+                    f"{family} lookup for {name} failed ({text}); using its other addresses",
+                    name,
+                )
+        chain = four if four is not None and v4 else six
+        assert chain is not None
+        if six is not None:
+            self._use_ttl(six.ttl)
+        if four is not None:
+            self._use_ttl(four.ttl)
+        return v6 + v4, chain.canonical, "", False
+
+    def _order(self, usable: list[tuple[_Candidate, str, list[IPAddress]]]) -> list[Target]:
+        """Family order within each preference level, duplicates, then the address limit."""
+        policy = self.policy
+        levels: dict[int, list[Target]] = {}
+        seen: dict[IPAddress, str] = {}
+        for candidate, _, addresses in usable:
+            level = levels.setdefault(candidate.preference, [])
+            for address in addresses:
+                if address in seen:
+                    if seen[address] != candidate.name:
+                        self._warn(
+                            WarningCode.DUPLICATE_ADDRESS,
+                            f"address {address} of {candidate.name} is already listed for "
+                            f"{seen[address]}",
+                            candidate.name,
+                        )
+                    continue
+                seen[address] = candidate.name
+                level.append(Target(candidate.name, candidate.preference, address))
+        ordered = [
+            _family_order(levels[p], policy.families, policy.first_family_count)
+            for p in sorted(levels)
+        ]
+        targets = [t for level in ordered for t in level]
+        limit = policy.max_addresses
+        if limit is None or len(targets) <= limit:
+            return targets
+        # RFC 5321 §5.1: "there MAY also be a configurable limit on the number of alternate
+        # addresses that can be tried" (Postfix smtp_mx_address_limit, Exim hosts_max_try).
+        kept = targets[:limit]
+        if policy.keep_one_per_preference:
+            present = {t.preference for t in kept}
+            kept += [level[0] for level in ordered if level[0].preference not in present]
+        return kept
 
     def _addresses(self, chain: _Chain, host: str) -> tuple[list[IPAddress], str, bool]:
         """The addresses of one (host, family) lookup: (addresses, failure text, temporary)."""
@@ -525,23 +658,40 @@ class SelectionPlan:
         )
 
 
-def _is_ip_address(name: str) -> bool:
+class _Candidate:
+    """An exchange to resolve: its name, preference, and the address if the MX names one."""
+
+    __slots__ = ("literal", "name", "preference")
+
+    def __init__(self, name: str, preference: int, literal: IPAddress | None = None) -> None:
+        self.name = name
+        self.preference = preference
+        self.literal = literal
+
+
+def _ip_address(name: str) -> IPAddress | None:
     try:
-        ipaddress.ip_address(name)
+        return ipaddress.ip_address(name)
     except ValueError:
-        return False
-    return True
+        return None
 
 
-def _interleave(first: list[IPAddress], second: list[IPAddress]) -> list[IPAddress]:
-    """RFC 8305 §4: alternate families, starting with ``first`` (first address family
-    count 1); each family keeps its own order (RFC 5321 §5.1)."""
-    out: list[IPAddress] = []
-    for i in range(max(len(first), len(second))):
-        if i < len(first):
-            out.append(first[i])
-        if i < len(second):
-            out.append(second[i])
+def _family_order(level: list[Target], families: Families, first_count: int) -> list[Target]:
+    """Order one preference level's addresses by family; never across levels (RFC 3974 §3)."""
+    six = [t for t in level if t.address.version == 6]
+    four = [t for t in level if t.address.version == 4]
+    if families is Families.PREFER_IPV4:
+        return four + six
+    if families is not Families.ANY or not six or not four:
+        return six + four
+    # RFC 8305 §4: first_count addresses of the first family, then alternate.
+    out = six[:first_count]
+    rest6, rest4 = six[first_count:], four
+    for i in range(max(len(rest6), len(rest4))):
+        if i < len(rest4):
+            out.append(rest4[i])
+        if i < len(rest6):
+            out.append(rest6[i])
     return out
 
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
     from ._model import Selection
+    from ._policy import Policy
     from .typing import AsyncResolver, Resolver
 
 __all__ = ["aselect_targets", "select_targets"]
@@ -113,6 +114,7 @@ def select_targets(
     *,
     resolver: Resolver | Any | None = None,
     rng: random.Random | None = None,
+    policy: Policy | None = None,
 ) -> Selection:
     """Select the hosts and addresses to try for mail to ``domain`` (RFC 5321 §5.1).
 
@@ -125,6 +127,8 @@ def select_targets(
             names, never the search list).
         rng: shuffles equal-preference hosts; seed it for reproducible results. ``None``: OS
             entropy (never the global ``random``).
+        policy: the :class:`~mxselect.Policy` (families, limits, unsafe targets...); ``None``
+            for the defaults.
 
     Returns:
         The :class:`~mxselect.Selection`; iterate over it for the targets in try order.
@@ -134,7 +138,7 @@ def select_targets(
         NoSuchDomainError, NullMXError, NoUsableTargetsError: permanent -- bounce.
         DNSTemporaryError: temporary -- defer and retry.
     """
-    plan = SelectionPlan(domain, rng=rng)
+    plan = SelectionPlan(domain, rng=rng, policy=policy)
     if not plan.done:
         res = _sync_resolver(resolver)
         while not plan.done:
@@ -187,6 +191,7 @@ async def aselect_targets(
     *,
     resolver: AsyncResolver | Resolver | Any | None = None,
     rng: random.Random | None = None,
+    policy: Policy | None = None,
 ) -> Selection:
     """The asyncio twin of :func:`select_targets`: same arguments, same results.
 
@@ -198,11 +203,11 @@ async def aselect_targets(
         resolver: a :class:`mxselect.typing.AsyncResolver`; a ``dns.asyncresolver.Resolver``
             (used as is); a synchronous resolver (run in threads); or ``None`` for the system
             configuration.
-        rng: as for :func:`select_targets`.
+        rng, policy: as for :func:`select_targets`.
     """
     import asyncio
 
-    plan = SelectionPlan(domain, rng=rng)
+    plan = SelectionPlan(domain, rng=rng, policy=policy)
     if not plan.done:
         res = _async_resolver(resolver)
         while not plan.done:

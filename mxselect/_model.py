@@ -35,6 +35,10 @@ class WarningCode(enum.Enum):
     PARTIAL_ADDRESS_FAILURE = "partial-address-failure"
     #: A resolver returned records that do not fit the query (wrong family): ignored.
     BAD_ANSWER = "bad-answer"
+    #: An address in an unsafe network (loopback, link-local, ...): dropped (the policy).
+    UNSAFE_ADDRESS = "unsafe-address"
+    #: More MX hosts than the policy resolves (``max_mx_hosts``): the worst were cut.
+    MX_HOSTS_CAPPED = "mx-hosts-capped"
 
 
 @attrs.frozen

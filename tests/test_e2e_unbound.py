@@ -34,6 +34,10 @@ pytestmark = pytest.mark.e2e
 
 Select = Callable[[str], Selection]
 
+#: Every address of every host: these tests check the RFC outcomes, not the default limits
+#: (which have their own tests below).
+ALL = mxselect.Policy(max_addresses=None, max_mx_hosts=100)
+
 
 class Recording:
     """Wraps the real adapters and records what was asked (both protocols)."""
@@ -70,10 +74,12 @@ def select(
     """select(domain) through the dnspython resolver given as is, sync or async."""
     if request.param == "sync":
         return lambda domain: mxselect.select_targets(
-            domain, resolver=unbound_resolver, rng=random.Random(5)
+            domain, resolver=unbound_resolver, rng=random.Random(5), policy=ALL
         )
     return lambda domain: asyncio.run(
-        mxselect.aselect_targets(domain, resolver=async_unbound_resolver, rng=random.Random(5))
+        mxselect.aselect_targets(
+            domain, resolver=async_unbound_resolver, rng=random.Random(5), policy=ALL
+        )
     )
 
 
@@ -81,7 +87,7 @@ def select(
 def select_recorded(request: pytest.FixtureRequest, recording: Recording) -> Select:
     if request.param == "sync":
         return lambda domain: mxselect.select_targets(
-            domain, resolver=recording, rng=random.Random(5)
+            domain, resolver=recording, rng=random.Random(5), policy=ALL
         )
 
     async def run(domain: str) -> Selection:
@@ -89,7 +95,9 @@ def select_recorded(request: pytest.FixtureRequest, recording: Recording) -> Sel
         class OnlyAsync:
             aresolve = recording.aresolve
 
-        return await mxselect.aselect_targets(domain, resolver=OnlyAsync(), rng=random.Random(5))
+        return await mxselect.aselect_targets(
+            domain, resolver=OnlyAsync(), rng=random.Random(5), policy=ALL
+        )
 
     return lambda domain: asyncio.run(run(domain))
 
@@ -280,7 +288,7 @@ def test_readme_stub_resolver_example(dns_env: object) -> None:
 
     port = dns_env.resolver_port  # type: ignore[attr-defined]
     resolver = StubResolver("127.0.0.1", port)
-    assert len(mxselect.select_targets("example.test", resolver=resolver)) == 6
+    assert len(mxselect.select_targets("example.test", resolver=resolver, policy=ALL)) == 6
     assert names(mxselect.select_targets("alias-nomx.example.test", resolver=resolver)) == [
         "v4only.example.test"
     ]
@@ -290,4 +298,17 @@ def test_readme_stub_resolver_example(dns_env: object) -> None:
         mxselect.select_targets("nullmx.test", resolver=resolver)
     with pytest.raises(DNSTemporaryError):
         mxselect.select_targets("mail.dead.test", resolver=resolver)
-    assert len(mxselect.select_targets("bigmx.test", resolver=resolver).hosts) == 60
+    assert len(mxselect.select_targets("bigmx.test", resolver=resolver, policy=ALL).hosts) == 60
+
+
+def test_default_policy_limits_on_real_dns(recording: Recording) -> None:
+    """Defaults: 5 addresses, both families kept within the limit; bigmx.test's 60 MX hosts
+    cost at most 2 x 20 address queries (max_mx_hosts)."""
+    selection = mxselect.select_targets("example.test", resolver=recording, rng=random.Random(1))
+    assert len(selection) == 5
+    assert {t.family for t in selection} == {4, 6}
+    recording.queries.clear()
+    big = mxselect.select_targets("bigmx.test", resolver=recording, rng=random.Random(1))
+    assert [h.name for h in big.hosts] == [f"mail-exchanger-0{i}.bigmx.test" for i in range(1, 6)]
+    assert len(recording.queries) == 1 + 2 * 20
+    assert WarningCode.MX_HOSTS_CAPPED in [w.code for w in big.warnings]

@@ -1,0 +1,142 @@
+"""The selection policy: one frozen, validated object with documented defaults (pure).
+
+Every default comes from an anchor (Postfix, Exim, an RFC); the README's policy table lists them.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from collections.abc import Iterable
+
+import attrs
+
+__all__ = ["DEFAULT_UNSAFE_NETWORKS", "Families", "Policy"]
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Families(enum.Enum):
+    """Which address families to use, and how to order them within one preference level.
+
+    Family preference never moves an address across preference levels (RFC 3974 §3,
+    checklist N11, N22).
+    """
+
+    #: Both families, interleaved within each preference level (RFC 8305 §4, IPv6 first,
+    #: ``first_family_count`` at a time), so an address limit never starves either family
+    #: (Postfix ``smtp_address_preference = any`` with ``smtp_balance_inet_protocols``).
+    ANY = "any"
+    #: Both families; within each preference level every IPv6 address before any IPv4.
+    PREFER_IPV6 = "prefer-ipv6"
+    #: Both families; within each preference level every IPv4 address before any IPv6.
+    PREFER_IPV4 = "prefer-ipv4"
+    #: IPv4 only: AAAA is never queried (RFC 5321 §5.2).
+    IPV4_ONLY = "ipv4-only"
+    #: IPv6 only: A is never queried (RFC 5321 §5.2).
+    IPV6_ONLY = "ipv6-only"
+
+
+def _networks(values: Iterable[str | Network]) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(v) for v in values)
+
+
+#: Addresses a mail exchanger must never resolve to (Exim's ``ignore_target_hosts`` default,
+#: extended): "this host" and loopback, link-local, multicast, reserved and broadcast, for both
+#: families. IPv4-mapped IPv6 forms (``::ffff:127.0.0.1``) are checked as their IPv4 address.
+DEFAULT_UNSAFE_NETWORKS: tuple[Network, ...] = _networks(
+    [
+        "0.0.0.0/8",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "224.0.0.0/4",
+        "240.0.0.0/4",  # reserved, includes 255.255.255.255 (broadcast)
+        "::/128",
+        "::1/128",
+        "fe80::/10",
+        "ff00::/8",
+    ]
+)
+
+
+def _positive(_inst: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if value < 1:
+        raise ValueError(f"{attribute.name} must be at least 1, got {value}")
+
+
+def _address_limit(_inst: object, _attribute: object, value: int | None) -> None:
+    if value is not None and value < 2:
+        # RFC 5321 §5.1: "the SMTP client SHOULD try at least two addresses."
+        raise ValueError(
+            f"max_addresses must be at least 2 (RFC 5321 §5.1 'SHOULD try at least two "
+            f"addresses'), or None for no limit; got {value}"
+        )
+
+
+@attrs.frozen(kw_only=True)
+class Policy:
+    """How mxselect chooses among the records it finds. Every field has a safe default.
+
+    Attributes:
+        families: address families and their order (:class:`Families`); default
+            :attr:`Families.ANY` (Postfix).
+        first_family_count: with ``Families.ANY``, how many addresses of the first family come
+            before the other family is interleaved (RFC 8305 §4 "First Address Family Count";
+            default 1, RFC 8305 §8).
+        max_addresses: at most this many addresses are returned, in try order (Postfix
+            ``smtp_mx_address_limit`` = 5, Exim ``hosts_max_try`` = 5); at least 2 (RFC 5321
+            §5.1); ``None`` for no limit.
+        keep_one_per_preference: also keep the first address of every preference level the
+            limit cut off (Exim: "at least one IP address from each MX value").
+        max_mx_hosts: at most this many MX hosts are resolved at all (best first), so a zone
+            with 1,000 MX records costs at most 2 x 20 address queries. Default 20.
+        implicit_mx: use the implicit MX (RFC 5321 §5.1) when a domain has no MX records;
+            ``False`` makes such domains fail with :class:`NoUsableTargetsError` (validators).
+        strict_null_mx: treat any root-exchange record as a null MX for the whole domain
+            (Postfix) instead of ignoring it beside real records (Exim; the default).
+        allow_mx_to_ip: use an MX record that names an IP address (``10 192.0.2.5``) as that
+            address, without DNS (Postfix accepts them; default ``False``, Exim rejects them).
+        strict_cname_exchange: make an exchange that is a CNAME unusable (RFC 2181 §10.3)
+            instead of following it (Postfix, Exim; the default).
+        cname_limit: the longest CNAME chain followed, in links (Postfix, sendmail: 10).
+        unsafe_networks: addresses never returned, dropped one by one with a warning (Exim's
+            ``ignore_target_hosts``; stops an MX from pointing mail at internal services). Add
+            networks with :meth:`with_unsafe` (e.g. RFC 1918), or pass ``()`` for tests and
+            private deployments.
+    """
+
+    families: Families = attrs.field(default=Families.ANY, converter=Families)
+    first_family_count: int = attrs.field(default=1, validator=_positive)
+    max_addresses: int | None = attrs.field(default=5, validator=_address_limit)
+    keep_one_per_preference: bool = False
+    max_mx_hosts: int = attrs.field(default=20, validator=_positive)
+    implicit_mx: bool = True
+    strict_null_mx: bool = False
+    allow_mx_to_ip: bool = False
+    strict_cname_exchange: bool = False
+    cname_limit: int = attrs.field(default=10, validator=_positive)
+    unsafe_networks: tuple[Network, ...] = attrs.field(
+        default=DEFAULT_UNSAFE_NETWORKS, converter=_networks
+    )
+
+    def with_unsafe(self, *networks: str | Network) -> Policy:
+        """A copy with more unsafe networks, e.g. ``policy.with_unsafe("10.0.0.0/8")``."""
+        return attrs.evolve(self, unsafe_networks=self.unsafe_networks + _networks(networks))
+
+    def is_unsafe(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        """Whether ``address`` (or the IPv4 address inside an IPv4-mapped one) is unsafe."""
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.unsafe_networks)
+
+    @property
+    def wants_ipv4(self) -> bool:
+        return self.families is not Families.IPV6_ONLY
+
+    @property
+    def wants_ipv6(self) -> bool:
+        return self.families is not Families.IPV4_ONLY
+
+
+#: The default policy.
+DEFAULT_POLICY = Policy()
