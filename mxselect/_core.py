@@ -28,10 +28,11 @@ The rules, in the order they apply (each is cited again next to its code):
 6. Hosts are sorted by preference (RFC 5321 §5.1 "MUST be used in sorting") and each group of
    equal preference is shuffled without bias with the injected ``rng`` (RFC 5321 §5.1 "MUST
    randomize"); the group is put in name order first, so a seed reproduces the order whatever
-   order the resolver used.
+   order the resolver used. At most ``Policy.max_mx_hosts`` hosts (best first) are resolved.
 7. Batch 2: AAAA and A for every exchange at once (RFC 3974 §3 steps 3-4), so a cold selection
    costs two round trips. CNAME'd exchanges are followed (Postfix, Exim; RFC 5321 §5.1 leaves
-   it out of scope) with a warning (RFC 2181 §10.3).
+   it out of scope) with a warning (RFC 2181 §10.3). A family the policy disables is not
+   queried (RFC 5321 §5.2).
 8. A host is usable if either family gave an address, even if the other failed temporarily
    (RFC 3974 §5; Exim, Postfix). Addresses in the policy's unsafe networks are dropped one by
    one (Exim ignore_target_hosts; Haraka#3314). Within each preference level the addresses are
