@@ -19,7 +19,9 @@ from ._policy import Families, Policy
 from .exceptions import (
     DNSTemporaryError,
     InvalidDomainError,
+    MailLoopError,
     MXSelectError,
+    NoPrimaryRelayError,
     NoSuchDomainError,
     NoUsableTargetsError,
     NullMXError,
@@ -40,6 +42,8 @@ __all__ = [
     "InvalidDomainError",
     "MXRecord",
     "MXSelectError",
+    "MailLoopError",
+    "NoPrimaryRelayError",
     "NoSuchDomainError",
     "NoUsableTargetsError",
     "NullMXError",

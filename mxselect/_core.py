@@ -60,7 +60,9 @@ from ._model import Host, Selection, SelectionWarning, Target, WarningCode
 from ._policy import DEFAULT_POLICY, Families, Policy
 from .exceptions import (
     DNSTemporaryError,
+    MailLoopError,
     MXSelectError,
+    NoPrimaryRelayError,
     NoSuchDomainError,
     NoUsableTargetsError,
     NullMXError,
@@ -206,7 +208,15 @@ class SelectionPlan:
         else:
             self._gen = None
             self.domain = self.canonical_domain = _literal_text(normalized)
-            self._result = self._literal(normalized)
+            if normalized in self.policy.local_addresses:
+                # OpenSMTPD#410: a literal of one's own address loops.
+                self._error = MailLoopError(
+                    f"mail for {self.domain} loops back to myself: the address literal is this "
+                    "host's address",
+                    domain=self.domain,
+                )
+            else:
+                self._result = self._literal(normalized)
 
     # -- driving ---------------------------------------------------------------------------
 
@@ -472,14 +482,19 @@ class SelectionPlan:
         usable: list[tuple[_Candidate, str, list[IPAddress]]] = []
         failures: list[str] = []
         temporary = False
+        resolved: list[tuple[_Candidate, list[IPAddress], str, str, bool]] = []
         for candidate in candidates:
+            if candidate.literal is not None:
+                resolved.append((candidate, [candidate.literal], candidate.name, "", False))
+            else:
+                resolved.append((candidate, *self._host_addresses(candidate.name, chains)))
+        cut = self._prune_self(resolved)
+        if cut is not None:
+            resolved = [r for r in resolved if r[0].preference < cut]
+        for candidate, found, canonical, why, temp in resolved:
             name = candidate.name
             label = f"implicit MX {name}" if implicit else name
-            if candidate.literal is not None:
-                found: list[IPAddress] = [candidate.literal]
-                canonical = name
-            else:
-                found, canonical, why, temp = self._host_addresses(name, chains)
+            if candidate.literal is None:
                 if not found:
                     temporary = temporary or temp
                     failures.append(f"{label}: {why}")
@@ -522,6 +537,13 @@ class SelectionPlan:
                 )
             else:
                 reason = f"no usable mail exchanger for {domain}: " + "; ".join(failures)
+            if cut is not None:
+                # This host is a backup MX and no better MX is usable: defer (Postfix).
+                raise NoPrimaryRelayError(
+                    f"unable to find primary relay for {domain}: " + "; ".join(failures),
+                    domain=domain,
+                    warnings=tuple(self._warnings),
+                )
             if temporary:
                 # Postfix: "A soft error dominates past and future hard errors."
                 raise self._temporary(reason)
@@ -544,6 +566,47 @@ class SelectionPlan:
             ttl=self._ttl,
             warnings=tuple(self._warnings),
         )
+
+    def _prune_self(
+        self, resolved: list[tuple[_Candidate, list[IPAddress], str, str, bool]]
+    ) -> int | None:
+        """RFC 5321 §5.1: "The relay host MUST then inspect the list for any of the names or
+        addresses by which it might be known in mail transactions. If a matching record is
+        found, all records at that preference level and higher-numbered ones MUST be
+        discarded from consideration." Returns that preference (or None); raises
+        MailLoopError when this host is the best MX. Matches by name, by canonical
+        (CNAME-expanded) name (RFC 974: an alias of the local host) and by address."""
+        names = self.policy.local_names
+        addresses = self.policy.local_addresses
+        if not resolved or not (names or addresses):
+            return None
+        for candidate, found, canonical, _, _ in resolved:
+            if candidate.name in names:
+                match = f"its name {candidate.name}"
+            elif canonical in names:
+                match = f"its canonical name {canonical}"
+            else:
+                hit = next((a for a in found if a in addresses), None)
+                if hit is None:
+                    continue
+                match = f"its address {hit}"
+            preference = candidate.preference
+            if preference <= resolved[0][0].preference:
+                raise MailLoopError(
+                    f"mail for {self.domain} loops back to myself: MX host {candidate.name} "
+                    f"(preference {preference}) is this host ({match})",
+                    domain=self.domain,
+                    warnings=tuple(self._warnings),
+                )
+            self._warn(
+                WarningCode.LOCAL_HOST,
+                f"MX host {candidate.name} (preference {preference}) is this host ({match}); it "
+                f"and every MX host of preference {preference} or more are dropped "
+                "(RFC 5321 §5.1)",
+                candidate.name,
+            )
+            return preference
+        return None
 
     def _host_addresses(
         self, name: str, chains: dict[_Key, _Chain]

@@ -37,6 +37,8 @@ class WarningCode(enum.Enum):
     BAD_ANSWER = "bad-answer"
     #: An address in an unsafe network (loopback, link-local, ...): dropped (the policy).
     UNSAFE_ADDRESS = "unsafe-address"
+    #: This host is one of the MX hosts: it and every worse MX were dropped (RFC 5321 §5.1).
+    LOCAL_HOST = "local-host"
     #: More MX hosts than the policy resolves (``max_mx_hosts``): the worst were cut.
     MX_HOSTS_CAPPED = "mx-hosts-capped"
 

@@ -59,6 +59,24 @@ DEFAULT_UNSAFE_NETWORKS: tuple[Network, ...] = _networks(
 )
 
 
+def _local_names(values: Iterable[str]) -> frozenset[str]:
+    from ._domain import normalize_domain
+
+    names = set()
+    for value in values:
+        name = normalize_domain(value)
+        if not isinstance(name, str):
+            raise ValueError(f"local_names takes host names; put {value} in local_addresses")
+        names.add(name)
+    return frozenset(names)
+
+
+def _local_addresses(
+    values: Iterable[str | ipaddress.IPv4Address | ipaddress.IPv6Address],
+) -> frozenset[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    return frozenset(ipaddress.ip_address(v) for v in values)
+
+
 def _positive(_inst: object, attribute: attrs.Attribute[int], value: int) -> None:
     if value < 1:
         raise ValueError(f"{attribute.name} must be at least 1, got {value}")
@@ -99,6 +117,13 @@ class Policy:
         strict_cname_exchange: make an exchange that is a CNAME unusable (RFC 2181 §10.3)
             instead of following it (Postfix, Exim; the default).
         cname_limit: the longest CNAME chain followed, in links (Postfix, sendmail: 10).
+        local_names: the names this host is known by (RFC 5321 §5.1 loop prevention): an MX
+            host whose name or canonical name is one of them is this host.
+        local_addresses: this host's addresses: an MX host with any of them is this host, and an
+            address literal equal to one is a loop. When this host is an MX, it and every MX of
+            equal or worse preference are dropped (RFC 5321 §5.1); if it is the best MX:
+            :class:`MailLoopError` (5.4.6); if better MX hosts exist but none is usable:
+            :class:`NoPrimaryRelayError` (4.4.4).
         unsafe_networks: addresses never returned, dropped one by one with a warning (Exim's
             ``ignore_target_hosts``; stops an MX from pointing mail at internal services). Add
             networks with :meth:`with_unsafe` (e.g. RFC 1918), or pass ``()`` for tests and
@@ -115,6 +140,10 @@ class Policy:
     allow_mx_to_ip: bool = False
     strict_cname_exchange: bool = False
     cname_limit: int = attrs.field(default=10, validator=_positive)
+    local_names: frozenset[str] = attrs.field(default=frozenset(), converter=_local_names)
+    local_addresses: frozenset[ipaddress.IPv4Address | ipaddress.IPv6Address] = attrs.field(
+        default=frozenset(), converter=_local_addresses
+    )
     unsafe_networks: tuple[Network, ...] = attrs.field(
         default=DEFAULT_UNSAFE_NETWORKS, converter=_networks
     )

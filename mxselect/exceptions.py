@@ -25,6 +25,10 @@ error                        reply status   basis
                                             RFC 3463 §3.5 X.4.4
 :class:`DNSTemporaryError`   451   4.4.3    RFC 5321 §5.1 (temporary error: queue and
                                             retry), RFC 3463 §3.5 X.4.3
+:class:`MailLoopError`       554   5.4.6    RFC 5321 §5.1 (this host is the best MX: "MUST
+                                            be returned as undeliverable"); Postfix
+:class:`NoPrimaryRelayError` 451   4.4.4    this host is a backup MX and no better MX is
+                                            usable now (Postfix)
 ============================ ===== ======== ==============================================
 """
 
@@ -39,6 +43,8 @@ __all__ = [
     "DNSTemporaryError",
     "InvalidDomainError",
     "MXSelectError",
+    "MailLoopError",
+    "NoPrimaryRelayError",
     "NoSuchDomainError",
     "NoUsableTargetsError",
     "NullMXError",
@@ -175,3 +181,24 @@ class DNSTemporaryError(TemporaryError):
 
     reply_code = 451
     status = "4.4.3"
+
+
+class MailLoopError(PermanentError):
+    """This host is (among) the best MX of the domain, or the address literal is one of its
+    own addresses: delivering would loop (RFC 5321 §5.1: "If there are no records left at that
+    point, it is an error condition, and the message MUST be returned as undeliverable").
+
+    554 5.4.6 as Postfix ("mail for X loops back to myself"); RFC 3463 calls X.4.6 transient,
+    RFC 5321 §5.1 demands a bounce (checklist N9).
+    """
+
+    reply_code = 554
+    status = "5.4.6"
+
+
+class NoPrimaryRelayError(TemporaryError):
+    """This host is a backup MX of the domain and none of the better MX hosts is usable now:
+    keep the message and retry (Postfix "unable to find primary relay")."""
+
+    reply_code = 451
+    status = "4.4.4"

@@ -316,3 +316,129 @@ def test_async_driver_takes_the_same_policy() -> None:
         )
     )
     assert sync == asynchronous
+
+
+# -- loop prevention (checklist G) ---------------------------------------------------------
+
+LOOP = """
+@ MX 10 mx1
+@ MX 20 mx2
+@ MX 20 mx3
+@ MX 30 mx4
+mx1 A 192.0.2.1
+mx2 A 192.0.2.2
+mx3 A 192.0.2.3
+mx4 A 192.0.2.4
+"""
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        Policy(local_names=["MX2.Example.ORG."]),
+        Policy(local_addresses=["192.0.2.2"]),
+    ],
+)
+def test_R5321_5_1_q_and_R3974_3_d_and_R974_f_self_and_worse_discarded(policy: Policy) -> None:
+    """Self is mx2 (by name, case-insensitive, or by address): mx2, mx3 (same preference) and
+    mx4 (worse) are dropped; only mx1 is left, with a LOCAL_HOST warning."""
+    selection = select(zone(LOOP), policy)
+    assert [h.name for h in selection.hosts] == ["mx1.example.org"]
+    assert WarningCode.LOCAL_HOST in [w.code for w in selection.warnings]
+
+
+def test_R5321_5_1_p_pruning_works_on_the_preference_sorted_list() -> None:
+    """Records listed in any order: pruning uses the preference order, not the answer order."""
+    fake = FakeResolver(
+        {
+            "example.org": {"MX": [(30, "c.example"), (20, "me.example"), (10, "a.example")]},
+            "a.example": {"A": ["192.0.2.1"]},
+            "me.example": {"A": ["192.0.2.2"]},
+            "c.example": {"A": ["192.0.2.3"]},
+        }
+    )
+    selection = select(fake, Policy(local_names=["me.example"]))
+    assert [h.name for h in selection.hosts] == ["a.example"]
+
+
+def test_R5321_5_1_r_self_is_best_mx_is_a_permanent_loop() -> None:
+    """Self is the best MX: MailLoopError 554 5.4.6 naming the MX and the matching address."""
+    with pytest.raises(mxselect.MailLoopError) as info:
+        select(zone(LOOP), Policy(local_addresses=["192.0.2.1"]))
+    assert (info.value.reply_code, info.value.status) == (554, "5.4.6")
+    assert str(info.value) == (
+        "mail for example.org loops back to myself: MX host mx1.example.org (preference 10) "
+        "is this host (its address 192.0.2.1)"
+    )
+    assert isinstance(info.value, mxselect.PermanentError)
+
+
+def test_R3974_3_e_and_R974_l_backup_mx_with_no_usable_primary_is_temporary() -> None:
+    """Self is a backup MX and the better MX has no address now: NoPrimaryRelayError 4.4.4
+    ('unable to find primary relay'), never a bounce and never delivery to self."""
+    fake = zone("@ MX 10 primary\n@ MX 20 me\nme A 192.0.2.2\n")
+    fake.fail("primary.example.org", None, "servfail")
+    with pytest.raises(mxselect.NoPrimaryRelayError) as info:
+        select(fake, Policy(local_addresses=["192.0.2.2"]))
+    assert (info.value.reply_code, info.value.status) == (451, "4.4.4")
+    assert str(info.value).startswith("unable to find primary relay for example.org")
+    gone = zone("@ MX 10 primary\n@ MX 20 me\nme A 192.0.2.2\n")  # primary NXDOMAIN
+    with pytest.raises(mxselect.NoPrimaryRelayError):
+        select(gone, Policy(local_addresses=["192.0.2.2"]))
+
+
+def test_R974_i_alias_of_the_local_host_is_detected() -> None:
+    """MX points at an alias whose CNAME target is a local name: detected as self."""
+    fake = zone("@ MX 10 other\n@ MX 20 alias\nalias CNAME me\nme A 192.0.2.9\nother A 192.0.2.1\n")
+    selection = select(fake, Policy(local_names=["me.example.org"]))
+    assert [h.name for h in selection.hosts] == ["other.example.org"]
+    with pytest.raises(mxselect.MailLoopError, match=r"its canonical name me\.example\.org"):
+        select(
+            zone("@ MX 10 alias\nalias CNAME me\nme A 192.0.2.9\n"),
+            Policy(local_names=["me.example.org"]),
+        )
+
+
+def test_loopback_self_address_matches_before_the_unsafe_filter() -> None:
+    """Stalwart#1377: an MX of 'localhost' (127.0.0.1) that is this host is a loop, reported
+    as such rather than as a filtered address."""
+    fake = FakeResolver(
+        {"example.org": {"MX": [(10, "localhost")]}, "localhost": {"A": ["127.0.0.1"]}}
+    )
+    with pytest.raises(mxselect.MailLoopError):
+        select(fake, Policy(local_addresses=["127.0.0.1"]))
+    with pytest.raises(NoUsableTargetsError, match="unsafe"):
+        select(fake)
+
+
+def test_address_literal_of_own_address_is_a_loop() -> None:
+    """OpenSMTPD#410: user@[own address] loops: MailLoopError, no query."""
+    fake = FakeResolver()
+    with pytest.raises(mxselect.MailLoopError, match="address literal"):
+        mxselect.select_targets(
+            "[192.0.2.25]", resolver=fake, policy=Policy(local_addresses=["192.0.2.25"])
+        )
+    assert fake.queries == []
+    assert (
+        len(
+            mxselect.select_targets(
+                "[192.0.2.26]", resolver=fake, policy=Policy(local_addresses=["192.0.2.25"])
+            )
+        )
+        == 1
+    )
+
+
+def test_implicit_mx_pointing_at_self_is_a_loop() -> None:
+    """No MX records and the domain's address is ours: the implicit MX is self -> loop."""
+    with pytest.raises(mxselect.MailLoopError):
+        select(zone("@ A 192.0.2.7\n"), Policy(local_addresses=["192.0.2.7"]))
+
+
+def test_local_names_are_validated() -> None:
+    """Local names are normalised like domains; an address literal there is refused."""
+    assert Policy(local_names=["BÜCHER.example."]).local_names == frozenset(
+        {"xn--bcher-kva.example"}
+    )
+    with pytest.raises(ValueError, match="local_addresses"):
+        Policy(local_names=["[192.0.2.1]"])
