@@ -670,6 +670,7 @@ class SelectionPlan:
         ordered = [
             _family_order(levels[p], policy.families, policy.first_family_count)
             for p in sorted(levels)
+            if levels[p]  # a level whose addresses were all listed already is empty
         ]
         targets = [t for level in ordered for t in level]
         limit = policy.max_addresses

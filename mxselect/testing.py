@@ -185,7 +185,10 @@ class FakeResolver:
             else:
                 converted.append(str(value))
         with self._lock:
-            self._data.setdefault(owner, {}).setdefault(key, []).extend(converted)
+            node = self._data.setdefault(owner, {})
+            if not converted:  # the name exists, with no records of this type: NODATA
+                return
+            node.setdefault(key, []).extend(converted)
             self._ttl[(owner, key)] = min(ttl, self._ttl.get((owner, key), ttl))
 
     def fail(

@@ -117,3 +117,9 @@ def test_bad_zone_text_is_an_error() -> None:
     """Zone syntax errors surface (from dnspython's reader)."""
     with pytest.raises(Exception, match="unknown rdatatype"):
         FakeResolver.from_zone("$ORIGIN example.org.\n@ 300 IN BOGUS data\n")
+
+
+def test_empty_record_list_means_nodata() -> None:
+    """{"A": []}: the name exists without A records -> NODATA, never an empty RECORDS answer."""
+    fake = FakeResolver({"mx.example.com": {"A": [], "AAAA": ["2001:db8::1"]}})
+    assert fake.answer(q("mx.example.com.")).status is Status.NODATA

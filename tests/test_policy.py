@@ -99,6 +99,14 @@ def test_keep_one_per_preference_level() -> None:
     ]
 
 
+def test_keep_one_per_preference_with_a_level_of_duplicates_only() -> None:
+    """A preference level whose addresses all belong to better hosts adds nothing (regression:
+    found by the policy property test)."""
+    fake = zone("@ MX 0 a\n@ MX 10 b\na AAAA 2001:db8::1\nb AAAA 2001:db8::1\n")
+    selection = select(fake, Policy(max_addresses=2, keep_one_per_preference=True))
+    assert pairs(selection) == [("a", "2001:db8::1")]
+
+
 def test_R5321_5_2_b_ipv4_only_never_queries_aaaa() -> None:
     """ipv4-only: no AAAA query at all; an IPv6-only host is unusable."""
     fake = zone(DUAL + "@ MX 30 six\nsix AAAA 2001:db8::6\n")
@@ -442,3 +450,66 @@ def test_local_names_are_validated() -> None:
     )
     with pytest.raises(ValueError, match="local_addresses"):
         Policy(local_names=["[192.0.2.1]"])
+
+
+# -- properties over generated zones and policies ------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+V4 = ["192.0.2.1", "192.0.2.2", "198.51.100.7", "127.0.0.1", "169.254.3.3", "0.0.0.0"]
+V6 = ["2001:db8::1", "2001:db8::2", "2001:db8:1::9", "::1", "fe80::5", "ff02::1"]
+
+
+@st.composite
+def policy_cases(draw: st.DrawFn) -> tuple[dict[str, dict[str, object]], Policy, int]:
+    count = draw(st.integers(1, 8))
+    records: dict[str, dict[str, object]] = {}
+    mx = []
+    for i in range(count):
+        name = f"h{i}.example.net"
+        mx.append((draw(st.sampled_from([0, 10, 20])), name))
+        records[name] = {
+            "A": draw(st.lists(st.sampled_from(V4), max_size=3, unique=True)),
+            "AAAA": draw(st.lists(st.sampled_from(V6), max_size=3, unique=True)),
+        }
+    records["example.org"] = {"MX": mx}
+    policy = Policy(
+        families=draw(st.sampled_from(list(Families))),
+        first_family_count=draw(st.integers(1, 3)),
+        max_addresses=draw(st.sampled_from([None, 2, 3, 5])),
+        keep_one_per_preference=draw(st.booleans()),
+    )
+    return records, policy, draw(st.integers(0, 2**32))
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(case=policy_cases())
+def test_policy_properties(case: tuple[dict[str, dict[str, object]], Policy, int]) -> None:
+    """For any zone and policy: no reordering across preference levels; the limit holds
+    (plus one per level with keep_one_per_preference); no unsafe address and no address that
+    was not in an answer appears; the disabled family is never queried."""
+    records, policy, seed = case
+    fake = FakeResolver(records)  # type: ignore[arg-type]
+    try:
+        selection = mxselect.select_targets(
+            "example.org", resolver=fake, rng=random.Random(seed), policy=policy
+        )
+    except mxselect.NoUsableTargetsError:
+        selection = None
+    queried = {q.rtype for q in fake.queries}
+    if policy.families is Families.IPV4_ONLY:
+        assert RRType.AAAA not in queried
+    if policy.families is Families.IPV6_ONLY:
+        assert RRType.A not in queried
+    if selection is None:
+        return
+    preferences = [t.preference for t in selection]
+    assert preferences == sorted(preferences)
+    if policy.max_addresses is not None:
+        extra = len(set(preferences)) if policy.keep_one_per_preference else 0
+        assert len(selection) <= policy.max_addresses + extra
+    for target in selection:
+        assert not policy.is_unsafe(target.address)
+        answered = records[target.host]
+        assert str(target.address) in [*answered["A"], *answered["AAAA"]]  # type: ignore[misc]
