@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 
 from . import __version__
 from ._drivers import select_targets
-from ._model import Selection
+from ._model import Selection, explain
 from .exceptions import (
     DNSTemporaryError,
     InvalidDomainError,
@@ -82,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS")
     parser.add_argument("--seed", type=int, help="seed the shuffle of equal preferences")
     parser.add_argument("--json", action="store_true", help="one JSON object per domain")
+    parser.add_argument(
+        "--explain", action="store_true", help="also show every decision taken, in order"
+    )
     parser.add_argument("--version", action="version", version=f"mxselect {__version__}")
     return parser
 
@@ -215,8 +218,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             error = exc
         code = exit_code(error)
         worst = max(worst, code, key=_SEVERITY.index)
+        trace = error.trace if error is not None else selection.trace if selection else ()
         if args.json:
-            print(json.dumps(_as_json(domain, selection, error)))
+            data = _as_json(domain, selection, error)
+            if args.explain:
+                data["trace"] = [{"kind": t.kind, "message": t.message} for t in trace]
+            print(json.dumps(data))
         else:
             print(_as_text(domain, selection, error))
+            if args.explain:
+                print("\n".join("  " + line for line in explain(trace).splitlines()))
     return worst

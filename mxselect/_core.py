@@ -56,7 +56,7 @@ from collections.abc import Generator, Iterable
 
 from ._answers import Answer, IPAddress, MXRecord, Query, RRType, Status
 from ._domain import check_ldh_name, normalize_domain, normalize_exchange
-from ._model import Host, Selection, SelectionWarning, Target, WarningCode
+from ._model import Host, Selection, SelectionWarning, Target, TraceStep, WarningCode
 from ._policy import DEFAULT_POLICY, Families, Policy
 from .exceptions import (
     DNSTemporaryError,
@@ -194,6 +194,7 @@ class SelectionPlan:
         self.policy: Policy = policy if policy is not None else DEFAULT_POLICY
         self._memo: dict[_Key, Answer] = {}
         self._warnings: list[SelectionWarning] = []
+        self._trace: list[TraceStep] = []
         self._ttl: int | None = None
         self._batch: _Batch = ()
         self._received: _Received = {}
@@ -273,6 +274,8 @@ class SelectionPlan:
             self._result = stop.value
             self._gen = None
         except MXSelectError as exc:
+            self._step("outcome", f"{type(exc).__name__} {exc.reply_code} {exc.status}: {exc}")
+            exc.trace = tuple(self._trace)
             self._error = exc
             self._gen = None
         else:
@@ -281,17 +284,28 @@ class SelectionPlan:
 
     # -- lookups ---------------------------------------------------------------------------
 
-    def _lookup_all(self, keys: Iterable[_Key]) -> Generator[_Batch, _Received, dict[_Key, _Chain]]:
-        """Resolve every (name, type) in one batch per CNAME step; never ask twice."""
+    def _lookup_all(
+        self, keys: Iterable[_Key], budget: int | None = None
+    ) -> Generator[_Batch, _Received, dict[_Key, _Chain]]:
+        """Resolve every (name, type) in one batch per CNAME step; never ask twice; never send
+        more than ``budget`` queries (CNAME follow-ups included)."""
         limit = self.policy.cname_limit
         chains = {(name, rtype): _Chain(name, rtype, limit) for name, rtype in keys}
+        sent = 0
         while True:
             for chain in chains.values():
                 while not chain.done and (chain.current, chain.rtype) in self._memo:
                     chain.absorb(self._memo[(chain.current, chain.rtype)])
             wanted = dict.fromkeys((c.current, c.rtype) for c in chains.values() if not c.done)
+            if budget is not None and sent + len(wanted) > budget:
+                allowed = dict.fromkeys(list(wanted)[: max(0, budget - sent)])
+                for chain in chains.values():
+                    if not chain.done and (chain.current, chain.rtype) not in allowed:
+                        chain.error = f"query budget of {budget} exhausted (max_mx_hosts)"
+                wanted = allowed
             if not wanted:
                 return chains
+            sent += len(wanted)
             batch = tuple(Query(name + ".", rtype) for name, rtype in wanted)
             received = yield batch
             for query in batch:
@@ -303,6 +317,10 @@ class SelectionPlan:
 
     def _warn(self, code: WarningCode, message: str, host: str | None = None) -> None:
         self._warnings.append(SelectionWarning(code, message, host))
+        self._step(code.value, message, host)
+
+    def _step(self, kind: str, message: str, host: str | None = None) -> None:
+        self._trace.append(TraceStep(kind, message, host))
 
     def _temporary(self, reason: str) -> DNSTemporaryError:
         return DNSTemporaryError(reason, domain=self.domain, warnings=tuple(self._warnings))
@@ -317,6 +335,7 @@ class SelectionPlan:
         # were the initial name."
         self.canonical_domain = mx.canonical
         via = f" (via CNAME {mx.canonical})" if mx.canonical != domain else ""
+        self._step("mx", f"MX lookup for {domain}{via}: {_describe_mx(mx)}")
         if mx.error is not None:
             raise self._temporary(f"MX lookup for {domain}: {mx.error}")
         answer = mx.answer
@@ -362,8 +381,11 @@ class SelectionPlan:
             for t, wanted in ((RRType.AAAA, policy.wants_ipv6), (RRType.A, policy.wants_ipv4))
             if wanted
         ]
+        # At most 2 x max_mx_hosts address queries, whatever the zone (hostile CNAME chains
+        # under a resolver that does not follow them included).
         chains = yield from self._lookup_all(
-            (c.name, rtype) for c in candidates if c.literal is None for rtype in rtypes
+            ((c.name, rtype) for c in candidates if c.literal is None for rtype in rtypes),
+            budget=2 * policy.max_mx_hosts,
         )
         return self._outcome(candidates, chains, implicit)
 
@@ -462,6 +484,9 @@ class SelectionPlan:
             names = sorted(groups[preference])
             if len(names) > 1:
                 self._rng.shuffle(names)
+                self._step("order", f"preference {preference}: shuffled to {', '.join(names)}")
+            else:
+                self._step("order", f"preference {preference}: {names[0]}")
             ordered.extend(_Candidate(name, preference, literals.get(name)) for name in names)
         if len(ordered) > policy.max_mx_hosts:
             # Bounded work for hostile zones: at most 2 x max_mx_hosts address queries.
@@ -487,7 +512,11 @@ class SelectionPlan:
             if candidate.literal is not None:
                 resolved.append((candidate, [candidate.literal], candidate.name, "", False))
             else:
-                resolved.append((candidate, *self._host_addresses(candidate.name, chains)))
+                found, canonical, why, temp = self._host_addresses(candidate.name, chains)
+                resolved.append((candidate, found, canonical, why, temp))
+                via = f" (CNAME {canonical})" if canonical != candidate.name else ""
+                shown = ", ".join(map(str, found)) if found else why
+                self._step("lookup", f"{candidate.name}{via}: {shown}", candidate.name)
         cut = self._prune_self(resolved)
         if cut is not None:
             resolved = [r for r in resolved if r[0].preference < cut]
@@ -557,6 +586,7 @@ class SelectionPlan:
             for c, canonical, _ in usable
             if c.name in kept
         )
+        self._step("outcome", f"{len(targets)} target(s) on {len(hosts)} host(s)")
         return Selection(
             domain=domain,
             canonical_domain=self.canonical_domain,
@@ -565,6 +595,7 @@ class SelectionPlan:
             implicit=implicit,
             ttl=self._ttl,
             warnings=tuple(self._warnings),
+            trace=tuple(self._trace),
         )
 
     def _prune_self(
@@ -672,10 +703,17 @@ class SelectionPlan:
             for p in sorted(levels)
             if levels[p]  # a level whose addresses were all listed already is empty
         ]
+        for level in ordered:
+            self._step(
+                "families",
+                f"preference {level[0].preference}, families {policy.families.value}: "
+                + ", ".join(f"{t.host} {t.address}" for t in level),
+            )
         targets = [t for level in ordered for t in level]
         limit = policy.max_addresses
         if limit is None or len(targets) <= limit:
             return targets
+        self._step("limit", f"kept the first {limit} of {len(targets)} addresses (max_addresses)")
         # RFC 5321 §5.1: "there MAY also be a configurable limit on the number of alternate
         # addresses that can be tried" (Postfix smtp_mx_address_limit, Exim hosts_max_try).
         kept = targets[:limit]
@@ -758,6 +796,18 @@ def _family_order(level: list[Target], families: Families, first_count: int) -> 
         if i < len(rest6):
             out.append(rest6[i])
     return out
+
+
+def _describe_mx(chain: _Chain) -> str:
+    if chain.error is not None:
+        return chain.error
+    answer = chain.answer
+    assert answer is not None
+    if answer.status is Status.RECORDS:
+        return ", ".join(f"{r.preference} {r.exchange}" for r in answer.mx) or "no records"
+    if answer.status is Status.TEMPFAIL:
+        return answer.reason or "failed"
+    return answer.status.name
 
 
 def _literal_text(address: IPAddress) -> str:

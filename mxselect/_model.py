@@ -9,7 +9,7 @@ import attrs
 
 from ._answers import IPAddress
 
-__all__ = ["Host", "Selection", "SelectionWarning", "Target", "WarningCode"]
+__all__ = ["Host", "Selection", "SelectionWarning", "Target", "TraceStep", "WarningCode"]
 
 
 class WarningCode(enum.Enum):
@@ -59,6 +59,32 @@ class SelectionWarning:
 
     def __str__(self) -> str:
         return self.message
+
+
+@attrs.frozen
+class TraceStep:
+    """One decision of a selection, in order (see :meth:`Selection.explain`).
+
+    Attributes:
+        kind: what kind of step: ``"mx"`` (the MX answer), ``"lookup"`` (a host's address
+            lookups), ``"order"`` (sorting and the shuffle of a preference group),
+            ``"families"`` (the family order of a level), ``"limit"``, ``"outcome"``, or the
+            value of a :class:`WarningCode` for each drop and misconfiguration.
+        message: the step as a readable sentence.
+        host: the host concerned, if any.
+    """
+
+    kind: str
+    message: str
+    host: str | None = None
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def explain(trace: tuple[TraceStep, ...]) -> str:
+    """The trace as numbered lines."""
+    return "\n".join(f"{i:2d}. [{step.kind}] {step.message}" for i, step in enumerate(trace, 1))
 
 
 @attrs.frozen
@@ -124,6 +150,8 @@ class Selection:
         ttl: the smallest TTL among the DNS answers used (seconds), i.e. how long this selection
             may be reused; ``None`` when no DNS answer was used or no TTL was known.
         warnings: misconfigurations that were worked around.
+        trace: every decision, in order (:class:`TraceStep`); see :meth:`explain`. Not part of
+            equality.
     """
 
     domain: str
@@ -134,6 +162,13 @@ class Selection:
     address_literal: bool = False
     ttl: int | None = None
     warnings: tuple[SelectionWarning, ...] = ()
+    trace: tuple[TraceStep, ...] = attrs.field(default=(), eq=False, repr=False)
+
+    def explain(self) -> str:
+        """Every decision taken, in order, as readable lines: the MX set received, each host's
+        lookups, each drop with its reason, the shuffle of each preference group, the family
+        order, the limit. The same steps are in :attr:`trace` as data."""
+        return explain(self.trace)
 
     def __iter__(self) -> Iterator[Target]:
         return iter(self.targets)

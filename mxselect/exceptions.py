@@ -37,7 +37,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._model import SelectionWarning
+    from ._model import SelectionWarning, TraceStep
 
 __all__ = [
     "DNSTemporaryError",
@@ -82,6 +82,14 @@ class MXSelectError(Exception):
         self.reason = reason
         self.domain = domain
         self.warnings = warnings
+        #: The decisions taken before the failure (set by the core); see :meth:`explain`.
+        self.trace: tuple[TraceStep, ...] = ()
+
+    def explain(self) -> str:
+        """The decisions taken before the failure, as readable lines."""
+        from ._model import explain
+
+        return explain(self.trace)
 
     def __str__(self) -> str:
         return self.reason

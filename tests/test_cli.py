@@ -104,3 +104,11 @@ def test_unreachable_nameserver_is_75() -> None:
     result = run("--nameserver", "127.0.0.1:9", "--timeout", "0.3", "example.net")
     assert result.returncode == 75
     assert "MX lookup for example.net: timeout" in result.stdout
+
+
+def test_explain_flag() -> None:
+    """--explain prints the decision trace; with --json it is a 'trace' list."""
+    text = run("--zone", str(DEMO), "--seed", "1", "--explain", "broken.example.net").stdout
+    assert "[lookup] gone.example.net: the host does not exist (NXDOMAIN)" in text
+    data = json.loads(run("--zone", str(DEMO), "--json", "--explain", "nomail.example.net").stdout)
+    assert [t["kind"] for t in data["trace"]] == ["mx", "outcome"]

@@ -208,6 +208,25 @@ def test_max_mx_hosts_bounds_the_queries() -> None:
     assert selection.warnings[0].code is WarningCode.MX_HOSTS_CAPPED
 
 
+def test_address_query_budget_holds_with_cname_chains() -> None:
+    """Exchanges that are CNAME chains under a resolver that does not follow them: still at
+    most 2 x max_mx_hosts address queries; the hosts left unresolved fail temporarily."""
+    records: dict[str, dict[str, object]] = {
+        "example.org": {"MX": [(10, f"h{i}.example.net") for i in range(3)]}
+    }
+    for i in range(3):
+        records[f"h{i}.example.net"] = {"CNAME": f"h{i}-1.example.net"}
+        records[f"h{i}-1.example.net"] = {"CNAME": f"h{i}-2.example.net"}
+        records[f"h{i}-2.example.net"] = {"A": [f"192.0.2.{i + 1}"]}
+    fake = FakeResolver(records, follow_cnames=False)  # type: ignore[arg-type]
+    with pytest.raises(DNSTemporaryError, match="query budget of 6 exhausted"):
+        select(fake, Policy(max_mx_hosts=3))
+    assert len(fake.queries) - 1 <= 6
+    roomy = FakeResolver(records, follow_cnames=False)  # type: ignore[arg-type]
+    assert len(select(roomy, Policy(max_mx_hosts=9))) == 3
+    assert len(roomy.queries) - 1 == 18
+
+
 def test_implicit_mx_can_be_disabled() -> None:
     """implicit_mx=False: a domain without MX records fails (5.4.4) with no address query."""
     fake = zone("@ A 192.0.2.1\n")
