@@ -551,9 +551,13 @@ class SelectionPlan:
                         name,
                     )
             if not safe:
+                partial = why  # a family that failed temporarily, if any
                 why = (
                     "all its addresses are in unsafe networks (" + ", ".join(map(str, found)) + ")"
                 )
+                if partial:
+                    why += f"; {partial}"
+                temporary = temporary or temp
                 failures.append(f"{label}: {why}")
                 self._warn(WarningCode.HOST_UNUSABLE, f"{label} is not usable: {why}", name)
                 continue
@@ -677,7 +681,14 @@ class SelectionPlan:
             self._use_ttl(six.ttl)
         if four is not None:
             self._use_ttl(four.ttl)
-        return v6 + v4, chain.canonical, "", False
+        partial = "; ".join(
+            f"{family} lookup: {text}"
+            for family, failed, text in (("AAAA", temp6, fail6), ("A", temp4, fail4))
+            if failed
+        )
+        # The temporary flag stays set: if every address found is later dropped (unsafe), the
+        # family that failed might have had a usable one -- that host's failure is temporary.
+        return v6 + v4, chain.canonical, partial, temp6 or temp4
 
     def _order(self, usable: list[tuple[_Candidate, str, list[IPAddress]]]) -> list[Target]:
         """Family order within each preference level, duplicates, then the address limit."""

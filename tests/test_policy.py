@@ -311,6 +311,15 @@ def test_default_unsafe_ipv6(address: str) -> None:
         select(fake)
 
 
+def test_unsafe_addresses_plus_a_failed_family_is_temporary() -> None:
+    """AAAA gives only ::1 (dropped) and A fails temporarily: the A record might be usable, so
+    the outcome is temporary, never a bounce."""
+    fake = zone("@ MX 10 mx\nmx AAAA ::1\nmx A 192.0.2.1\n")
+    fake.fail("mx.example.org", "A", "timeout")
+    with pytest.raises(DNSTemporaryError, match="A lookup: timeout"):
+        select(fake)
+
+
 def test_unsafe_networks_extendable_and_clearable() -> None:
     """with_unsafe adds networks (RFC 1918 here); unsafe_networks=() allows loopback."""
     fake = zone("@ MX 10 mx\nmx A 10.1.2.3\nmx A 127.0.0.2\n")

@@ -1,6 +1,6 @@
 """dnspython resolvers that only ever ask one loopback server.
 
-Never ``configure=True`` or the module-level resolver: tests must not read
+Never built from the system configuration (resolv.conf) nor the module-level resolver: tests must not read
 /etc/resolv.conf or touch the network.
 """
 
