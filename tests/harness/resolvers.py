@@ -1,7 +1,7 @@
 """dnspython resolvers that only ever ask one loopback server.
 
-Never built from the system configuration (resolv.conf) nor the module-level resolver: tests must not read
-/etc/resolv.conf or touch the network.
+Never built from the system configuration nor the module-level resolver: tests
+must not read /etc/resolv.conf or touch the network.
 """
 
 from __future__ import annotations
