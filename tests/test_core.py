@@ -9,6 +9,7 @@ import ipaddress
 import random
 
 import pytest
+from zones import zone
 
 import mxselect
 from mxselect import (
@@ -22,16 +23,6 @@ from mxselect import (
     WarningCode,
 )
 from mxselect.testing import FakeResolver
-
-HEADER = """
-$ORIGIN example.org.
-$TTL 300
-@     SOA  ns hostmaster 1 3600 900 604800 60
-"""
-
-
-def zone(body: str) -> FakeResolver:
-    return FakeResolver.from_zone(HEADER + body)
 
 
 def select(fake: FakeResolver, domain: str = "example.org", seed: int = 1) -> mxselect.Selection:

@@ -6,6 +6,7 @@ import ipaddress
 import random
 
 import pytest
+from zones import zone
 
 import mxselect
 from mxselect import (
@@ -18,16 +19,6 @@ from mxselect import (
     WarningCode,
 )
 from mxselect.testing import FakeResolver
-
-HEADER = """
-$ORIGIN example.org.
-$TTL 300
-@     SOA  ns hostmaster 1 3600 900 604800 60
-"""
-
-
-def zone(body: str) -> FakeResolver:
-    return FakeResolver.from_zone(HEADER + body)
 
 
 def select(fake: FakeResolver, policy: Policy | None = None, domain: str = "example.org"):  # type: ignore[no-untyped-def]
