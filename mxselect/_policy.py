@@ -126,8 +126,9 @@ class Policy:
             :class:`NoPrimaryRelayError` (4.4.4).
         unsafe_networks: addresses never returned, dropped one by one with a warning (Exim's
             ``ignore_target_hosts``; stops an MX from pointing mail at internal services). Add
-            networks with :meth:`with_unsafe` (e.g. RFC 1918), or pass ``()`` for tests and
-            private deployments.
+            networks with :meth:`with_unsafe` (e.g. RFC 1918), take some out with
+            :meth:`without_unsafe` (e.g. ``127.0.0.0/8`` for a test deployment), or pass ``()``
+            to allow everything.
     """
 
     families: Families = attrs.field(default=Families.ANY, converter=Families)
@@ -151,6 +152,25 @@ class Policy:
     def with_unsafe(self, *networks: str | Network) -> Policy:
         """A copy with more unsafe networks, e.g. ``policy.with_unsafe("10.0.0.0/8")``."""
         return attrs.evolve(self, unsafe_networks=self.unsafe_networks + _networks(networks))
+
+    def without_unsafe(self, *networks: str | Network) -> Policy:
+        """A copy where addresses in ``networks`` are no longer unsafe.
+
+        A network inside an unsafe one is cut out of it (``without_unsafe("127.0.0.2/31")``
+        allows 127.0.0.2 and 127.0.0.3 and keeps the rest of 127.0.0.0/8 unsafe); an unsafe
+        network inside one of ``networks`` is dropped.
+        """
+        remaining = list(self.unsafe_networks)
+        for allowed in _networks(networks):
+            kept: list[Network] = []
+            for unsafe in remaining:
+                if unsafe.version != allowed.version or not unsafe.overlaps(allowed):
+                    kept.append(unsafe)
+                elif allowed.subnet_of(unsafe):  # type: ignore[arg-type]
+                    kept.extend(unsafe.address_exclude(allowed))  # type: ignore[arg-type]
+                # else: the whole unsafe network is inside the allowed one: dropped
+            remaining = kept
+        return attrs.evolve(self, unsafe_networks=tuple(remaining))
 
     def is_unsafe(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         """Whether ``address`` (or the IPv4 address inside an IPv4-mapped one) is unsafe."""

@@ -72,16 +72,18 @@ class DnspythonResolver:
     Args:
         resolver: used as is (nameservers, port, timeouts, EDNS, cache: all yours). ``None``:
             a resolver with the system configuration (``/etc/resolv.conf``), search list off.
+        tcp: send every query over TCP (default: UDP, retried over TCP when truncated).
     """
 
-    def __init__(self, resolver: dns.resolver.Resolver | None = None) -> None:
+    def __init__(self, resolver: dns.resolver.Resolver | None = None, *, tcp: bool = False) -> None:
         self.resolver = resolver if resolver is not None else _system_resolver()
+        self.tcp = tcp
 
     def resolve(self, query: Query) -> Answer:
         """Resolve one query; never raises for a DNS outcome."""
         try:
             answer = self.resolver.resolve(
-                dns.name.from_text(query.name), _RDTYPE[query.rtype], search=False
+                dns.name.from_text(query.name), _RDTYPE[query.rtype], tcp=self.tcp, search=False
             )
         except Exception as exc:
             return answer_from_exception(query, exc)
@@ -96,16 +98,20 @@ class AsyncDnspythonResolver:
 
     Args:
         resolver: used as is. ``None``: the system configuration, search list off.
+        tcp: send every query over TCP (default: UDP, retried over TCP when truncated).
     """
 
-    def __init__(self, resolver: dns.asyncresolver.Resolver | None = None) -> None:
+    def __init__(
+        self, resolver: dns.asyncresolver.Resolver | None = None, *, tcp: bool = False
+    ) -> None:
         self.resolver = resolver if resolver is not None else _system_async_resolver()
+        self.tcp = tcp
 
     async def aresolve(self, query: Query) -> Answer:
         """Resolve one query; never raises for a DNS outcome."""
         try:
             answer = await self.resolver.resolve(
-                dns.name.from_text(query.name), _RDTYPE[query.rtype], search=False
+                dns.name.from_text(query.name), _RDTYPE[query.rtype], tcp=self.tcp, search=False
             )
         except Exception as exc:
             return answer_from_exception(query, exc)
