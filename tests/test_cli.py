@@ -509,7 +509,8 @@ def test_unreachable_nameserver_is_75() -> None:
     result = run("--nameserver", "127.0.0.1:9", "--timeout", "0.3", "example.net")
     assert result.returncode == 75
     assert "451 4.4.3" in result.stdout
-    assert "MX lookup for example.net: timeout" in result.stdout
+    assert "MX lookup for example.net: timeout after" in result.stdout
+    assert "(asked 127.0.0.1@9)" in result.stdout
 
 
 # ------------------------------------------------------------------ progress bar and Ctrl-C
