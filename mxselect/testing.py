@@ -45,10 +45,15 @@ class Fault(enum.Enum):
     SERVFAIL = "SERVFAIL"
     TIMEOUT = "timeout"
     REFUSED = "REFUSED"
+    FORMERR = "FORMERR"
+    #: A truncated UDP answer whose TCP retry failed (RFC 1123 §6.1.3.2).
+    TRUNCATED = "truncated"
 
     @property
     def reason(self) -> str:
-        return "timeout (fake)" if self is Fault.TIMEOUT else f"{self.value} (fake)"
+        if self is Fault.TRUNCATED:
+            return "truncated answer, TCP retry failed (fake)"
+        return f"{self.value} (fake)"
 
 
 _Value = MXRecord | IPAddress | str

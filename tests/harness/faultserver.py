@@ -226,7 +226,8 @@ class FaultServer:
         BEHAVIORS or "delay-N". ``delay_ms`` replaces the delay before the reply
         ("delay" requires it); ``times`` limits the rule to that many queries,
         after which the normal behaviour applies again. A later rule for the same
-        (name, rdtype) replaces the earlier one."""
+        (name, rdtype) replaces the earlier one. A rule also applies to queries whose
+        CNAME chain (in the zone data) passes through ``name``."""
         behavior = behavior.lower()
         label_delay = _DELAY_LABEL.match(behavior)
         if label_delay:
@@ -450,8 +451,11 @@ class FaultServer:
     def _behavior(self, qname: dns.name.Name, rdtype: int) -> tuple[str, float]:
         """(behaviour, delay in ms) for a query; the behaviour "delay" is "answer"."""
         delay_ms = self.default_delay_ms
+        # A rule on a name further down the CNAME chain applies too, as if a recursive
+        # resolver had met the fault while chasing the chain (the first rule on the way wins).
+        keys = [(name, t) for name in self._chain_names(qname, rdtype) for t in (rdtype, None)]
         with self._lock:
-            for key in ((qname, rdtype), (qname, None)):
+            for key in keys:
                 rule = self._rules.get(key)
                 if rule is None:
                     continue
@@ -470,6 +474,22 @@ class FaultServer:
         if label in _LABEL_BEHAVIORS:
             return label, delay_ms
         return "answer", delay_ms
+
+    def _chain_names(self, qname: dns.name.Name, rdtype: int) -> list[dns.name.Name]:
+        """``qname`` and the CNAME targets the data leads to for ``rdtype``, in order."""
+        names = [qname]
+        while len(names) <= MAX_CNAME_CHAIN:
+            rrsets = self.data.get(names[-1], {})
+            if any(t == rdtype for t, _ in rrsets):
+                break
+            cname = rrsets.get((dns.rdatatype.CNAME, dns.rdatatype.NONE))
+            if cname is None:
+                break
+            target: dns.name.Name = next(iter(cname)).target
+            if target in names:
+                break
+            names.append(target)
+        return names
 
     # -- answers from the data ----------------------------------------------------
 
