@@ -16,6 +16,7 @@ from ._drivers import aselect_targets, select_targets
 from ._model import Host, Selection, SelectionWarning, Target, TraceStep, WarningCode
 from ._policy import DEFAULT_UNSAFE_NETWORKS as DEFAULT_UNSAFE_NETWORKS
 from ._policy import Families, Policy
+from .cache import CacheStats, CachingResolver
 from .exceptions import (
     DNSTemporaryError,
     InvalidDomainError,
@@ -36,6 +37,8 @@ __all__ = [
     "CNAME_CHAIN_LIMIT",
     "Answer",
     "AsyncResolver",
+    "CacheStats",
+    "CachingResolver",
     "DNSTemporaryError",
     "Families",
     "Host",
