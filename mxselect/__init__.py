@@ -17,6 +17,7 @@ from ._model import Host, Selection, SelectionWarning, Target, TraceStep, Warnin
 from ._policy import DEFAULT_UNSAFE_NETWORKS as DEFAULT_UNSAFE_NETWORKS
 from ._policy import Families, Policy
 from .cache import CacheStats, CachingResolver
+from .delivery import DeliveryPlan, DeliveryStatus, HostStatus
 from .exceptions import (
     DNSTemporaryError,
     InvalidDomainError,
@@ -40,8 +41,11 @@ __all__ = [
     "CacheStats",
     "CachingResolver",
     "DNSTemporaryError",
+    "DeliveryPlan",
+    "DeliveryStatus",
     "Families",
     "Host",
+    "HostStatus",
     "InvalidDomainError",
     "MXRecord",
     "MXSelectError",
