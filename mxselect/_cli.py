@@ -30,7 +30,7 @@ import attrs
 from . import __version__
 from ._model import Selection, explain
 from ._policy import Families, Network, Policy
-from .exceptions import InvalidDomainError, MXSelectError, TemporaryError
+from .exceptions import InvalidDomainError, MXSelectError, NoSuchDomainError, TemporaryError
 
 if TYPE_CHECKING:
     from .typing import AsyncResolver
@@ -61,8 +61,6 @@ def exit_code(error: MXSelectError | None) -> int:
         return EX_TEMPFAIL
     if isinstance(error, InvalidDomainError):
         return EX_DATAERR
-    from .exceptions import NoSuchDomainError
-
     if isinstance(error, NoSuchDomainError):
         return EX_NOHOST
     return EX_UNAVAILABLE
@@ -582,19 +580,35 @@ class _Progress:
             sys.stderr.flush()
 
 
-def summary(results: Sequence[Result], total: int, elapsed: float, interrupted: bool) -> str:
+@attrs.define
+class Tally:
+    """What the batch summary needs: counts per outcome and the worst exit code so far."""
+
+    counts: Counter[str] = attrs.field(factory=Counter)
+    code: int = EX_OK
+
+    def add(self, result: Result) -> None:
+        self.counts[result.label] += 1
+        self.code = worst([self.code, result.code])
+
+    @property
+    def done(self) -> int:
+        return sum(self.counts.values())
+
+
+def summary(tally: Tally, total: int, elapsed: float, interrupted: bool) -> str:
     """The batch summary: counts per outcome, elapsed time, rate and the exit code."""
-    counts = Counter(r.label for r in results)
-    rate = len(results) / elapsed if elapsed > 0 else 0.0
-    head = f"{len(results)} of {total} domains" if interrupted else f"{len(results)} domains"
+    counts, done = tally.counts, tally.done
+    rate = done / elapsed if elapsed > 0 else 0.0
+    head = f"{done} of {total} domains" if interrupted else f"{done} domains"
     lines = [f"mxselect: {head} in {elapsed:.2f} s ({rate:.1f} domains/s)"]
     order = sorted(counts, key=lambda label: (label != "ok", -counts[label], label))
     width = max((len(label) for label in order), default=0)
     lines += [f"  {label.ljust(width)}  {counts[label]}" for label in order]
     if interrupted:
-        lines.append(f"  interrupted: {total - len(results)} not looked up; exit 130")
+        lines.append(f"  interrupted: {total - done} not looked up; exit 130")
     else:
-        lines.append(f"  exit {worst([r.code for r in results])}")
+        lines.append(f"  exit {tally.code}")
     return "\n".join(lines)
 
 
@@ -694,11 +708,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     items = _items(args, parser)
     resolver = _resolver(args, parser)
     batch = args.file is not None
-    results: list[Result] = []
+    tally = Tally()  # not the results themselves: a batch may be millions of domains
     progress = _Progress(len(items), batch and not args.quiet and sys.stderr.isatty())
 
     def emit(result: Result) -> None:
-        results.append(result)
+        tally.add(result)
         if args.json:
             text = json.dumps(as_json(result, args.explain), ensure_ascii=False)
         elif batch and not args.explain:
@@ -721,10 +735,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress.close()
     elapsed = time.monotonic() - started
     if (batch or interrupted) and not args.quiet:
-        print(summary(results, len(items), elapsed, interrupted), file=sys.stderr)
+        print(summary(tally, len(items), elapsed, interrupted), file=sys.stderr)
     if interrupted:
         return EX_INTERRUPTED
-    return worst([r.code for r in results])
+    return tally.code
 
 
 def entry_point() -> None:
