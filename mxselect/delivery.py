@@ -107,7 +107,10 @@ class Outcome:
     target: Target | None = None
 
     def __str__(self) -> str:
-        return f"{self.status.value}: {self.reply_code} {self.enhanced_status} {self.message}"
+        status = self.enhanced_status
+        if not status or self.message.startswith(status):
+            return f"{self.status.value}: {self.reply_code} {self.message}".rstrip()
+        return f"{self.status.value}: {self.reply_code} {status} {self.message}".rstrip()
 
 
 class HostStatus:

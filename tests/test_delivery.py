@@ -52,6 +52,7 @@ def test_delivered_by_the_first_target() -> None:
         T1,
     )
     assert plan.sessions == 1
+    assert str(out) == "delivered: 250 2.0.0 Ok: queued"
 
 
 def test_refused_and_timed_out_move_on_and_are_not_sessions() -> None:
@@ -141,6 +142,7 @@ def test_address_limit_counts_failed_connections() -> None:
         "4.4.1",
     )
     assert out.message.startswith("address limit (3) reached: ")
+    assert str(out).startswith("deferred: 451 4.4.1 address limit (3) reached: ")
     assert "mx3.example.org [192.0.2.3]" in out.message
 
 

@@ -62,6 +62,7 @@ AUTH_ZONES = (
     "hugemx.test.",
     "dnssec.test.",
     "bogus.test.",
+    "mta.test.",
 )
 #: Zones signed at start-up; Knot serves their ``<zone>.signed`` file.
 SIGNED_ZONES = ("dnssec.test", "bogus.test")
