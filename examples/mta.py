@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import sys
 
 import aiosmtplib
@@ -26,13 +25,7 @@ from mxselect.delivery import DeliveryPlan, DeliveryStatus, HostStatus, Outcome
 
 #: The default unsafe networks minus 127.0.0.0/8, so MX hosts on 127.0.0.2, 127.0.0.3...
 #: are used. Everything else (0.0.0.0/8, link-local, multicast, ::1...) stays unsafe.
-TEST_POLICY = mxselect.Policy(
-    unsafe_networks=[
-        net
-        for net in mxselect.DEFAULT_UNSAFE_NETWORKS
-        if net != ipaddress.ip_network("127.0.0.0/8")
-    ]
-)
+TEST_POLICY = mxselect.Policy().without_unsafe("127.0.0.0/8")
 
 #: Unreachable hosts, remembered across deliveries (RFC 5321 §4.5.4.1).
 HOST_STATUS = HostStatus()
