@@ -33,6 +33,7 @@ from ._policy import Families, Network, Policy
 from .exceptions import InvalidDomainError, MXSelectError, NoSuchDomainError, TemporaryError
 
 if TYPE_CHECKING:
+    from .cache import CacheStats
     from .typing import AsyncResolver
 
 EX_OK = 0
@@ -170,6 +171,12 @@ def _parser() -> argparse.ArgumentParser:
         help="give up on one DNS query after this long: a temporary failure (default 5)",
     )
     dns.add_argument("--tcp", action="store_true", help="query over TCP only")
+    dns.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="ask the resolver every time (default: answers are cached for their TTL during "
+        "the run, so domains sharing MX hosts query them once)",
+    )
 
     pol = parser.add_argument_group("policy (see mxselect.Policy)")
     fam = pol.add_mutually_exclusive_group()
@@ -339,7 +346,13 @@ def _resolver(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Asyn
             parser.exit(EX_TEMPFAIL, f"mxselect: no system resolver configuration: {exc}\n")
     resolver.lifetime = args.timeout
     resolver.timeout = min(resolver.timeout, args.timeout)
-    return AsyncDnspythonResolver(resolver, tcp=args.tcp)
+    adapter = AsyncDnspythonResolver(resolver, tcp=args.tcp)
+    if args.no_cache:
+        return adapter
+    from .cache import CachingResolver
+
+    # RFC 2308 rules, for this run only; concurrent identical queries are sent once.
+    return CachingResolver(adapter)
 
 
 # -------------------------------------------------------------------------------------- input
@@ -596,8 +609,10 @@ class Tally:
         return sum(self.counts.values())
 
 
-def summary(tally: Tally, total: int, elapsed: float, interrupted: bool) -> str:
-    """The batch summary: counts per outcome, elapsed time, rate and the exit code."""
+def summary(
+    tally: Tally, total: int, elapsed: float, interrupted: bool, cache: CacheStats | None = None
+) -> str:
+    """The batch summary: counts per outcome, elapsed time, rate, DNS queries, the exit code."""
     counts, done = tally.counts, tally.done
     rate = done / elapsed if elapsed > 0 else 0.0
     head = f"{done} of {total} domains" if interrupted else f"{done} domains"
@@ -605,6 +620,11 @@ def summary(tally: Tally, total: int, elapsed: float, interrupted: bool) -> str:
     order = sorted(counts, key=lambda label: (label != "ok", -counts[label], label))
     width = max((len(label) for label in order), default=0)
     lines += [f"  {label.ljust(width)}  {counts[label]}" for label in order]
+    if cache is not None:
+        lines.append(
+            f"  DNS: {cache.upstream} queries sent, "
+            f"{cache.hits + cache.coalesced} answered by the cache"
+        )
     if interrupted:
         lines.append(f"  interrupted: {total - done} not looked up; exit 130")
     else:
@@ -693,6 +713,12 @@ def _items(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[It
         parser.exit(EX_USAGE, f"mxselect: cannot read {args.file}: {exc}\n")
 
 
+def _stats(resolver: object) -> CacheStats | None:
+    from .cache import CachingResolver
+
+    return resolver.stats if isinstance(resolver, CachingResolver) else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit code (Ctrl-C during the lookups: 130)."""
     import asyncio
@@ -735,7 +761,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress.close()
     elapsed = time.monotonic() - started
     if (batch or interrupted) and not args.quiet:
-        print(summary(tally, len(items), elapsed, interrupted), file=sys.stderr)
+        print(summary(tally, len(items), elapsed, interrupted, _stats(resolver)), file=sys.stderr)
     if interrupted:
         return EX_INTERRUPTED
     return tally.code

@@ -480,6 +480,23 @@ def test_batch_of_hundreds_against_a_loopback_server(fault_server: Any, tmp_path
     assert result.returncode == 75
     invalid_queries = [q for q in server.queries if ".." in str(q[0])]
     assert invalid_queries == []
+    # the run's cache: 100 domains share mx1 and mx2, whose addresses are asked once each
+    shared = Counter((str(q[0]), q[1]) for q in server.queries if str(q[0]).startswith("mx"))
+    assert shared == {(f"{h}.batch.test.", t): 1 for h in ("mx1", "mx2") for t in ("A", "AAAA")}
+    sent = len(server.queries)
+    assert f"  DNS: {sent} queries sent, " in result.stderr
+    server.clear()
+    uncached = run(
+        "--nameserver", f"127.0.0.1:{server.port}", "--no-cache", "-q", "--json",
+        "-f", str(listing),
+    )  # fmt: skip
+
+    def without_ttl(text: str) -> list[str]:  # a cached answer's TTL has counted down
+        return sorted(json.dumps({**o, "ttl": None}) for o in json_lines(text))
+
+    assert without_ttl(uncached.stdout) == without_ttl(result.stdout)
+    mx1_a = [q for q in server.queries if (str(q[0]), q[1]) == ("mx1.batch.test.", "A")]
+    assert len(mx1_a) == sum(kind in ("ok", "address") for _, kind in entries)
 
 
 @pytest.mark.e2e
