@@ -169,7 +169,16 @@ def record_batches(resolver: dns.asyncresolver.Resolver, domains: Sequence[str])
         return batches
 
     async def main() -> list[_Batches]:
-        return list(await asyncio.gather(*(one(d) for d in domains)))
+        out: dict[str, _Batches] = {}
+
+        async def worker(queue: list[str]) -> None:
+            while queue:
+                domain = queue.pop()
+                out[domain] = await one(domain)
+
+        queue = list(reversed(domains))
+        await asyncio.gather(*(worker(queue) for _ in range(CONCURRENCY)))
+        return [out[d] for d in domains]
 
     return asyncio.run(main())
 
