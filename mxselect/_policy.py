@@ -174,9 +174,14 @@ class Policy:
 
     def is_unsafe(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         """Whether ``address`` (or the IPv4 address inside an IPv4-mapped one) is unsafe."""
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        return any(address in network for network in self.unsafe_networks)
+        value = int(address)
+        version = address.version
+        if version == 6 and value >> 32 == 0xFFFF:  # ::ffff:a.b.c.d, IPv4-mapped
+            value &= 0xFFFFFFFF
+            version = 4
+        # Integer masks instead of ``address in network``: same test, a tenth of the cost.
+        table = _mask_table(self.unsafe_networks)[version]
+        return any(value & mask == net for net, mask in table)
 
     @property
     def wants_ipv4(self) -> bool:
@@ -185,6 +190,29 @@ class Policy:
     @property
     def wants_ipv6(self) -> bool:
         return self.families is not Families.IPV4_ONLY
+
+
+_MaskTable = dict[int, tuple[tuple[int, int], ...]]
+# id(networks tuple) -> (the tuple, its table): keyed by identity because hashing a tuple of
+# networks costs more than the test itself; the tuple is kept, so its id stays unique.
+_MASK_TABLES: dict[int, tuple[tuple[Network, ...], _MaskTable]] = {}
+
+
+def _mask_table(networks: tuple[Network, ...]) -> _MaskTable:
+    """{4: ((network, mask), ...), 6: (...)}: the networks as integers, per version."""
+    entry = _MASK_TABLES.get(id(networks))
+    if entry is not None and entry[0] is networks:
+        return entry[1]
+    table = {
+        version: tuple(
+            (int(n.network_address), int(n.netmask)) for n in networks if n.version == version
+        )
+        for version in (4, 6)
+    }
+    if len(_MASK_TABLES) >= 256:
+        _MASK_TABLES.clear()
+    _MASK_TABLES[id(networks)] = (networks, table)
+    return table
 
 
 #: The default policy.
