@@ -254,6 +254,27 @@ class SelectionPlan:
             self._batch_set = frozenset()
             self._advance(received)
 
+    def abandon(self, reason: str) -> None:
+        """Stop waiting: the plan ends now with a :class:`DNSTemporaryError` whose reason is
+        ``reason`` followed by the queries still pending (for an overall deadline: nothing
+        that was not answered established anything, so it can only be temporary;
+        RFC 1123 §6.1.3.3 "give up and return a soft error"). Answers already fed keep their
+        warnings and trace. No effect once :attr:`done`.
+        """
+        if self.done:
+            return
+        pending = self.pending
+        if pending:
+            reason = f"{reason}; no answer yet for: {', '.join(map(str, pending))}"
+        error = self._temporary(reason)
+        self._step("outcome", f"DNSTemporaryError {error.reply_code} {error.status}: {reason}")
+        error.trace = tuple(self._trace)
+        self._error = error
+        if self._gen is not None:
+            self._gen.close()
+            self._gen = None
+        self._batch, self._received = (), {}
+
     def result(self) -> Selection:
         """The selection, once :attr:`done`.
 

@@ -7,7 +7,9 @@ dnspython adapter are imported only when needed, keeping ``import mxselect`` lig
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -82,11 +84,56 @@ def _sync_resolver(resolver: object) -> Resolver:
     return cast("Resolver", resolver)
 
 
-def _call(resolver: Resolver, query: Query) -> Answer:
+def _call(resolver: Resolver, query: Query, lifetime: float | None = None) -> Answer:
     try:
+        if lifetime is not None and getattr(resolver, "_mxselect_lifetime", False):
+            # The dnspython adapter bounds the query by the time left before the deadline.
+            return _checked(query, resolver.resolve(query, lifetime=lifetime))  # type: ignore[call-arg]
         return _checked(query, resolver.resolve(query))
     except Exception as exc:
         return _failed(exc)
+
+
+def _check_deadline(deadline: object) -> float | None:
+    """The deadline in seconds (None: no deadline); bad values raise before any query."""
+    if deadline is None:
+        return None
+    if isinstance(deadline, bool) or not isinstance(deadline, int | float):
+        raise TypeError(f"deadline must be a number of seconds or None, got {deadline!r}")
+    if not deadline > 0:  # also NaN
+        raise ValueError(f"deadline must be a positive number of seconds, got {deadline!r}")
+    return None if math.isinf(deadline) else float(deadline)
+
+
+def _expired(plan: SelectionPlan, deadline: float) -> None:
+    plan.abandon(f"the deadline of {deadline:g} s expired before DNS answered")
+
+
+def _resolve_batch_until(
+    resolver: Resolver, batch: tuple[Query, ...], end: float
+) -> dict[Query, Answer]:
+    """The answers that arrived before ``end`` (time.monotonic()); the others are given up.
+
+    Every query runs on the pool so the caller can stop waiting at the deadline (threads
+    cannot be killed: a query still running finishes in the background, bounded by the
+    lifetime it was given when the resolver takes one)."""
+    from concurrent.futures import wait
+
+    remaining = end - time.monotonic()
+    if remaining <= 0:
+        return {}
+    pool = _get_pool()
+    if getattr(resolver, "resolve_batch", None) is not None:
+        whole = pool.submit(_resolve_batch, resolver, batch)
+        if not wait([whole], timeout=remaining).done:
+            whole.cancel()
+            return {}
+        return dict(zip(batch, whole.result(), strict=True))
+    futures = {pool.submit(_call, resolver, q, remaining): q for q in batch}
+    done, not_done = wait(futures, timeout=remaining)
+    for future in not_done:
+        future.cancel()
+    return {futures[f]: f.result() for f in done}
 
 
 def _resolve_batch(resolver: Resolver, batch: tuple[Query, ...]) -> Sequence[Answer]:
@@ -115,6 +162,7 @@ def select_targets(
     resolver: Resolver | Any | None = None,
     rng: random.Random | None = None,
     policy: Policy | None = None,
+    deadline: float | None = None,
 ) -> Selection:
     """Select the hosts and addresses to try for mail to ``domain`` (RFC 5321 §5.1).
 
@@ -129,6 +177,11 @@ def select_targets(
             entropy (never the global ``random``).
         policy: the :class:`~mxselect.Policy` (families, limits, unsafe targets...); ``None``
             for the defaults.
+        deadline: seconds the whole selection may take, all queries included; ``None``: no
+            overall bound (each query is still bounded by the resolver's own timeouts). When
+            it expires, :class:`DNSTemporaryError` names the queries still unanswered. Each
+            query of the dnspython adapter gets the time left as its lifetime; the driver
+            stops waiting at the deadline in any case.
 
     Returns:
         The :class:`~mxselect.Selection`; iterate over it for the targets in try order.
@@ -136,15 +189,27 @@ def select_targets(
     Raises:
         InvalidDomainError: bad input (no DNS query is sent).
         NoSuchDomainError, NullMXError, NoUsableTargetsError: permanent -- bounce.
-        DNSTemporaryError: temporary -- defer and retry.
+        DNSTemporaryError: temporary -- defer and retry (also: the deadline expired).
+        ValueError, TypeError: ``deadline`` is not a positive number (no query is sent).
     """
+    seconds = _check_deadline(deadline)
     plan = SelectionPlan(domain, rng=rng, policy=policy)
     if not plan.done:
         res = _sync_resolver(resolver)
+        end = None if seconds is None else time.monotonic() + seconds
         while not plan.done:
             batch = plan.pending
-            for query, answer in zip(batch, _resolve_batch(res, batch), strict=True):
-                plan.feed(query, answer)
+            if end is None:
+                for query, answer in zip(batch, _resolve_batch(res, batch), strict=True):
+                    plan.feed(query, answer)
+                continue
+            answers = _resolve_batch_until(res, batch, end)
+            for query in batch:
+                if query in answers:
+                    plan.feed(query, answers[query])
+            if len(answers) < len(batch):
+                assert seconds is not None
+                _expired(plan, seconds)
     return plan.result()
 
 
@@ -153,10 +218,13 @@ class _ThreadedResolver:
 
     def __init__(self, resolver: Resolver) -> None:
         self.resolver = resolver
+        self._mxselect_lifetime = getattr(resolver, "_mxselect_lifetime", False)
 
-    async def aresolve(self, query: Query) -> Answer:
+    async def aresolve(self, query: Query, lifetime: float | None = None) -> Answer:
         import asyncio
 
+        if lifetime is not None and self._mxselect_lifetime:
+            return await asyncio.to_thread(_call, self.resolver, query, lifetime)
         return await asyncio.to_thread(self.resolver.resolve, query)
 
 
@@ -179,11 +247,39 @@ def _async_resolver(resolver: object) -> AsyncResolver:
     )
 
 
-async def _acall(resolver: AsyncResolver, query: Query) -> Answer:
+async def _acall(resolver: AsyncResolver, query: Query, lifetime: float | None = None) -> Answer:
     try:
-        return _checked(query, await resolver.aresolve(query))
+        if lifetime is not None and getattr(resolver, "_mxselect_lifetime", False):
+            answer = await resolver.aresolve(query, lifetime=lifetime)  # type: ignore[call-arg]
+        else:
+            answer = await resolver.aresolve(query)
+        return _checked(query, answer)
     except Exception as exc:
         return _failed(exc)
+
+
+async def _agather_until(
+    resolver: AsyncResolver, batch: tuple[Query, ...], end: float
+) -> dict[Query, Answer]:
+    """The answers that arrived before ``end`` (the loop's clock); the other queries are
+    cancelled. Whatever happens -- the deadline, or this task being cancelled -- no task of
+    the batch is left behind."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    remaining = end - loop.time()
+    if remaining <= 0:
+        return {}
+    tasks = {asyncio.ensure_future(_acall(resolver, q, remaining)): q for q in batch}
+    try:
+        done, _ = await asyncio.wait(tasks, timeout=remaining)
+    finally:
+        late = [task for task in tasks if not task.done()]
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.gather(*late, return_exceptions=True)
+    return {tasks[task]: task.result() for task in done}
 
 
 async def aselect_targets(
@@ -192,6 +288,7 @@ async def aselect_targets(
     resolver: AsyncResolver | Resolver | Any | None = None,
     rng: random.Random | None = None,
     policy: Policy | None = None,
+    deadline: float | None = None,
 ) -> Selection:
     """The asyncio twin of :func:`select_targets`: same arguments, same results.
 
@@ -204,12 +301,27 @@ async def aselect_targets(
             (used as is); a synchronous resolver (run in threads); or ``None`` for the system
             configuration.
         rng, policy: as for :func:`select_targets`.
+        deadline: as for :func:`select_targets`; at the deadline the queries still running
+            are cancelled. Cancelling the task running ``aselect_targets`` cancels its
+            queries too; nothing is left running.
     """
     import asyncio
 
+    seconds = _check_deadline(deadline)
     plan = SelectionPlan(domain, rng=rng, policy=policy)
     if not plan.done:
         res = _async_resolver(resolver)
+        if seconds is not None:
+            end = asyncio.get_running_loop().time() + seconds
+            while not plan.done:
+                batch = plan.pending
+                arrived = await _agather_until(res, batch, end)
+                for query in batch:
+                    if query in arrived:
+                        plan.feed(query, arrived[query])
+                if len(arrived) < len(batch):
+                    _expired(plan, seconds)
+            return plan.result()
         while not plan.done:
             batch = plan.pending
             if len(batch) == 1:

@@ -75,15 +75,23 @@ class DnspythonResolver:
         tcp: send every query over TCP (default: UDP, retried over TCP when truncated).
     """
 
+    #: The drivers pass the time left before their deadline as ``lifetime``.
+    _mxselect_lifetime = True
+
     def __init__(self, resolver: dns.resolver.Resolver | None = None, *, tcp: bool = False) -> None:
         self.resolver = resolver if resolver is not None else _system_resolver()
         self.tcp = tcp
 
-    def resolve(self, query: Query) -> Answer:
-        """Resolve one query; never raises for a DNS outcome."""
+    def resolve(self, query: Query, lifetime: float | None = None) -> Answer:
+        """Resolve one query; never raises for a DNS outcome. ``lifetime`` (seconds) lowers
+        the resolver's own lifetime for this query."""
         try:
             answer = self.resolver.resolve(
-                dns.name.from_text(query.name), _RDTYPE[query.rtype], tcp=self.tcp, search=False
+                dns.name.from_text(query.name),
+                _RDTYPE[query.rtype],
+                tcp=self.tcp,
+                search=False,
+                lifetime=_lifetime(self.resolver, lifetime),
             )
         except Exception as exc:
             return answer_from_exception(query, exc)
@@ -101,17 +109,24 @@ class AsyncDnspythonResolver:
         tcp: send every query over TCP (default: UDP, retried over TCP when truncated).
     """
 
+    _mxselect_lifetime = True
+
     def __init__(
         self, resolver: dns.asyncresolver.Resolver | None = None, *, tcp: bool = False
     ) -> None:
         self.resolver = resolver if resolver is not None else _system_async_resolver()
         self.tcp = tcp
 
-    async def aresolve(self, query: Query) -> Answer:
-        """Resolve one query; never raises for a DNS outcome."""
+    async def aresolve(self, query: Query, lifetime: float | None = None) -> Answer:
+        """Resolve one query; never raises for a DNS outcome. ``lifetime`` (seconds) lowers
+        the resolver's own lifetime for this query."""
         try:
             answer = await self.resolver.resolve(
-                dns.name.from_text(query.name), _RDTYPE[query.rtype], tcp=self.tcp, search=False
+                dns.name.from_text(query.name),
+                _RDTYPE[query.rtype],
+                tcp=self.tcp,
+                search=False,
+                lifetime=_lifetime(self.resolver, lifetime),
             )
         except Exception as exc:
             return answer_from_exception(query, exc)
@@ -119,6 +134,13 @@ class AsyncDnspythonResolver:
 
     def __repr__(self) -> str:
         return f"AsyncDnspythonResolver({_describe(self.resolver)})"
+
+
+def _lifetime(resolver: dns.resolver.BaseResolver, lifetime: float | None) -> float | None:
+    """The smaller of the resolver's lifetime and the caller's (None: the resolver's)."""
+    if lifetime is None:
+        return None
+    return min(lifetime, resolver.lifetime)
 
 
 def _describe(resolver: dns.resolver.BaseResolver) -> str:
