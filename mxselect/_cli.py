@@ -170,6 +170,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="give up on one DNS query after this long: a temporary failure (default 5)",
     )
+    dns.add_argument(
+        "--deadline",
+        type=_seconds,
+        metavar="SECONDS",
+        help="give up on one domain after this long, all its queries included: a temporary "
+        "failure naming the queries still unanswered (default: none, --timeout bounds each query)",
+    )
     dns.add_argument("--tcp", action="store_true", help="query over TCP only")
     dns.add_argument(
         "--no-cache",
@@ -635,14 +642,18 @@ def summary(
 # ---------------------------------------------------------------------------------------- run
 
 
-async def _select(item: Item, resolver: AsyncResolver, policy: Policy, seed: int | None) -> Result:
+async def _select(
+    item: Item, resolver: AsyncResolver, policy: Policy, seed: int | None, deadline: float | None
+) -> Result:
     from ._drivers import aselect_targets
 
     # Each domain gets its own generator, so a seeded run gives the same order whatever order
     # the concurrent lookups finish in.
     rng = random.Random(f"{seed}\0{item.domain}") if seed is not None else None
     try:
-        selection = await aselect_targets(item.domain, resolver=resolver, rng=rng, policy=policy)
+        selection = await aselect_targets(
+            item.domain, resolver=resolver, rng=rng, policy=policy, deadline=deadline
+        )
     except MXSelectError as exc:
         return Result(item, None, exc)
     return Result(item, selection, None)
@@ -748,7 +759,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress.write(text)
 
     def select(item: Item) -> Any:
-        return _select(item, resolver, policy, args.seed)
+        return _select(item, resolver, policy, args.seed, args.deadline)
 
     run = _run_streaming if batch else _run_in_order
     started = time.monotonic()

@@ -187,6 +187,7 @@ def test_explain_flag() -> None:
         (("--max-addresses", "1", "example.net"), "max_addresses must be at least 2"),
         (("--concurrency", "0", "example.net"), "invalid positive integer value"),
         (("--timeout", "0", "example.net"), "invalid number of seconds value"),
+        (("--deadline", "nan", "example.net"), "invalid number of seconds value"),
         (("--family", "ipv5", "example.net"), "invalid choice"),
         (("-f", "-", "example.net"), "not both"),
         (("--nameserver", "dns.example", "example.net"), "takes an IP address"),
@@ -519,6 +520,26 @@ def test_tcp_flag_sends_tcp(fault_server: Any) -> None:
     result = run("--nameserver", f"127.0.0.1:{server.port}", "--tcp", "t.test")
     assert result.returncode == 0
     assert {q[2] for q in server.queries} == {"tcp"}
+
+
+@pytest.mark.e2e
+def test_deadline_flag(fault_server: Any) -> None:
+    """--deadline bounds a domain whose server never answers: 75 in well under --timeout."""
+    zone = "$ORIGIN d.test.\n@ SOA ns h 1 1 1 1 60\n@ MX 10 mx\nmx A 192.0.2.1\nslow MX 10 mx\n"
+    server = fault_server(zone)
+    server.set_rule("slow.d.test", "MX", "drop")
+    started = time.monotonic()
+    result = run(
+        "--nameserver", f"127.0.0.1:{server.port}", "--timeout", "20", "--deadline", "0.5",
+        "--json", "slow.d.test", "d.test",
+    )  # fmt: skip
+    assert time.monotonic() - started < 10
+    slow, fine = json_lines(result.stdout)
+    assert (slow["error"], slow["status"]) == ("DNSTemporaryError", "4.4.3")
+    assert "deadline of 0.5 s expired" in slow["reason"]
+    assert "slow.d.test" in slow["reason"]
+    assert fine["outcome"] == "ok"
+    assert result.returncode == 75
 
 
 def test_unreachable_nameserver_is_75() -> None:
