@@ -16,6 +16,8 @@ from ._drivers import aselect_targets, select_targets
 from ._model import Host, Selection, SelectionWarning, Target, TraceStep, WarningCode
 from ._policy import DEFAULT_UNSAFE_NETWORKS as DEFAULT_UNSAFE_NETWORKS
 from ._policy import Families, Policy
+from .cache import CacheStats, CachingResolver
+from .delivery import DeliveryPlan, DeliveryStatus, HostStatus
 from .exceptions import (
     DNSTemporaryError,
     InvalidDomainError,
@@ -36,9 +38,14 @@ __all__ = [
     "CNAME_CHAIN_LIMIT",
     "Answer",
     "AsyncResolver",
+    "CacheStats",
+    "CachingResolver",
     "DNSTemporaryError",
+    "DeliveryPlan",
+    "DeliveryStatus",
     "Families",
     "Host",
+    "HostStatus",
     "InvalidDomainError",
     "MXRecord",
     "MXSelectError",

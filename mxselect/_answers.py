@@ -30,6 +30,10 @@ class RRType(enum.Enum):
     def __str__(self) -> str:
         return self.value
 
+    # Members are singletons: identity hashing is correct and much cheaper than Enum's
+    # Python-level __hash__ (the core keys its dicts by (name, type) pairs).
+    __hash__ = object.__hash__
+
 
 class Status(enum.Enum):
     """What a lookup established."""

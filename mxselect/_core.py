@@ -197,6 +197,7 @@ class SelectionPlan:
         self._trace: list[TraceStep] = []
         self._ttl: int | None = None
         self._batch: _Batch = ()
+        self._batch_set: frozenset[Query] = frozenset()  # membership in O(1) (feed)
         self._received: _Received = {}
         self._result: Selection | None = None
         self._error: MXSelectError | None = None
@@ -245,11 +246,12 @@ class SelectionPlan:
         """
         if not isinstance(answer, Answer):
             raise TypeError(f"expected an mxselect Answer for {query}, got {answer!r}")
-        if query not in self._batch or query in self._received:
+        if query not in self._batch_set or query in self._received:
             raise ValueError(f"{query} is not a pending query of this plan")
         self._received[query] = answer
         if len(self._received) == len(self._batch):
             received, self._received, self._batch = self._received, {}, ()
+            self._batch_set = frozenset()
             self._advance(received)
 
     def abandon(self, reason: str) -> None:
@@ -301,6 +303,7 @@ class SelectionPlan:
             self._gen = None
         else:
             self._batch = batch
+            self._batch_set = frozenset(batch)
             self._queries_sent += len(batch)
 
     # -- lookups ---------------------------------------------------------------------------
@@ -805,6 +808,9 @@ class _Candidate:
 
 
 def _ip_address(name: str) -> IPAddress | None:
+    # Only digits and dots (IPv4) or a colon (IPv6) can parse: skip the exception otherwise.
+    if ":" not in name and not name.replace(".", "").isdigit():
+        return None
     try:
         return ipaddress.ip_address(name)
     except ValueError:

@@ -126,8 +126,9 @@ class Policy:
             :class:`NoPrimaryRelayError` (4.4.4).
         unsafe_networks: addresses never returned, dropped one by one with a warning (Exim's
             ``ignore_target_hosts``; stops an MX from pointing mail at internal services). Add
-            networks with :meth:`with_unsafe` (e.g. RFC 1918), or pass ``()`` for tests and
-            private deployments.
+            networks with :meth:`with_unsafe` (e.g. RFC 1918), take some out with
+            :meth:`without_unsafe` (e.g. ``127.0.0.0/8`` for a test deployment), or pass ``()``
+            to allow everything.
     """
 
     families: Families = attrs.field(default=Families.ANY, converter=Families)
@@ -152,11 +153,35 @@ class Policy:
         """A copy with more unsafe networks, e.g. ``policy.with_unsafe("10.0.0.0/8")``."""
         return attrs.evolve(self, unsafe_networks=self.unsafe_networks + _networks(networks))
 
+    def without_unsafe(self, *networks: str | Network) -> Policy:
+        """A copy where addresses in ``networks`` are no longer unsafe.
+
+        A network inside an unsafe one is cut out of it (``without_unsafe("127.0.0.2/31")``
+        allows 127.0.0.2 and 127.0.0.3 and keeps the rest of 127.0.0.0/8 unsafe); an unsafe
+        network inside one of ``networks`` is dropped.
+        """
+        remaining = list(self.unsafe_networks)
+        for allowed in _networks(networks):
+            kept: list[Network] = []
+            for unsafe in remaining:
+                if unsafe.version != allowed.version or not unsafe.overlaps(allowed):
+                    kept.append(unsafe)
+                elif allowed.subnet_of(unsafe):  # type: ignore[arg-type]
+                    kept.extend(unsafe.address_exclude(allowed))  # type: ignore[arg-type]
+                # else: the whole unsafe network is inside the allowed one: dropped
+            remaining = kept
+        return attrs.evolve(self, unsafe_networks=tuple(remaining))
+
     def is_unsafe(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         """Whether ``address`` (or the IPv4 address inside an IPv4-mapped one) is unsafe."""
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        return any(address in network for network in self.unsafe_networks)
+        value = int(address)
+        version = address.version
+        if version == 6 and value >> 32 == 0xFFFF:  # ::ffff:a.b.c.d, IPv4-mapped
+            value &= 0xFFFFFFFF
+            version = 4
+        # Integer masks instead of ``address in network``: same test, a tenth of the cost.
+        table = _mask_table(self.unsafe_networks)[version]
+        return any(value & mask == net for net, mask in table)
 
     @property
     def wants_ipv4(self) -> bool:
@@ -165,6 +190,29 @@ class Policy:
     @property
     def wants_ipv6(self) -> bool:
         return self.families is not Families.IPV4_ONLY
+
+
+_MaskTable = dict[int, tuple[tuple[int, int], ...]]
+# id(networks tuple) -> (the tuple, its table): keyed by identity because hashing a tuple of
+# networks costs more than the test itself; the tuple is kept, so its id stays unique.
+_MASK_TABLES: dict[int, tuple[tuple[Network, ...], _MaskTable]] = {}
+
+
+def _mask_table(networks: tuple[Network, ...]) -> _MaskTable:
+    """{4: ((network, mask), ...), 6: (...)}: the networks as integers, per version."""
+    entry = _MASK_TABLES.get(id(networks))
+    if entry is not None and entry[0] is networks:
+        return entry[1]
+    table = {
+        version: tuple(
+            (int(n.network_address), int(n.netmask)) for n in networks if n.version == version
+        )
+        for version in (4, 6)
+    }
+    if len(_MASK_TABLES) >= 256:
+        _MASK_TABLES.clear()
+    _MASK_TABLES[id(networks)] = (networks, table)
+    return table
 
 
 #: The default policy.

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import dns.asyncresolver
 import dns.exception
@@ -72,13 +72,15 @@ class DnspythonResolver:
     Args:
         resolver: used as is (nameservers, port, timeouts, EDNS, cache: all yours). ``None``:
             a resolver with the system configuration (``/etc/resolv.conf``), search list off.
+        tcp: send every query over TCP (default: UDP, retried over TCP when truncated).
     """
 
     #: The drivers pass the time left before their deadline as ``lifetime``.
     _mxselect_lifetime = True
 
-    def __init__(self, resolver: dns.resolver.Resolver | None = None) -> None:
+    def __init__(self, resolver: dns.resolver.Resolver | None = None, *, tcp: bool = False) -> None:
         self.resolver = resolver if resolver is not None else _system_resolver()
+        self.tcp = tcp
 
     def resolve(self, query: Query, lifetime: float | None = None) -> Answer:
         """Resolve one query; never raises for a DNS outcome. ``lifetime`` (seconds) lowers
@@ -87,6 +89,7 @@ class DnspythonResolver:
             answer = self.resolver.resolve(
                 dns.name.from_text(query.name),
                 _RDTYPE[query.rtype],
+                tcp=self.tcp,
                 search=False,
                 lifetime=_lifetime(self.resolver, lifetime),
             )
@@ -103,12 +106,16 @@ class AsyncDnspythonResolver:
 
     Args:
         resolver: used as is. ``None``: the system configuration, search list off.
+        tcp: send every query over TCP (default: UDP, retried over TCP when truncated).
     """
 
     _mxselect_lifetime = True
 
-    def __init__(self, resolver: dns.asyncresolver.Resolver | None = None) -> None:
+    def __init__(
+        self, resolver: dns.asyncresolver.Resolver | None = None, *, tcp: bool = False
+    ) -> None:
         self.resolver = resolver if resolver is not None else _system_async_resolver()
+        self.tcp = tcp
 
     async def aresolve(self, query: Query, lifetime: float | None = None) -> Answer:
         """Resolve one query; never raises for a DNS outcome. ``lifetime`` (seconds) lowers
@@ -117,6 +124,7 @@ class AsyncDnspythonResolver:
             answer = await self.resolver.resolve(
                 dns.name.from_text(query.name),
                 _RDTYPE[query.rtype],
+                tcp=self.tcp,
                 search=False,
                 lifetime=_lifetime(self.resolver, lifetime),
             )
@@ -196,9 +204,9 @@ def answer_from_exception(query: Query, exc: BaseException) -> Answer:
         return Answer.tempfail(_server_errors(exc))
     if isinstance(exc, dns.resolver.LifetimeTimeout):
         timeout = exc.kwargs.get("timeout")
-        return Answer.tempfail(
-            f"timeout after {timeout:.1f} s" if isinstance(timeout, float) else "timeout"
-        )
+        text = f"timeout after {timeout:.1f} s" if isinstance(timeout, float) else "timeout"
+        servers = list(dict.fromkeys(_where(e) for e in exc.kwargs.get("errors", [])))
+        return Answer.tempfail(f"{text} (asked {', '.join(servers)})" if servers else text)
     if isinstance(exc, dns.exception.Timeout):
         return Answer.tempfail("timeout")
     if isinstance(exc, dns.resolver.YXDOMAIN):
@@ -207,12 +215,22 @@ def answer_from_exception(query: Query, exc: BaseException) -> Answer:
     return Answer.tempfail(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
 
 
+def _where(error: object) -> str:
+    """``127.0.0.1@5353`` for one entry of a dnspython exception's ``errors`` list."""
+    try:
+        server, _tcp, port, _err, _response = cast("tuple[object, ...]", error)
+    except (TypeError, ValueError):
+        return str(error)
+    where = str(server).removeprefix("Do53:")  # dnspython Nameserver objects: Do53:addr@port
+    return where if "@" in where else f"{where}@{port}"
+
+
 def _server_errors(exc: dns.resolver.NoNameservers) -> str:
     """'SERVFAIL from 127.0.0.1@5353' -- the rcode or error of every server asked."""
     parts: list[str] = []
     for error in exc.kwargs.get("errors", []):
         try:
-            server, tcp, port, err, response = error
+            _server, tcp, _port, err, response = error
         except (TypeError, ValueError):
             parts.append(str(error))
             continue
@@ -220,10 +238,7 @@ def _server_errors(exc: dns.resolver.NoNameservers) -> str:
             what = dns.rcode.to_text(response.rcode())
         else:
             what = f"{type(err).__name__}: {err}" if err else "no answer"
-        where = str(server).removeprefix("Do53:")  # dnspython Nameserver objects: Do53:addr@port
-        if "@" not in where:
-            where = f"{where}@{port}"
         via = " over TCP" if tcp else ""
-        parts.append(f"{what} from {where}{via}")
+        parts.append(f"{what} from {_where(error)}{via}")
     unique = list(dict.fromkeys(parts))
     return "; ".join(unique) if unique else "all nameservers failed"

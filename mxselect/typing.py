@@ -8,6 +8,11 @@ message is deferred, never bounced) and name it in the reason.
 
 A resolver that does not follow CNAMEs may answer :meth:`Answer.alias(target)
 <mxselect.Answer.alias>`; mxselect then asks for the target (at most 10 links).
+
+Worked examples: :mod:`mxselect.aiodns` (an :class:`AsyncResolver` over aiodns/c-ares: one
+``aresolve`` that maps every library outcome to an ``Answer`` in one place) and
+:mod:`mxselect.dnspython`. Wrap any of them in :class:`mxselect.cache.CachingResolver` for a
+TTL-aware cache.
 """
 
 from __future__ import annotations

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import dns.asyncresolver
 import dns.resolver
@@ -67,6 +68,28 @@ def async_unbound_resolver(dns_env: DnsEnv) -> dns.asyncresolver.Resolver:
     return make_dnspython_resolver(
         dns_env.resolver_port, asynchronous=True, lifetime=5.0, timeout=2.0
     )
+
+
+@pytest.fixture
+def aiodns_factory(dns_env: DnsEnv) -> Callable[[], Any]:
+    """``make()`` returns a new ``mxselect.aiodns.AiodnsResolver`` asking only the harness's
+    Unbound (nameservers and port given: never the system configuration). Use it inside the
+    event loop and close it (``async with make() as resolver``). Skipped without aiodns,
+    failed instead when the CI environment variable is set."""
+    try:
+        from mxselect.aiodns import AiodnsResolver
+    except ImportError as exc:
+        msg = f"aiodns missing ({exc}): pip install -e '.[aiodns]'"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+    def make() -> AiodnsResolver:
+        return AiodnsResolver(
+            nameservers=["127.0.0.1"], port=dns_env.resolver_port, timeout=2.0, tries=2
+        )
+
+    return make
 
 
 @pytest.fixture

@@ -201,6 +201,9 @@ def test_R1123_6_1_4_2_a_every_exception_maps_to_one_outcome() -> None:
         assert answer.status is status, exc
     timeout = answer_from_exception(QUERY, dns.resolver.LifetimeTimeout(timeout=2.0, errors=[]))
     assert timeout == Answer.tempfail("timeout after 2.0 s")
+    errors = [("Do53:127.0.0.1@5353", False, 5353, dns.exception.Timeout(), None)] * 2
+    named = answer_from_exception(QUERY, dns.resolver.LifetimeTimeout(timeout=0.5, errors=errors))
+    assert named.reason == "timeout after 0.5 s (asked 127.0.0.1@5353)"
     assert answer_from_exception(QUERY, RuntimeError()).reason == "RuntimeError"
 
 

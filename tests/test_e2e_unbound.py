@@ -1,4 +1,5 @@
-"""End to end: the dnspython adapter, sync and async, against Knot + a validating Unbound.
+"""End to end: every adapter -- dnspython (sync and async) and aiodns (c-ares) -- against Knot
++ a validating Unbound.
 
 Zones: tests/harness/zones (see each file's header). Every outcome of RFC 5321 §5.1 / RFC 7505
 is checked against real DNS software, through both APIs.
@@ -65,13 +66,40 @@ def recording(
     return Recording(unbound_resolver, async_unbound_resolver)
 
 
-@pytest.fixture(params=["sync", "async"])
+ADAPTERS = ["sync", "async", "aiodns"]
+
+
+def _aiodns_select(request: pytest.FixtureRequest, record: list[Query] | None = None) -> Select:
+    """select(domain) through a fresh AiodnsResolver (closed after each selection)."""
+    make = request.getfixturevalue("aiodns_factory")
+
+    async def run(domain: str) -> Selection:
+        async with make() as adapter:
+
+            class Recorded:
+                async def aresolve(self, query: Query) -> Answer:
+                    if record is not None:
+                        record.append(query)
+                    answer: Answer = await adapter.aresolve(query)
+                    return answer
+
+            return await mxselect.aselect_targets(
+                domain, resolver=Recorded(), rng=random.Random(5), policy=ALL
+            )
+
+    return lambda domain: asyncio.run(run(domain))
+
+
+@pytest.fixture(params=ADAPTERS)
 def select(
     request: pytest.FixtureRequest,
     unbound_resolver: dns.resolver.Resolver,
     async_unbound_resolver: dns.asyncresolver.Resolver,
 ) -> Select:
-    """select(domain) through the dnspython resolver given as is, sync or async."""
+    """select(domain) through the dnspython resolver given as is, sync or async, or through
+    the aiodns adapter."""
+    if request.param == "aiodns":
+        return _aiodns_select(request)
     if request.param == "sync":
         return lambda domain: mxselect.select_targets(
             domain, resolver=unbound_resolver, rng=random.Random(5), policy=ALL
@@ -83,8 +111,10 @@ def select(
     )
 
 
-@pytest.fixture(params=["sync", "async"])
+@pytest.fixture(params=ADAPTERS)
 def select_recorded(request: pytest.FixtureRequest, recording: Recording) -> Select:
+    if request.param == "aiodns":
+        return _aiodns_select(request, recording.queries)
     if request.param == "sync":
         return lambda domain: mxselect.select_targets(
             domain, resolver=recording, rng=random.Random(5), policy=ALL

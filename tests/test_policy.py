@@ -532,3 +532,33 @@ def test_policy_properties(case: tuple[dict[str, dict[str, object]], Policy, int
         assert not policy.is_unsafe(target.address)
         answered = records[target.host]
         assert str(target.address) in [*answered["A"], *answered["AAAA"]]  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "allowed",
+    [["127.0.0.0/8"], ["127.0.0.2/31"], ["127.0.0.2/32", "::1/128"], ["0.0.0.0/0"], ["10.0.0.0/8"]],
+)
+def test_without_unsafe_allows_exactly_the_networks_given(allowed: list[str]) -> None:
+    """An address is unsafe after `without_unsafe` iff it was unsafe and is in no allowed net."""
+    policy = Policy().with_unsafe("10.0.0.0/8")
+    opened = policy.without_unsafe(*allowed)
+    nets = [ipaddress.ip_network(a) for a in allowed]
+    rng = random.Random(5)
+    samples = [
+        ipaddress.ip_address(a)
+        for a in ("127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4", "::1", "10.1.2.3", "8.8.8.8")
+    ]
+    samples += [ipaddress.IPv4Address(rng.getrandbits(32)) for _ in range(2000)]
+    samples += [ipaddress.IPv4Address(0x7F000000 | rng.getrandbits(24)) for _ in range(500)]
+    for address in samples:
+        inside = any(address.version == n.version and address in n for n in nets)
+        assert opened.is_unsafe(address) == (policy.is_unsafe(address) and not inside), address
+    assert policy.is_unsafe(ipaddress.ip_address("127.0.0.2"))
+
+
+def test_without_unsafe_keeps_the_rest_of_a_split_network() -> None:
+    opened = Policy().without_unsafe("127.0.0.2/31")
+    assert not opened.is_unsafe(ipaddress.ip_address("127.0.0.3"))
+    assert opened.is_unsafe(ipaddress.ip_address("127.0.0.1"))
+    assert opened.is_unsafe(ipaddress.ip_address("127.255.0.1"))
+    assert Policy().without_unsafe("0.0.0.0/0", "::/0").unsafe_networks == ()

@@ -63,6 +63,7 @@ AUTH_ZONES = (
     "hostile.test.",
     "dnssec.test.",
     "bogus.test.",
+    "mta.test.",
 )
 #: Zones signed at start-up; Knot serves their ``<zone>.signed`` file.
 SIGNED_ZONES = ("dnssec.test", "bogus.test")

@@ -1,0 +1,68 @@
+"""Run every benchmark and print its tables, then each target of issue 5 next to its figure.
+
+    python3 benchmarks/run.py            # the full run (about 3 minutes on 2 cores)
+    python3 benchmarks/run.py --smoke    # every benchmark once, at a tiny size (CI)
+    python3 benchmarks/run.py --only latency,core_cpu
+
+To add a benchmark, write a module in this directory with ``NAME`` and
+``run(smoke: bool) -> _common.Report`` and add its name to ``BENCHMARKS``. Nothing here asserts
+a timing: the figures are read, not checked (a failing benchmark still fails the run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import Report, Table
+
+#: The benchmark modules, in the order they run.
+BENCHMARKS = ["latency", "core_cpu", "bulk", "footprint"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="every benchmark once, tiny size")
+    parser.add_argument("--only", help="comma-separated benchmark names")
+    args = parser.parse_args()
+    names = args.only.split(",") if args.only else BENCHMARKS
+    import dns.version
+
+    import mxselect
+
+    print(
+        f"# mxselect {mxselect.__version__} benchmarks{' (smoke)' if args.smoke else ''}\n\n"
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; Python "
+        f"{platform.python_version()}, dnspython {dns.version.version}, "
+        f"{platform.machine()} {platform.system()} {platform.release()}\n"
+    )
+    targets = Table("Targets", ["target", "goal", "measured", "met"])
+    started = time.perf_counter()
+    for name in names:
+        module = importlib.import_module(name)
+        began = time.perf_counter()
+        report: Report = module.run(smoke=args.smoke)
+        for table in report.tables:
+            print(table.render(), flush=True)
+        print(f"({name}: {time.perf_counter() - began:.1f} s)\n", flush=True)
+        for target in report.targets:
+            targets.rows.append(
+                [
+                    target.name,
+                    target.goal,
+                    target.measured,
+                    "n/a (smoke)" if args.smoke else "yes" if target.met else "NO",
+                ]
+            )
+    print(targets.render())
+    print(f"(all: {time.perf_counter() - started:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,373 @@
+"""A TTL-aware DNS cache that wraps any resolver, sync or asyncio: :class:`CachingResolver`.
+
+It sits between mxselect and *your* resolver (the dnspython adapter, the aiodns adapter, a
+``dns.resolver.Resolver``, your own class) and is itself a :class:`mxselect.typing.Resolver`
+and :class:`mxselect.typing.AsyncResolver`::
+
+    cache = CachingResolver(my_resolver)            # one per process, shared by all workers
+    selection = mxselect.select_targets("example.org", resolver=cache)
+    selection = await mxselect.aselect_targets("example.org", resolver=cache)
+
+The rules, each from the RFC cited next to the code:
+
+* positive answers (records, and CNAMEs a resolver reports as ``ALIAS``) are kept for their TTL,
+  capped at ``max_ttl``; a TTL of 0 is used once and not kept (RFC 1123 §6.1.2.1); a TTL with
+  the top bit set counts as 0 (RFC 2181 §8); an answer without a TTL is not kept;
+* NXDOMAIN and NODATA are kept for their negative TTL, the SOA-derived TTL the resolver
+  reports (RFC 2308 §5), capped at ``max_negative_ttl`` (default 3 hours, RFC 2308 §5); a
+  negative answer without one (no SOA) is not kept (RFC 2308 §5); an NXDOMAIN also answers
+  the other types of the same name (RFC 2308 §5) -- for a CNAME chain it is recorded for the
+  last name of the chain (RFC 6604 §3, RFC 8020 §2);
+* temporary failures are kept at most ``tempfail_ttl`` seconds (default 30, at most 300,
+  0 = never; RFC 2308 §7.1, RFC 1123 §6.1.3.3); a cached one says ``(cached)`` in its reason;
+* at most ``max_entries`` entries, least recently used dropped first;
+* every answer it returns carries the *remaining* TTL, so :attr:`mxselect.Selection.ttl`
+  tells how much longer a selection made from cached answers stays valid;
+* safe to share between threads and between asyncio tasks (even of several event loops):
+  concurrent identical queries are coalesced into one upstream query -- threads wait for the
+  one in-flight call, tasks share one future. Cancelling a waiting task does not cancel the
+  shared upstream query.
+
+**dnspython's own cache.** ``dns.resolver.Resolver.cache`` (off unless you set it) serves only
+dnspython; it keeps positive answers, NODATA and NXDOMAIN, but it returns them with the TTLs as
+received (not decremented, so a selection's TTL would overstate its validity), does not keep
+temporary failures and does not coalesce concurrent queries. Use one cache, not both: with
+:class:`CachingResolver`, leave dnspython's cache off (``resolver.cache = None``, the default).
+
+The module imports neither dnspython nor asyncio until used (``asyncio`` on the first
+``aresolve``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from ._answers import Answer, Query, Status
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from .typing import AsyncResolver, Resolver
+
+__all__ = ["CacheStats", "CachingResolver"]
+
+#: RFC 2308 §7.1: a server failure "MUST NOT" be cached for longer than five minutes.
+MAX_TEMPFAIL_TTL = 300
+#: RFC 2308 §5: "Values exceeding one day have been found to be problematic."
+MAX_NEGATIVE_TTL = 86400
+
+_TOP_BIT = 2**31
+
+
+@attrs.define
+class CacheStats:
+    """Counters of a :class:`CachingResolver` (read them, e.g. for metrics).
+
+    Attributes:
+        hits: queries answered from the cache.
+        misses: queries that needed the wrapped resolver (coalesced ones included).
+        upstream: queries actually sent to the wrapped resolver.
+        coalesced: queries that waited for an identical in-flight query instead.
+        evictions: entries dropped because the cache was full.
+    """
+
+    hits: int = 0
+    misses: int = 0
+    upstream: int = 0
+    coalesced: int = 0
+    evictions: int = 0
+
+
+@attrs.frozen
+class _Entry:
+    answer: Answer
+    expires: float
+
+
+class _Flight:
+    """One in-flight synchronous upstream query that other threads wait for."""
+
+    __slots__ = ("answer", "done")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.answer: Answer | None = None
+
+
+def _check_ttl(name: str, value: int, limit: int | None) -> None:
+    if value < 0 or (limit is not None and value > limit):
+        bound = f"0..{limit}" if limit is not None else ">= 0"
+        raise ValueError(f"{name} must be {bound}, got {value}")
+
+
+def _failed(exc: BaseException) -> Answer:
+    from ._drivers import _failed as failed
+
+    return failed(exc) if isinstance(exc, Exception) else Answer.tempfail(type(exc).__name__)
+
+
+class CachingResolver:
+    """A cache in front of any resolver; both a sync and an asyncio resolver itself.
+
+    Args:
+        resolver: the resolver to ask on a miss: a :class:`mxselect.typing.Resolver` (used by
+            :meth:`resolve`, and in a thread by :meth:`aresolve`), an
+            :class:`mxselect.typing.AsyncResolver` (used by :meth:`aresolve`), an object with
+            both, or a dnspython ``Resolver`` / ``asyncresolver.Resolver`` (through the
+            dnspython adapter).
+        max_entries: the most answers kept; the least recently used go first.
+        max_ttl: the longest a positive answer is kept, whatever its TTL (default 1 day, like
+            Unbound's ``cache-max-ttl``).
+        max_negative_ttl: the longest NXDOMAIN/NODATA is kept (RFC 2308 §5: "one to three
+            hours ... a sensible default"; default 3 h, at most 1 day).
+        tempfail_ttl: how long a temporary failure is kept (RFC 2308 §7.1: at most 300 s;
+            0 never keeps one). Default 30 s: a burst of deliveries to a broken domain costs
+            one query, and the next queue run asks again.
+        clock: a monotonic clock in seconds (inject a fake one in tests).
+
+    Attributes:
+        stats: the :class:`CacheStats` counters.
+    """
+
+    def __init__(
+        self,
+        resolver: Resolver | AsyncResolver | Any,
+        *,
+        max_entries: int = 10_000,
+        max_ttl: int = 86400,
+        max_negative_ttl: int = 3 * 3600,
+        tempfail_ttl: int = 30,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_entries < 1:
+            raise ValueError(f"max_entries must be at least 1, got {max_entries}")
+        _check_ttl("max_ttl", max_ttl, _TOP_BIT - 1)
+        _check_ttl("max_negative_ttl", max_negative_ttl, MAX_NEGATIVE_TTL)
+        _check_ttl("tempfail_ttl", tempfail_ttl, MAX_TEMPFAIL_TTL)
+        self.resolver = resolver
+        self.max_entries = max_entries
+        self.max_ttl = max_ttl
+        self.max_negative_ttl = max_negative_ttl
+        self.tempfail_ttl = tempfail_ttl
+        self.clock = clock
+        self.stats = CacheStats()
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[Query | tuple[str, None], _Entry] = OrderedDict()
+        self._flights: dict[Query, _Flight] = {}
+        self._tasks: dict[tuple[asyncio.AbstractEventLoop, Query], asyncio.Future[Answer]] = {}
+        self._sync: Resolver | None = None
+        self._async: AsyncResolver | None = None
+
+    # -- the rules ---------------------------------------------------------------------------
+
+    def lifetime(self, answer: Answer) -> int:
+        """How many seconds ``answer`` may be kept (0: not at all), by the rules above."""
+        if answer.status is Status.TEMPFAIL:
+            return self.tempfail_ttl  # RFC 2308 §7.1: at most 5 minutes, or never
+        ttl = answer.ttl
+        if ttl is None:
+            # RFC 2308 §5: "Negative responses without SOA records SHOULD NOT be cached";
+            # a positive answer without a TTL has no known lifetime either.
+            return 0
+        if ttl < 0 or ttl >= _TOP_BIT:
+            return 0  # RFC 2181 §8: a TTL with the most significant bit set counts as zero
+        if answer.status in (Status.NXDOMAIN, Status.NODATA):
+            return min(ttl, self.max_negative_ttl)  # RFC 2308 §5, capped
+        return min(ttl, self.max_ttl)  # RFC 1123 §6.1.2.1: TTL 0 -> used once, not kept
+
+    # -- the store ---------------------------------------------------------------------------
+
+    def _lookup(self, query: Query, now: float) -> Answer | None:
+        """A cached answer with its remaining TTL, or ``None``. Call with the lock held."""
+        for key in (query, (query.name, None)):
+            entry = self._entries.get(key)
+            if entry is None:
+                continue
+            remaining = entry.expires - now
+            if remaining <= 0:  # RFC 2308 §5: at zero, "MUST NOT be used again"
+                del self._entries[key]
+                continue
+            self._entries.move_to_end(key)
+            answer = entry.answer
+            if answer.status is Status.TEMPFAIL:
+                return answer
+            if key != query:  # an NXDOMAIN recorded for the name answers every type
+                return Answer.nxdomain(ttl=int(remaining))
+            return attrs.evolve(answer, ttl=int(remaining))
+        return None
+
+    def _store(self, query: Query, answer: Answer, now: float) -> None:
+        """Keep ``answer`` by the rules. Call with the lock held."""
+        seconds = self.lifetime(answer)
+        if seconds <= 0:
+            return
+        expires = now + seconds
+        if answer.status is Status.TEMPFAIL:
+            # RFC 2308 §7.1: against the query tuple (this cache wraps one upstream).
+            self._put(
+                query, _Entry(attrs.evolve(answer, reason=f"{answer.reason} (cached)"), expires)
+            )
+            return
+        self._put(query, _Entry(answer, expires))
+        if answer.status is Status.NXDOMAIN:
+            # RFC 2308 §5: the name does not exist, whatever the type; with a CNAME chain the
+            # name that does not exist is the last one (RFC 6604 §3, RFC 8020 §2 warning).
+            missing = (answer.canonical_name or query.name).lower()
+            missing = missing if missing.endswith(".") else missing + "."
+            self._put((missing, None), _Entry(Answer.nxdomain(ttl=seconds), expires))
+
+    def _put(self, key: Query | tuple[str, None], entry: _Entry) -> None:
+        self._entries[key] = entry
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+            self.stats.evictions += 1
+
+    def clear(self) -> None:
+        """Forget every cached answer."""
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    # -- sync --------------------------------------------------------------------------------
+
+    def _sync_resolver(self) -> Resolver:
+        if self._sync is None:
+            from ._drivers import _sync_resolver
+
+            self._sync = _sync_resolver(self.resolver)
+        return self._sync
+
+    def resolve(self, query: Query) -> Answer:
+        """Answer from the cache, or ask the wrapped resolver once for all waiting threads.
+
+        Raises:
+            TypeError: the wrapped resolver has no synchronous ``resolve``.
+        """
+        upstream = self._sync_resolver()
+        with self._lock:
+            cached = self._lookup(query, self.clock())
+            if cached is not None:
+                self.stats.hits += 1
+                return cached
+            self.stats.misses += 1
+            flight = self._flights.get(query)
+            leader = flight is None
+            if flight is None:
+                flight = self._flights[query] = _Flight()
+                self.stats.upstream += 1
+            else:
+                self.stats.coalesced += 1
+        if not leader:
+            flight.done.wait()
+            assert flight.answer is not None
+            return flight.answer
+        answer: Answer | None = None
+        try:
+            try:
+                answer = upstream.resolve(query)
+                if not isinstance(answer, Answer):
+                    answer = Answer.tempfail(
+                        f"resolver returned {type(answer).__name__} for {query}"
+                    )
+            except Exception as exc:
+                answer = _failed(exc)
+            return answer
+        finally:
+            if answer is None:  # KeyboardInterrupt and the like: release the waiters
+                answer = Answer.tempfail("resolver interrupted")
+            else:
+                with self._lock:
+                    self._store(query, answer, self.clock())
+            with self._lock:
+                del self._flights[query]
+            flight.answer = answer
+            flight.done.set()
+
+    def resolve_batch(self, queries: Sequence[Query]) -> list[Answer]:
+        """Answer a batch (used by the sync driver): hits at once, without threads; the
+        misses through :meth:`resolve`, concurrently on the driver's thread pool."""
+        upstream = self._sync_resolver()
+        answers: list[Answer | None] = [None] * len(queries)
+        misses: list[int] = []
+        with self._lock:
+            now = self.clock()
+            for i, query in enumerate(queries):
+                cached = self._lookup(query, now)
+                if cached is None:
+                    misses.append(i)
+                else:
+                    self.stats.hits += 1
+                    answers[i] = cached
+        del upstream  # checked above: a misconfiguration raises before any query
+        if misses:
+            first, rest = misses[0], misses[1:]
+            futures = []
+            if rest:
+                from ._drivers import _get_pool
+
+                pool = _get_pool()
+                futures = [(i, pool.submit(self.resolve, queries[i])) for i in rest]
+            answers[first] = self.resolve(queries[first])
+            for i, future in futures:
+                answers[i] = future.result()
+        return [a if a is not None else Answer.tempfail("no answer") for a in answers]
+
+    # -- asyncio -----------------------------------------------------------------------------
+
+    def _async_resolver(self) -> AsyncResolver:
+        if self._async is None:
+            from ._drivers import _async_resolver
+
+            self._async = _async_resolver(self.resolver)
+        return self._async
+
+    async def aresolve(self, query: Query) -> Answer:
+        """The asyncio twin of :meth:`resolve`: concurrent identical queries share one future."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            cached = self._lookup(query, self.clock())
+            if cached is not None:
+                self.stats.hits += 1
+                return cached
+            self.stats.misses += 1
+            future = self._tasks.get((loop, query))
+            if future is None:
+                future = self._tasks[(loop, query)] = loop.create_task(self._fetch(loop, query))
+                self.stats.upstream += 1
+            else:
+                self.stats.coalesced += 1
+        # shield: a cancelled waiter must not cancel the query the others wait for.
+        return await asyncio.shield(future)
+
+    async def _fetch(self, loop: asyncio.AbstractEventLoop, query: Query) -> Answer:
+        answer: Answer | None = None
+        try:
+            try:
+                answer = await self._async_resolver().aresolve(query)
+                if not isinstance(answer, Answer):
+                    answer = Answer.tempfail(
+                        f"resolver returned {type(answer).__name__} for {query}"
+                    )
+            except Exception as exc:
+                answer = _failed(exc)
+            return answer
+        finally:
+            with self._lock:
+                if answer is not None:
+                    self._store(query, answer, self.clock())
+                del self._tasks[(loop, query)]
+
+    def __repr__(self) -> str:
+        return f"CachingResolver({self.resolver!r}, {len(self)} entries)"
