@@ -14,7 +14,7 @@ Checked: every domain classified, each outcome matches its fault, no task / thre
 descriptor leak (counted before and after), memory flat (tracemalloc snapshots at each fifth
 of the run, compared with the first). Prints figures; exits 1 if a check fails.
 
-    python benchmarks/soak.py [--domains 10000] [--fault-rate 0.1] [--concurrency 200]
+    python benchmarks/soak.py [--domains 10000] [--fault-rate 0.1] [--concurrency 50] [--lifetime 3]
 
 Offline: only 127.0.0.1 is used.
 """
@@ -182,8 +182,8 @@ def run_soak(
     *,
     fault_rate: float = 0.1,
     seed: int = 6,
-    concurrency: int = 200,
-    lifetime: float = 2.0,
+    concurrency: int = 50,
+    lifetime: float = 3.0,
 ) -> SoakReport:
     """Resolve ``count`` domains with ``fault_rate`` of them faulted; return the figures."""
     rng = random.Random(seed)
@@ -215,8 +215,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--domains", type=int, default=10_000)
     parser.add_argument("--fault-rate", type=float, default=0.1)
-    parser.add_argument("--concurrency", type=int, default=200)
-    parser.add_argument("--lifetime", type=float, default=2.0)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--lifetime", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=6)
     args = parser.parse_args()
     report = run_soak(
