@@ -123,12 +123,8 @@ def _resolve_batch_until(
     if remaining <= 0:
         return {}
     pool = _get_pool()
-    if getattr(resolver, "resolve_batch", None) is not None:
-        whole = pool.submit(_resolve_batch, resolver, batch)
-        if not wait([whole], timeout=remaining).done:
-            whole.cancel()
-            return {}
-        return dict(zip(batch, whole.result(), strict=True))
+    # One pool job per query, even for a resolver with ``resolve_batch``: a batch job that
+    # itself waited on the pool (as CachingResolver's does) could starve it under load.
     futures = {pool.submit(_call, resolver, q, remaining): q for q in batch}
     done, not_done = wait(futures, timeout=remaining)
     for future in not_done:

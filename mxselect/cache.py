@@ -247,8 +247,16 @@ class CachingResolver:
             self._sync = _sync_resolver(self.resolver)
         return self._sync
 
-    def resolve(self, query: Query) -> Answer:
+    #: The drivers pass the time left before their deadline as ``lifetime``; it goes on to a
+    #: wrapped resolver that takes one (the dnspython adapters).
+    _mxselect_lifetime = True
+
+    def resolve(self, query: Query, lifetime: float | None = None) -> Answer:
         """Answer from the cache, or ask the wrapped resolver once for all waiting threads.
+
+        ``lifetime`` (seconds, from a driver's deadline) is passed on to a wrapped resolver
+        that takes one (the dnspython adapter); a thread waiting for another's identical
+        query waits for that query.
 
         Raises:
             TypeError: the wrapped resolver has no synchronous ``resolve``.
@@ -274,7 +282,10 @@ class CachingResolver:
         answer: Answer | None = None
         try:
             try:
-                answer = upstream.resolve(query)
+                if lifetime is not None and getattr(upstream, "_mxselect_lifetime", False):
+                    answer = upstream.resolve(query, lifetime=lifetime)  # type: ignore[call-arg]
+                else:
+                    answer = upstream.resolve(query)
                 if not isinstance(answer, Answer):
                     answer = Answer.tempfail(
                         f"resolver returned {type(answer).__name__} for {query}"
@@ -331,7 +342,7 @@ class CachingResolver:
             self._async = _async_resolver(self.resolver)
         return self._async
 
-    async def aresolve(self, query: Query) -> Answer:
+    async def aresolve(self, query: Query, lifetime: float | None = None) -> Answer:
         """The asyncio twin of :meth:`resolve`: concurrent identical queries share one future."""
         import asyncio
 
@@ -344,18 +355,26 @@ class CachingResolver:
             self.stats.misses += 1
             future = self._tasks.get((loop, query))
             if future is None:
-                future = self._tasks[(loop, query)] = loop.create_task(self._fetch(loop, query))
+                future = self._tasks[(loop, query)] = loop.create_task(
+                    self._fetch(loop, query, lifetime)
+                )
                 self.stats.upstream += 1
             else:
                 self.stats.coalesced += 1
         # shield: a cancelled waiter must not cancel the query the others wait for.
         return await asyncio.shield(future)
 
-    async def _fetch(self, loop: asyncio.AbstractEventLoop, query: Query) -> Answer:
+    async def _fetch(
+        self, loop: asyncio.AbstractEventLoop, query: Query, lifetime: float | None
+    ) -> Answer:
         answer: Answer | None = None
         try:
             try:
-                answer = await self._async_resolver().aresolve(query)
+                upstream = self._async_resolver()
+                if lifetime is not None and getattr(upstream, "_mxselect_lifetime", False):
+                    answer = await upstream.aresolve(query, lifetime=lifetime)  # type: ignore[call-arg]
+                else:
+                    answer = await upstream.aresolve(query)
                 if not isinstance(answer, Answer):
                     answer = Answer.tempfail(
                         f"resolver returned {type(answer).__name__} for {query}"

@@ -459,3 +459,85 @@ def test_import_cache_loads_no_dnspython_nor_asyncio() -> None:
         cwd=Path(mxselect.__file__).resolve().parent.parent,
     ).stdout
     assert json.loads(out) == []
+
+
+ZONE_BODY = "@ MX 10 mx1\n@ MX 20 mx2\nmx1 A 192.0.2.1\nmx2 AAAA 2001:db8::2\n"
+
+
+class LifetimeRecorder:
+    """A resolver that takes the drivers' ``lifetime`` (as the dnspython adapters do), records
+    it, and answers from a FakeResolver after ``delay`` seconds."""
+
+    _mxselect_lifetime = True
+
+    def __init__(self, fake: FakeResolver, delay: float = 0.0) -> None:
+        self.fake, self.delay = fake, delay
+        self.lifetimes: list[float | None] = []
+        self.lock = threading.Lock()
+
+    def resolve(self, query: Query, lifetime: float | None = None) -> Answer:
+        with self.lock:
+            self.lifetimes.append(lifetime)
+        time.sleep(self.delay)
+        return self.fake.resolve(query)
+
+    async def aresolve(self, query: Query, lifetime: float | None = None) -> Answer:
+        with self.lock:
+            self.lifetimes.append(lifetime)
+        await asyncio.sleep(self.delay)
+        return self.fake.resolve(query)
+
+
+def test_deadline_lifetime_passes_through_the_cache() -> None:
+    """Under a deadline, the time left reaches the wrapped resolver, sync and async."""
+    recorder = LifetimeRecorder(zone(ZONE_BODY))
+    cache = CachingResolver(recorder)
+    mxselect.select_targets("example.org", resolver=cache, deadline=5)
+    assert recorder.lifetimes
+    assert all(t is not None and 0 < t <= 5 for t in recorder.lifetimes)
+    recorder.lifetimes.clear()
+    cache.clear()
+    asyncio.run(mxselect.aselect_targets("example.org", resolver=cache, deadline=5))
+    assert recorder.lifetimes
+    assert all(t is not None and 0 < t <= 5 for t in recorder.lifetimes)
+
+
+def test_deadline_with_an_async_only_resolver_behind_the_cache() -> None:
+    """A wrapped resolver that takes no lifetime is called without one (no TypeError)."""
+
+    class AsyncOnly:
+        def __init__(self) -> None:
+            self.fake = zone(ZONE_BODY)
+
+        async def aresolve(self, query: Query) -> Answer:
+            return self.fake.resolve(query)
+
+    cache = CachingResolver(AsyncOnly())
+    selection = asyncio.run(mxselect.aselect_targets("example.org", resolver=cache, deadline=5))
+    assert len(selection) > 0
+
+
+def test_deadline_under_load_does_not_starve_the_thread_pool() -> None:
+    """60 threads select at once through one cache with a deadline and a slow upstream: all
+    succeed -- more callers than the sync driver's 32 pool threads cause no spurious 4.4.3."""
+    fake = FakeResolver()
+    for i in range(60):
+        fake.add(f"d{i}.example", "MX", (10, f"mx{i}.example"))
+        fake.add(f"mx{i}.example", "A", f"192.0.2.{i + 1}")
+    cache = CachingResolver(LifetimeRecorder(fake, delay=0.05))
+    errors: list[BaseException] = []
+    start = threading.Barrier(60)
+
+    def select(i: int) -> None:
+        start.wait()
+        try:
+            mxselect.select_targets(f"d{i}.example", resolver=cache, deadline=3)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=select, args=(i,)) for i in range(60)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
