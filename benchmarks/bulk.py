@@ -38,7 +38,16 @@ from pathlib import Path
 
 import dns.asyncresolver
 import dns.resolver
-from _common import Report, Table, Target, async_resolver, median, server_process, spread
+from _common import (
+    Report,
+    Skipped,
+    Table,
+    Target,
+    async_resolver,
+    median,
+    server_process,
+    spread,
+)
 from _common import sync_resolver as make_sync_resolver
 from harness.dnsenv import DnsEnv, free_port, missing_programs
 
@@ -298,7 +307,10 @@ def run(smoke: bool = False) -> Report:
     count, sequential, repeat = (20, 10, 1) if smoke else (DOMAINS, SEQUENTIAL, 3)
     zone_text, domains = generate(count)
     if missing_programs():
-        raise RuntimeError(f"missing {missing_programs()}: apt-get install knot unbound ldnsutils")
+        raise Skipped(
+            f"missing {missing_programs()}: apt-get install -y --no-install-recommends "
+            "knot unbound ldnsutils"
+        )
     head = domains[:sequential]
     with tempfile.TemporaryDirectory(prefix="mxselect-bulk-") as tmp:
         auth_port = free_port(5300)
