@@ -212,8 +212,8 @@ async def aselect_targets(
         res = _async_resolver(resolver)
         while not plan.done:
             batch = plan.pending
-            # gather even a single query: its own task lets the sends of concurrent selections
-            # share event-loop iterations (measured: 0.15 ms less CPU per domain in bulk).
+            # Even a single query (the MX) gets its own task: measured under load, that costs
+            # less CPU than awaiting it in the caller's task (benchmarks/RESULTS.md).
             answers: Sequence[Answer] = await asyncio.gather(*(_acall(res, q) for q in batch))
             for query, answer in zip(batch, answers, strict=True):
                 plan.feed(query, answer)
