@@ -1,6 +1,6 @@
 """Run every benchmark and print its tables, then each target of issue 5 next to its figure.
 
-    python3 benchmarks/run.py            # the full run (about 3 minutes on 2 cores)
+    python3 benchmarks/run.py            # the full run (about 2 minutes on 2 cores)
     python3 benchmarks/run.py --smoke    # every benchmark once, at a tiny size (CI)
     python3 benchmarks/run.py --only latency,core_cpu
 
