@@ -26,6 +26,10 @@ import dns.asyncresolver  # noqa: E402
 import dns.resolver  # noqa: E402
 
 
+class Skipped(Exception):
+    """A benchmark cannot run here (a missing program); the runner fails on it under CI."""
+
+
 @dataclass
 class Table:
     """One printed table: a title, column names, rows of already formatted cells, notes."""

@@ -8,7 +8,8 @@ every run; warm: the same run again right after.
 
 Peers, on the same domains in the same run:
 
-* mxselect: ``aselect_targets`` with the dnspython adapter, ``CONCURRENCY`` selections in flight;
+* mxselect: ``aselect_targets`` with the dnspython adapter, ``CONCURRENCY`` selections in flight
+  (the figure the targets use), and ``select_targets`` in 32 threads, as email-validator runs;
 * the floor: raw ``dns.asyncresolver`` queries for exactly the messages mxselect sends (recorded
   per domain, batch by batch), same concurrency, no selection logic;
 * email-validator's deliverability check, 32 threads (it resolves the MX set only, and A/AAAA/
@@ -38,7 +39,16 @@ from pathlib import Path
 
 import dns.asyncresolver
 import dns.resolver
-from _common import Report, Table, Target, async_resolver, median, server_process, spread
+from _common import (
+    Report,
+    Skipped,
+    Table,
+    Target,
+    async_resolver,
+    median,
+    server_process,
+    spread,
+)
 from _common import sync_resolver as make_sync_resolver
 from harness.dnsenv import DnsEnv, free_port, missing_programs
 
@@ -212,6 +222,23 @@ def run_floor(resolver: dns.asyncresolver.Resolver, recorded: Sequence[_Batches]
     return outcomes
 
 
+def run_select_threads(resolver: dns.resolver.Resolver, domains: Sequence[str]) -> Counter[str]:
+    """The sync API in a 32-thread pool, as email-validator is run."""
+    rng = random.Random(7)
+
+    def one(domain: str) -> str:
+        try:
+            mxselect.select_targets(domain, resolver=resolver, rng=rng)
+        except mxselect.PermanentError:
+            return "permanent"
+        except mxselect.TemporaryError:
+            return "temporary"
+        return "ok"
+
+    with ThreadPoolExecutor(32) as pool:
+        return Counter(pool.map(one, domains))
+
+
 def run_email_validator(resolver: dns.resolver.Resolver, domains: Sequence[str]) -> Counter[str]:
     import email_validator
 
@@ -298,7 +325,10 @@ def run(smoke: bool = False) -> Report:
     count, sequential, repeat = (20, 10, 1) if smoke else (DOMAINS, SEQUENTIAL, 3)
     zone_text, domains = generate(count)
     if missing_programs():
-        raise RuntimeError(f"missing {missing_programs()}: apt-get install knot unbound ldnsutils")
+        raise Skipped(
+            f"missing {missing_programs()}: apt-get install -y --no-install-recommends "
+            "knot unbound ldnsutils"
+        )
     head = domains[:sequential]
     with tempfile.TemporaryDirectory(prefix="mxselect-bulk-") as tmp:
         auth_port = free_port(5300)
@@ -318,6 +348,8 @@ def run(smoke: bool = False) -> Report:
                      lambda: run_email_validator(sync, domains), count),
                     (f"naive sequential loop (first {len(head)})",
                      lambda: run_naive(sync, head), len(head)),
+                    ("mxselect select_targets, 32 threads",
+                     lambda: run_select_threads(sync, domains), count),
                     (f"resolve_name per host, sequential (first {len(head)})",
                      lambda: run_resolve_name(sync, head), len(head)),
                 ]  # fmt: skip

@@ -10,6 +10,7 @@ The dependency chain makes 2 round trips the physical limit.
 
 ``aselect_targets`` is timed inside a running event loop, as an MTA runs it; the cost of
 ``asyncio.run`` (creating and closing a loop, paid once per process) is shown on its own row.
+The cases run round-robin (31 rounds), so a burst of load on a shared machine hits all alike.
 
     python benchmarks/latency.py [--smoke]
 """
@@ -24,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import cast
 
 import dns.asyncresolver
 import dns.resolver
@@ -89,92 +91,80 @@ async def floor(resolver: dns.asyncresolver.Resolver, domain: str) -> list[str]:
     return [r.address for a in answers if isinstance(a, dns.resolver.Answer) for r in a]
 
 
-def _time_sync(fn: Callable[[], object], repeat: int) -> list[float]:
-    fn()  # warm up the interpreter (not the DNS: the server has no cache)
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
+Case = tuple[str, Callable[[], object], bool]  # name, call, whether it returns an awaitable
+
+
+async def _interleaved(cases: list[Case], repeat: int) -> dict[str, list[float]]:
+    """Time every case ``repeat`` times, round-robin, so that a burst of load from other
+    processes hits every case alike; one untimed warm-up call each."""
+    times: dict[str, list[float]] = {name: [] for name, _, _ in cases}
+    for round_ in range(repeat + 1):
+        for name, fn, is_async in cases:
+            started = time.perf_counter()
+            result = fn()
+            if is_async:
+                await cast("Awaitable[object]", result)
+            if round_:
+                times[name].append(time.perf_counter() - started)
     return times
 
 
-async def _time_async(fn: Callable[[], Awaitable[object]], repeat: int) -> list[float]:
-    await fn()
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        await fn()
-        times.append(time.perf_counter() - started)
-    return times
-
-
-def run(smoke: bool = False, delay_ms: float = 25.0, repeat: int = 21) -> Report:
+def run(smoke: bool = False, delay_ms: float = 25.0, repeat: int = 31) -> Report:
     if smoke:
         delay_ms, repeat = 2.0, 1
     rtt = delay_ms / 1000
     rng = random.Random(5)
-    results: list[tuple[str, list[float]]] = []
     with tempfile.TemporaryDirectory() as tmp:
         zone = Path(tmp) / "bench.zone"
         zone.write_text(ZONE)
         with server_process("delay", str(zone), str(delay_ms)) as port:
             sync, aio = sync_resolver(port), async_resolver(port)
+            cases: list[Case] = []
             for domain, label in CASES:
-                results.append(
+                cases.append(
                     (
                         f"select_targets, {label}",
-                        _time_sync(
-                            lambda d=domain: mxselect.select_targets(d, resolver=sync, rng=rng),
-                            repeat,
-                        ),
+                        lambda d=domain: mxselect.select_targets(d, resolver=sync, rng=rng),
+                        False,
                     )
                 )
-
-            async def in_loop() -> None:
-                for domain, label in CASES:
-                    times = await _time_async(
+                cases.append(
+                    (
+                        f"aselect_targets, {label}",
                         lambda d=domain: mxselect.aselect_targets(d, resolver=aio, rng=rng),
-                        repeat,
-                    )
-                    results.append((f"aselect_targets, {label}", times))
-                results.append(
-                    (
-                        "one raw dns.asyncresolver query (the unit)",
-                        await _time_async(
-                            lambda: aio.resolve("mx1.bench.test.", "AAAA", search=False), repeat
-                        ),
+                        True,
                     )
                 )
-                results.append(
-                    (
-                        "floor: raw dns.asyncresolver, 3 MX",
-                        await _time_async(lambda: floor(aio, "bench.test"), repeat),
-                    )
-                )
+            cases += [
+                (
+                    "one raw dns.asyncresolver query (the unit)",
+                    lambda: aio.resolve("mx1.bench.test.", "AAAA", search=False),
+                    True,
+                ),
+                ("floor: raw dns.asyncresolver, 3 MX", lambda: floor(aio, "bench.test"), True),
+                ("naive sequential dnspython loop, 3 MX", lambda: naive(sync, "bench.test"), False),
+            ]
+            # Everything runs inside one event loop, as in an MTA (the sync calls block it,
+            # which is harmless: nothing else runs on it).
+            timed = asyncio.run(_interleaved(cases, repeat))
 
-            asyncio.run(in_loop())
-            results.append(
-                (
-                    "aselect_targets + asyncio.run per call, 3 MX",
-                    _time_sync(
-                        lambda: asyncio.run(
-                            mxselect.aselect_targets("bench.test", resolver=aio, rng=rng)
-                        ),
-                        repeat,
-                    ),
-                )
-            )
-            results.append(
-                (
-                    "naive sequential dnspython loop, 3 MX",
-                    _time_sync(lambda: naive(sync, "bench.test"), repeat),
-                )
-            )
+            # asyncio.run cannot be called from a running loop: this row runs on its own.
+            def per_call() -> object:
+                return asyncio.run(mxselect.aselect_targets("bench.test", resolver=aio, rng=rng))
+
+            per_call()
+            samples = []
+            for _ in range(repeat):
+                started = time.perf_counter()
+                per_call()
+                samples.append(time.perf_counter() - started)
+            timed["aselect_targets + asyncio.run per call, 3 MX"] = samples
+    results = list(timed.items())
     by_name = {name: median(times) for name, times in results}
     best = by_name["aselect_targets, 3 MX, dual stack"]
     table = Table(
-        f"Latency of a cold selection ({delay_ms:g} ms per DNS answer, {repeat} runs each)",
+        f"Latency of a cold selection ({delay_ms:g} ms per DNS answer, {repeat} rounds, "
+        "cases interleaved)",
         ["case", "median ms", "min–max ms", "RTT (median ÷ delay)", "× aselect_targets"],
     )
     for name, times in results:
@@ -211,7 +201,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="one run, 2 ms delay")
     parser.add_argument("--delay", type=float, default=25.0, help="ms added to every answer")
-    parser.add_argument("--repeat", type=int, default=21)
+    parser.add_argument("--repeat", type=int, default=31)
     args = parser.parse_args()
     report = run(args.smoke, args.delay, args.repeat)
     for table in report.tables:

@@ -202,6 +202,7 @@ class SelectionPlan:
         self._result: Selection | None = None
         self._error: MXSelectError | None = None
         self._queries_sent = 0
+        self._texts: dict[IPAddress, str] = {}  # str(address), computed once (trace lines)
         if isinstance(normalized, str):
             self.domain: str = normalized
             self.canonical_domain: str = normalized
@@ -342,6 +343,12 @@ class SelectionPlan:
     def _warn(self, code: WarningCode, message: str, host: str | None = None) -> None:
         self._warnings.append(SelectionWarning(code, message, host))
         self._step(code.value, message, host)
+
+    def _text(self, address: IPAddress) -> str:
+        text = self._texts.get(address)
+        if text is None:
+            text = self._texts[address] = str(address)
+        return text
 
     def _step(self, kind: str, message: str, host: str | None = None) -> None:
         self._trace.append(TraceStep(kind, message, host))
@@ -539,7 +546,7 @@ class SelectionPlan:
                 found, canonical, why, temp = self._host_addresses(candidate.name, chains)
                 resolved.append((candidate, found, canonical, why, temp))
                 via = f" (CNAME {canonical})" if canonical != candidate.name else ""
-                shown = ", ".join(map(str, found)) if found else why
+                shown = ", ".join(map(self._text, found)) if found else why
                 self._step("lookup", f"{candidate.name}{via}: {shown}", candidate.name)
         cut = self._prune_self(resolved)
         if cut is not None:
@@ -742,7 +749,7 @@ class SelectionPlan:
             self._step(
                 "families",
                 f"preference {level[0].preference}, families {policy.families.value}: "
-                + ", ".join(f"{t.host} {t.address}" for t in level),
+                + ", ".join(f"{t.host} {self._text(t.address)}" for t in level),
             )
         targets = [t for level in ordered for t in level]
         limit = policy.max_addresses

@@ -1,0 +1,141 @@
+"""Where the CPU of a bulk run goes: the profile behind the bulk figures (not a benchmark).
+
+Runs the bulk setup of ``bulk.py`` (Knot + Unbound + the 10 ms upstream proxy, 1,000 domains)
+and prints:
+
+1. the client's CPU by component for mxselect and for the floor, warm cache, sampled with
+   pyinstrument (each sample goes to the innermost frame in mxselect, dnspython or asyncio;
+   stdlib helpers count for their caller);
+2. every process's CPU during a cold mxselect run (client, Unbound, Knot, the proxy) against
+   the 2 cores of the machine: whether the run is bound by latency or by CPU.
+
+    python benchmarks/profile_bulk.py [--smoke]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import bulk
+from _common import Table, async_resolver, server_process
+from harness.dnsenv import free_port
+
+_COMPONENTS = (
+    (f"{os.sep}mxselect{os.sep}", "mxselect"),
+    (f"{os.sep}dns{os.sep}", "dnspython"),
+    (f"{os.sep}asyncio{os.sep}", "asyncio event loop"),
+)
+
+
+def _component(stack: list[str]) -> str:
+    for frame in reversed(stack):
+        path = frame.split("\x00")[1] if "\x00" in frame else ""
+        for marker, name in _COMPONENTS:
+            if marker in path:
+                return name
+    return "other (benchmark loop, GC, ...)"
+
+
+def cpu_by_component(fn: Callable[[], object]) -> tuple[Counter[str], float]:
+    from pyinstrument import Profiler
+
+    profiler = Profiler(interval=0.0005, async_mode="disabled")
+    profiler.start()
+    fn()
+    profiler.stop()
+    session = profiler.last_session
+    assert session is not None
+    shares: Counter[str] = Counter()
+    for stack, seconds in session.frame_records:
+        shares[_component(stack)] += seconds
+    return shares, session.cpu_time
+
+
+def _proc_cpu(pid: int) -> float:
+    """utime + stime of a process, in seconds (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true")
+    args = parser.parse_args()
+    count = 20 if args.smoke else bulk.DOMAINS
+    zone_text, domains = bulk.generate(count)
+    with tempfile.TemporaryDirectory(prefix="mxselect-profile-") as tmp:
+        auth_port = free_port(5300)
+        with server_process("delayproxy", str(auth_port), str(bulk.UPSTREAM_DELAY_MS)) as proxy:
+            env = bulk.BulkEnv(Path(tmp), zone_text, proxy, auth_port)
+            with env:
+                aio = async_resolver(env.resolver_port)
+                recorded = bulk.record_batches(aio, domains)
+                bulk.run_mxselect(aio, domains)  # warm
+                table = Table(
+                    f"Client CPU by component, warm cache, {count} domains (pyinstrument)",
+                    ["component", "mxselect run", "floor run"],
+                )
+                mx, mx_cpu = cpu_by_component(lambda: bulk.run_mxselect(aio, domains))
+                fl, fl_cpu = cpu_by_component(lambda: bulk.run_floor(aio, recorded))
+                total_mx, total_fl = sum(mx.values()), sum(fl.values())
+                for name in sorted(set(mx) | set(fl), key=lambda n: -mx[n]):
+                    table.rows.append(
+                        [name, f"{mx[name] / total_mx:.0%}", f"{fl[name] / total_fl:.0%}"]
+                    )
+                table.notes.append(
+                    f"Sampled CPU under the profiler: mxselect run {mx_cpu:.2f} s, floor run "
+                    f"{fl_cpu:.2f} s (the profiler inflates both; read the shares)."
+                )
+                print(table.render())
+                pids = {
+                    "client (mxselect)": os.getpid(),
+                    "unbound": env._procs["unbound"].pid,
+                    "knotd": env._procs["knotd"].pid,
+                }
+                proxy_pid = _find_proxy(proxy)
+                if proxy_pid:
+                    pids["upstream delay proxy"] = proxy_pid
+                env.flush()
+                before = {name: _proc_cpu(pid) for name, pid in pids.items()}
+                started = time.perf_counter()
+                bulk.run_mxselect(aio, domains)
+                wall = time.perf_counter() - started
+                used = {name: _proc_cpu(pid) - before[name] for name, pid in pids.items()}
+    cores = os.cpu_count() or 1
+    table = Table(
+        f"CPU of every process during a cold mxselect run ({wall:.2f} s wall, {cores} cores)",
+        ["process", "CPU s", "share of one core"],
+    )
+    for name, seconds in used.items():
+        table.rows.append([name, f"{seconds:.2f}", f"{seconds / wall:.0%}"])
+    total = sum(used.values())
+    table.rows.append(["all", f"{total:.2f}", f"{total / wall:.0%} of {cores * 100}%"])
+    print(table.render())
+
+
+def _find_proxy(port: int) -> int | None:
+    """The pid of the child process serving ``port`` (the proxy), from /proc."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().split(b"\x00")
+        except OSError:
+            continue
+        if b"delayproxy" in cmd and os.getppid() != int(entry.name):
+            try:
+                if int((entry / "stat").read_text().split()[3]) == os.getpid():
+                    return int(entry.name)
+            except (OSError, ValueError):
+                continue
+    return None
+
+
+if __name__ == "__main__":
+    main()
