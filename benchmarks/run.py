@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Report, Skipped, Table
 
 #: The benchmark modules, in the order they run.
-BENCHMARKS = ["latency", "core_cpu", "bulk", "footprint"]
+BENCHMARKS = ["latency", "core_cpu", "bulk", "footprint", "cache"]
 
 
 def main() -> None:
