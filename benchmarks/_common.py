@@ -13,7 +13,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,3 +146,20 @@ def server_process(kind: str, *args: str) -> Iterator[int]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def print_report(report: Report) -> None:
+    """Print a benchmark's tables and targets (a module run on its own)."""
+    for table in report.tables:
+        print(table.render())
+    for target in report.targets:
+        print(f"{target.name}: {target.measured} (target {target.goal})")
+
+
+def standalone(run: Callable[[bool], Report], doc: str | None) -> None:
+    """``python benchmarks/<name>.py [--smoke]``: run one benchmark and print its report."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="once, at a tiny size")
+    print_report(run(parser.parse_args().smoke))

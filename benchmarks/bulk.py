@@ -26,7 +26,6 @@ divided by the domains resolved; Unbound, Knot and the proxy run in other proces
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import random
@@ -48,6 +47,7 @@ from _common import (
     median,
     server_process,
     spread,
+    standalone,
 )
 from _common import sync_resolver as make_sync_resolver
 from harness.dnsenv import DnsEnv, free_port, missing_programs
@@ -428,14 +428,7 @@ def run(smoke: bool = False) -> Report:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true")
-    args = parser.parse_args()
-    report = run(args.smoke)
-    for table in report.tables:
-        print(table.render())
-    for target in report.targets:
-        print(f"{target.name}: {target.measured} (target {target.goal})")
+    standalone(run, __doc__)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ Offline (the upstream is the in-memory fake); prints figures, asserts no timing.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import random
 import sys
@@ -30,7 +29,7 @@ from mxselect.cache import CachingResolver  # noqa: E402
 from mxselect.testing import FakeResolver  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Report, Table  # noqa: E402
+from _common import Report, Table, standalone  # noqa: E402
 
 NAME = "cache"
 
@@ -133,13 +132,5 @@ def run(smoke: bool = False) -> Report:
     return Report(tables=[table])
 
 
-def main(smoke: bool = False) -> None:
-    """Print the figures."""
-    for table in run(smoke).tables:
-        print(table.render())
-
-
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="a few iterations only")
-    main(parser.parse_args().smoke)
+    standalone(run, __doc__)

@@ -11,7 +11,6 @@ built with dnspython as a resolver would send them.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import random
 import time
@@ -20,7 +19,7 @@ from collections.abc import Callable
 import dns.message
 import dns.rdatatype
 import dns.rrset
-from _common import Report, Table, Target, median, spread
+from _common import Report, Table, Target, median, spread, standalone
 
 from mxselect import Answer, Query, RRType, SelectionPlan
 
@@ -132,14 +131,7 @@ def run(smoke: bool = False) -> Report:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true")
-    args = parser.parse_args()
-    report = run(args.smoke)
-    for table in report.tables:
-        print(table.render())
-    for target in report.targets:
-        print(f"{target.name}: {target.measured} (target {target.goal})")
+    standalone(run, __doc__)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ traced memory: mxselect plus dnspython's sockets and messages in flight).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import random
@@ -37,6 +36,7 @@ from _common import (
     median,
     server_process,
     spread,
+    standalone,
 )
 
 import mxselect
@@ -185,14 +185,7 @@ def run(smoke: bool = False) -> Report:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true")
-    args = parser.parse_args()
-    report = run(args.smoke)
-    for table in report.tables:
-        print(table.render())
-    for target in report.targets:
-        print(f"{target.name}: {target.measured} (target {target.goal})")
+    standalone(run, __doc__)
 
 
 if __name__ == "__main__":

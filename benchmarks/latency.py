@@ -35,6 +35,7 @@ from _common import (
     Target,
     async_resolver,
     median,
+    print_report,
     server_process,
     spread,
     sync_resolver,
@@ -203,11 +204,7 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=25.0, help="ms added to every answer")
     parser.add_argument("--repeat", type=int, default=31)
     args = parser.parse_args()
-    report = run(args.smoke, args.delay, args.repeat)
-    for table in report.tables:
-        print(table.render())
-    for target in report.targets:
-        print(f"{target.name}: {target.measured} (target {target.goal})")
+    print_report(run(args.smoke, args.delay, args.repeat))
 
 
 if __name__ == "__main__":
