@@ -140,6 +140,11 @@ def _parser() -> argparse.ArgumentParser:
         help=f"selections running at once (default {DEFAULT_CONCURRENCY})",
     )
     parser.add_argument(
+        "--in-order",
+        action="store_true",
+        help="batch mode: print results in input order (still looked up concurrently)",
+    )
+    parser.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bar and no batch summary"
     )
 
@@ -665,22 +670,25 @@ async def _run_in_order(
     emit: Callable[[Result], None],
     concurrency: int,
 ) -> None:
-    """Look everything up concurrently; emit in the order given (the arguments' order)."""
+    """Look up ``concurrency`` items at a time; emit in the order given.
+
+    A window of at most ``concurrency`` tasks slides over the items, so memory stays bounded
+    for any batch size; a slow domain holds back the output (not the lookups) after it.
+    """
     import asyncio
+    from collections import deque
 
-    limit = asyncio.Semaphore(concurrency)
-
-    async def one(item: Item) -> Result:
-        async with limit:
-            result: Result = await select(item)
-            return result
-
-    tasks = [asyncio.ensure_future(one(item)) for item in items]
+    pending = iter(items)
+    window: deque[asyncio.Future[Result]] = deque()
     try:
-        for task in tasks:
-            emit(await task)
+        for item in pending:
+            window.append(asyncio.ensure_future(select(item)))
+            if len(window) >= concurrency:
+                emit(await window.popleft())
+        while window:
+            emit(await window.popleft())
     finally:
-        for task in tasks:
+        for task in window:
             task.cancel()
 
 
@@ -761,7 +769,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def select(item: Item) -> Any:
         return _select(item, resolver, policy, args.seed, args.deadline)
 
-    run = _run_streaming if batch else _run_in_order
+    run = _run_streaming if batch and not args.in_order else _run_in_order
     started = time.monotonic()
     interrupted = False
     try:

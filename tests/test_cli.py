@@ -501,6 +501,24 @@ def test_batch_of_hundreds_against_a_loopback_server(fault_server: Any, tmp_path
 
 
 @pytest.mark.e2e
+def test_batch_streams_as_finished_or_in_order(fault_server: Any, tmp_path: Path) -> None:
+    """A slow first domain comes last when streaming, first with --in-order; both concurrent."""
+    zone, entries = batch_zone(21)
+    server = fault_server(zone, default_delay_ms=100)
+    slow = entries[0][0]
+    server.set_rule(slow, "MX", "delay", delay_ms=600)
+    listing = tmp_path / "batch.txt"
+    listing.write_text("\n".join(line for line, _ in entries), encoding="utf-8")
+    base = ("--nameserver", f"127.0.0.1:{server.port}", "--json", "-q", "-f", str(listing))
+    streamed = [o["input"] for o in json_lines(run(*base).stdout)]
+    assert streamed[-1] == slow
+    started = time.monotonic()
+    ordered = [o["input"] for o in json_lines(run(*base, "--in-order").stdout)]
+    assert ordered == [line for line, _ in entries]
+    assert time.monotonic() - started < 3.5  # one at a time: over 21 x 2 x 100 ms + 0.6 s
+
+
+@pytest.mark.e2e
 def test_knot_unbound_and_tcp(dns_env: Any) -> None:
     """--nameserver ADDR:PORT asks that resolver (the loopback Unbound), over UDP or --tcp."""
     port = dns_env.resolver_port
