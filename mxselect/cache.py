@@ -106,12 +106,6 @@ def _check_ttl(name: str, value: int, limit: int | None) -> None:
         raise ValueError(f"{name} must be {bound}, got {value}")
 
 
-def _failed(exc: BaseException) -> Answer:
-    from ._drivers import _failed as failed
-
-    return failed(exc) if isinstance(exc, Exception) else Answer.tempfail(type(exc).__name__)
-
-
 class CachingResolver:
     """A cache in front of any resolver; both a sync and an asyncio resolver itself.
 
@@ -281,17 +275,10 @@ class CachingResolver:
             return flight.answer
         answer: Answer | None = None
         try:
-            try:
-                if lifetime is not None and getattr(upstream, "_mxselect_lifetime", False):
-                    answer = upstream.resolve(query, lifetime=lifetime)  # type: ignore[call-arg]
-                else:
-                    answer = upstream.resolve(query)
-                if not isinstance(answer, Answer):
-                    answer = Answer.tempfail(
-                        f"resolver returned {type(answer).__name__} for {query}"
-                    )
-            except Exception as exc:
-                answer = _failed(exc)
+            from ._drivers import _call
+
+            # the drivers' own call: lifetime passed on, exceptions and non-Answers -> TEMPFAIL
+            answer = _call(upstream, query, lifetime)
             return answer
         finally:
             if answer is None:  # KeyboardInterrupt and the like: release the waiters
@@ -369,18 +356,9 @@ class CachingResolver:
     ) -> Answer:
         answer: Answer | None = None
         try:
-            try:
-                upstream = self._async_resolver()
-                if lifetime is not None and getattr(upstream, "_mxselect_lifetime", False):
-                    answer = await upstream.aresolve(query, lifetime=lifetime)  # type: ignore[call-arg]
-                else:
-                    answer = await upstream.aresolve(query)
-                if not isinstance(answer, Answer):
-                    answer = Answer.tempfail(
-                        f"resolver returned {type(answer).__name__} for {query}"
-                    )
-            except Exception as exc:
-                answer = _failed(exc)
+            from ._drivers import _acall
+
+            answer = await _acall(self._async_resolver(), query, lifetime)
             return answer
         finally:
             with self._lock:
