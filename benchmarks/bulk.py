@@ -261,6 +261,7 @@ def run_email_validator(resolver: dns.resolver.Resolver, domains: Sequence[str])
 
 
 def _addresses(resolver: dns.resolver.Resolver, host: object) -> list[str]:
+    """A, then AAAA, one query after the other."""
     out: list[str] = []
     for rtype in ("A", "AAAA"):
         with contextlib.suppress(dns.resolver.NoAnswer):
@@ -268,51 +269,47 @@ def _addresses(resolver: dns.resolver.Resolver, host: object) -> list[str]:
     return out
 
 
-def run_naive(resolver: dns.resolver.Resolver, domains: Sequence[str]) -> Counter[str]:
-    """What most scripts do: MX, then A and AAAA of each host, one query after another."""
+def _resolve_name(resolver: dns.resolver.Resolver, host: object) -> list[str]:
+    """dnspython's ``resolve_name`` (A and AAAA); a host that does not exist has none."""
+    with contextlib.suppress(dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
+        return list(resolver.resolve_name(host).addresses())  # type: ignore[arg-type]
+    return []
+
+
+def _sequential(
+    resolver: dns.resolver.Resolver,
+    domains: Sequence[str],
+    addresses: Callable[[dns.resolver.Resolver, object], list[str]],
+) -> Counter[str]:
+    """MX, then the addresses of each host, one domain and one query after another."""
     outcomes: Counter[str] = Counter()
     for domain in domains:
         try:
             try:
                 records = sorted(resolver.resolve(domain, "MX"), key=lambda r: r.preference)
-                hosts = [r.exchange for r in records if r.exchange.to_text() != "."]
+                hosts: list[object] = [r.exchange for r in records if r.exchange.to_text() != "."]
                 if not hosts:
                     outcomes["permanent"] += 1
                     continue
             except dns.resolver.NoAnswer:
                 hosts = [domain]
-            found = [a for host in hosts for a in _addresses(resolver, host)]
+            found = [a for host in hosts for a in addresses(resolver, host)]
             outcomes["ok" if found else "permanent"] += 1
         except dns.resolver.NXDOMAIN:
             outcomes["permanent"] += 1
         except dns.exception.DNSException:
             outcomes["temporary"] += 1
     return outcomes
+
+
+def run_naive(resolver: dns.resolver.Resolver, domains: Sequence[str]) -> Counter[str]:
+    """What most scripts do: MX, then A and AAAA of each host, one query after another."""
+    return _sequential(resolver, domains, _addresses)
 
 
 def run_resolve_name(resolver: dns.resolver.Resolver, domains: Sequence[str]) -> Counter[str]:
     """MX, then ``resolve_name`` (A and AAAA) of each host, sequentially."""
-    outcomes: Counter[str] = Counter()
-    for domain in domains:
-        try:
-            try:
-                records = sorted(resolver.resolve(domain, "MX"), key=lambda r: r.preference)
-                hosts = [r.exchange for r in records if r.exchange.to_text() != "."]
-                if not hosts:
-                    outcomes["permanent"] += 1
-                    continue
-            except dns.resolver.NoAnswer:
-                hosts = [domain]  # type: ignore[list-item]
-            found = []
-            for host in hosts:
-                with contextlib.suppress(dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
-                    found += list(resolver.resolve_name(host).addresses())
-            outcomes["ok" if found else "permanent"] += 1
-        except dns.resolver.NXDOMAIN:
-            outcomes["permanent"] += 1
-        except dns.exception.DNSException:
-            outcomes["temporary"] += 1
-    return outcomes
+    return _sequential(resolver, domains, _resolve_name)
 
 
 def _measure(fn: Callable[[], Counter[str]]) -> tuple[float, float, Counter[str]]:
