@@ -26,6 +26,24 @@ import dns.asyncresolver  # noqa: E402
 import dns.resolver  # noqa: E402
 
 
+def three_mx_zone(origin: str) -> str:
+    """Master-file text of a 3-MX dual-stack domain at ``origin`` (10 mx1, 10 mx2, 20 mx3)."""
+    return f"""
+$ORIGIN {origin}
+$TTL 300
+@      SOA   ns hostmaster 1 3600 900 604800 60
+@      MX    10 mx1
+@      MX    10 mx2
+@      MX    20 mx3
+mx1    A     192.0.2.1
+mx1    AAAA  2001:db8::1
+mx2    A     192.0.2.2
+mx2    AAAA  2001:db8::2
+mx3    A     192.0.2.3
+mx3    AAAA  2001:db8::3
+"""
+
+
 class Skipped(Exception):
     """A benchmark cannot run here (a missing program); the runner fails on it under CI."""
 

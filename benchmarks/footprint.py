@@ -37,6 +37,7 @@ from _common import (
     server_process,
     spread,
     standalone,
+    three_mx_zone,
 )
 
 import mxselect
@@ -44,20 +45,7 @@ from mxselect import Answer, Query, RRType
 
 NAME = "footprint"
 
-ZONE = """
-$ORIGIN mem.test.
-$TTL 300
-@      SOA   ns hostmaster 1 3600 900 604800 60
-@      MX    10 mx1
-@      MX    10 mx2
-@      MX    20 mx3
-mx1    A     192.0.2.1
-mx1    AAAA  2001:db8::1
-mx2    A     192.0.2.2
-mx2    AAAA  2001:db8::2
-mx3    A     192.0.2.3
-mx3    AAAA  2001:db8::3
-"""
+ZONE = three_mx_zone("mem.test.")
 
 
 def import_times(statement: str, modules: tuple[str, ...], repeat: int) -> list[float]:

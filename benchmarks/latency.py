@@ -39,30 +39,22 @@ from _common import (
     server_process,
     spread,
     sync_resolver,
+    three_mx_zone,
 )
 
 import mxselect
 
 NAME = "latency"
 
-ZONE = """
-$ORIGIN bench.test.
-$TTL 300
-@      SOA   ns hostmaster 1 3600 900 604800 60
-@      MX    10 mx1
-@      MX    10 mx2
-@      MX    20 mx3
-mx1    A     192.0.2.1
-mx1    AAAA  2001:db8::1
-mx2    A     192.0.2.2
-mx2    AAAA  2001:db8::2
-mx3    A     192.0.2.3
-mx3    AAAA  2001:db8::3
+ZONE = (
+    three_mx_zone("bench.test.")
+    + """\
 implicit A   192.0.2.9
 implicit AAAA 2001:db8::9
 cnamed MX    10 alias
 alias  CNAME mx1
 """
+)
 
 CASES = (
     ("bench.test", "3 MX, dual stack"),
