@@ -1,5 +1,5 @@
-"""End to end: every adapter -- dnspython (sync and async) and aiodns (c-ares) -- against Knot
-+ a validating Unbound.
+"""End to end: every adapter -- dnspython (sync and async), aiodns (c-ares) and mxselect's own
+stub resolver (sync and async) -- against Knot + a validating Unbound.
 
 Zones: tests/harness/zones (see each file's header). Every outcome of RFC 5321 §5.1 / RFC 7505
 is checked against real DNS software, through both APIs.
@@ -66,7 +66,36 @@ def recording(
     return Recording(unbound_resolver, async_unbound_resolver)
 
 
-ADAPTERS = ["sync", "async", "aiodns"]
+ADAPTERS = ["sync", "async", "aiodns", "stub-sync", "stub-async"]
+
+
+def _stub_select(
+    unbound_resolver: dns.resolver.Resolver, api: str, record: list[Query] | None = None
+) -> Select:
+    """select(domain) through mxselect.stub.StubResolver asking the harness's Unbound."""
+    from mxselect.stub import StubResolver
+
+    stub = StubResolver([("127.0.0.1", unbound_resolver.port)], timeout=2.0, lifetime=4.0)
+
+    class Recorded:
+        def resolve(self, query: Query) -> Answer:
+            if record is not None:
+                record.append(query)
+            return stub.resolve(query)
+
+        async def aresolve(self, query: Query) -> Answer:
+            if record is not None:
+                record.append(query)
+            return await stub.aresolve(query)
+
+    resolver = Recorded() if record is not None else stub
+    if api == "stub-sync":
+        return lambda domain: mxselect.select_targets(
+            domain, resolver=resolver, rng=random.Random(5), policy=ALL
+        )
+    return lambda domain: asyncio.run(
+        mxselect.aselect_targets(domain, resolver=resolver, rng=random.Random(5), policy=ALL)
+    )
 
 
 def _aiodns_select(request: pytest.FixtureRequest, record: list[Query] | None = None) -> Select:
@@ -97,9 +126,11 @@ def select(
     async_unbound_resolver: dns.asyncresolver.Resolver,
 ) -> Select:
     """select(domain) through the dnspython resolver given as is, sync or async, or through
-    the aiodns adapter."""
+    the aiodns adapter or the stub resolver."""
     if request.param == "aiodns":
         return _aiodns_select(request)
+    if request.param.startswith("stub"):
+        return _stub_select(unbound_resolver, request.param)
     if request.param == "sync":
         return lambda domain: mxselect.select_targets(
             domain, resolver=unbound_resolver, rng=random.Random(5), policy=ALL
@@ -112,9 +143,13 @@ def select(
 
 
 @pytest.fixture(params=ADAPTERS)
-def select_recorded(request: pytest.FixtureRequest, recording: Recording) -> Select:
+def select_recorded(
+    request: pytest.FixtureRequest, recording: Recording, unbound_resolver: dns.resolver.Resolver
+) -> Select:
     if request.param == "aiodns":
         return _aiodns_select(request, recording.queries)
+    if request.param.startswith("stub"):
+        return _stub_select(unbound_resolver, request.param, recording.queries)
     if request.param == "sync":
         return lambda domain: mxselect.select_targets(
             domain, resolver=recording, rng=random.Random(5), policy=ALL

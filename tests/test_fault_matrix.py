@@ -17,6 +17,7 @@ from failure_matrix import BEGIN, END, Cell, cells, render
 
 import mxselect
 from mxselect import MXSelectError, Selection
+from mxselect.stub import StubResolver
 from mxselect.testing import FakeResolver
 
 CELLS = cells()
@@ -65,18 +66,24 @@ def test_fault_matrix_fake(cell: Cell, api: str) -> None:
 
 
 @pytest.mark.e2e
+@pytest.mark.parametrize("adapter", ["dnspython", "stub"])
 @pytest.mark.parametrize("api", ["sync", "async"])
 @pytest.mark.parametrize("cell", CELLS, ids=IDS)
-def test_fault_matrix_wire(cell: Cell, api: str, fault_server) -> None:  # type: ignore[no-untyped-def]
-    """Each cell over the wire: dnspython adapter, real packets from the fault server."""
+def test_fault_matrix_wire(cell: Cell, api: str, adapter: str, fault_server) -> None:  # type: ignore[no-untyped-def]
+    """Each cell over the wire, real packets from the fault server: the dnspython adapter
+    and the stub resolver (mxselect.stub), each sync and async."""
     from harness.resolvers import make_dnspython_resolver
 
     server = fault_server(cell.zone_text())
     if cell.behaviour is not None:
         server.set_rule(cell.fault_name, cell.fault_type, cell.behaviour)
-    resolver = make_dnspython_resolver(
-        server.port, asynchronous=api == "async", lifetime=LIFETIME, timeout=LIFETIME
-    )
+    resolver: object
+    if adapter == "stub":
+        resolver = StubResolver([("127.0.0.1", server.port)], timeout=LIFETIME, lifetime=LIFETIME)
+    else:
+        resolver = make_dnspython_resolver(
+            server.port, asynchronous=api == "async", lifetime=LIFETIME, timeout=LIFETIME
+        )
     check(cell, outcome(api, resolver))
     if cell.behaviour is not None:
         # The fault really was met on the wire (a rule on a CNAME target applies to the

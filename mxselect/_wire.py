@@ -1,0 +1,357 @@
+"""The DNS wire codec of :mod:`mxselect.stub`: a query out, a response in, an Answer out.
+
+Pure: no sockets, no dnspython. It builds the one query message mxselect sends (RFC 1035 §4.1,
+RD set, EDNS0 OPT with a 1232-byte payload, RFC 6891 §6.1 and the 2020 DNS flag day), and reads
+exactly what a selection needs from a response: the header, the answer section (MX, A, AAAA
+and CNAME records, RFC 1035 §3.3), the SOA of the authority section for the negative TTL
+(RFC 2308 §5) and the OPT record's extended RCODE (RFC 6891 §6.1.3). Anything else is skipped by
+its RDLENGTH. Names come out in dnspython's presentation form (case kept, ``\\DDD`` and
+``\\.`` escapes), so both adapters hand the core the same strings.
+
+The checks dnspython makes when it parses are made here too, for the parts read: label types,
+compression pointers that only point backwards (no loops, RFC 1035 §4.1.4), names of at most
+255 octets, record data that ends exactly where RDLENGTH says, and no trailing junk. A message
+that fails any of them raises :class:`WireError`; the client then keeps waiting for a proper
+reply, as dnspython does (a forged or damaged datagram must not end the lookup).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from typing import cast
+
+from ._answers import Answer, IPAddress, MXRecord, RRType, Status
+
+__all__ = [
+    "EDNS_PAYLOAD",
+    "TRUNCATED",
+    "WireError",
+    "decode",
+    "encode_name",
+    "make_query",
+    "question_of",
+]
+
+#: EDNS0 UDP payload size advertised (RFC 6891 §6.2.5; DNS flag day 2020: 1232).
+EDNS_PAYLOAD = 1232
+#: QTYPE codes (RFC 1035 §3.2.2, RFC 3596 §2.1).
+QTYPE = {RRType.MX: 15, RRType.A: 1, RRType.AAAA: 28}
+_CNAME, _SOA, _OPT = 5, 6, 41
+_CLASS_IN = 1
+#: RCODEs (RFC 1035 §4.1.1, RFC 6895 §2.3).
+NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
+RCODE_TEXT = {
+    FORMERR: "FORMERR",
+    SERVFAIL: "SERVFAIL",
+    NOTIMP: "NOTIMP",
+    REFUSED: "REFUSED",
+    6: "YXDOMAIN",
+    7: "YXRRSET",
+    8: "NXRRSET",
+    9: "NOTAUTH",
+    10: "NOTZONE",
+    16: "BADVERS",
+}
+#: CNAME links followed inside one response (dnspython follows up to 16 as well).
+MAX_CHAIN = 16
+
+_HEADER = struct.Struct("!HHHHHH")
+_RR = struct.Struct("!HHIH")
+_U16 = struct.Struct("!H")
+_U32 = struct.Struct("!I")
+_QUERY_FLAGS = 0x0100  # RD (RFC 1035 §4.1.1): the recursive resolver chases for us.
+_OPT_RR = b"\x00" + _RR.pack(_OPT, EDNS_PAYLOAD, 0, 0)
+
+# Presentation form of one label octet, as dnspython writes it: special characters escaped
+# with a backslash, octets outside 0x21..0x7e as \DDD (RFC 1035 §5.1).
+_ESCAPED = frozenset(b'"().;\\@$')
+_OCTET = tuple(
+    ("\\" + chr(b)) if b in _ESCAPED else (chr(b) if 0x20 < b < 0x7F else f"\\{b:03d}")
+    for b in range(256)
+)
+#: The octets written as themselves (deleted by ``bytes.translate`` to test a label).
+_PLAIN_OCTETS = bytes(b for b in range(0x21, 0x7F) if b not in _ESCAPED)
+
+
+class WireError(ValueError):
+    """A DNS message that cannot be read (truncated, bad pointer, bad record data...)."""
+
+
+class _Truncated:
+    """The marker :func:`decode` returns for a reply with TC set (retry over TCP)."""
+
+    def __repr__(self) -> str:
+        return "TRUNCATED"
+
+
+TRUNCATED = _Truncated()
+
+
+def encode_name(name: str) -> bytes:
+    """Wire form of an absolute LDH/A-label name (``"mx1.example.org."``).
+
+    Raises:
+        WireError: an empty or over-long label, a name over 255 octets, a non-ASCII name.
+    """
+    out = bytearray()
+    if name not in (".", ""):
+        for label in name.removesuffix(".").split("."):
+            try:
+                raw = label.encode("ascii")
+            except UnicodeEncodeError:
+                raise WireError(f"not an A-label name: {name!r}") from None
+            if not 0 < len(raw) < 64:
+                raise WireError(f"bad label length in {name!r}")
+            out.append(len(raw))
+            out += raw
+    out.append(0)
+    if len(out) > 255:
+        raise WireError(f"name longer than 255 octets: {name!r}")
+    return bytes(out)
+
+
+def question_of(name: str, rtype: RRType) -> bytes:
+    """The question section (QNAME, QTYPE, QCLASS IN) mxselect sends for ``name``/``rtype``."""
+    return encode_name(name) + _U16.pack(QTYPE[rtype]) + _U16.pack(_CLASS_IN)
+
+
+def make_query(qid: int, question: bytes, *, edns: bool = True) -> bytes:
+    """A query message: header (ID, RD), the question, and an EDNS0 OPT record unless
+    ``edns`` is false."""
+    return (
+        _HEADER.pack(qid, _QUERY_FLAGS, 1, 0, 0, 1 if edns else 0)
+        + question
+        + (_OPT_RR if edns else b"")
+    )
+
+
+def _name(msg: bytes, off: int, seen: dict[int, tuple[str, int, int]]) -> tuple[str, int]:
+    """(presentation form, offset after the name) of the name at ``off``.
+
+    ``seen`` maps the offsets of names already read in this message to (text, octets, end):
+    compression pointers mostly point at them (RFC 1035 §4.1.4), so each is decoded once.
+    """
+    start = off
+    hit = seen.get(off)
+    if hit is not None:
+        return hit[0], hit[2]
+    parts: list[str] = []
+    end = -1
+    length = 0
+    limit = len(msg)
+    suffix = "."
+    while True:
+        if off >= limit:
+            raise WireError("name runs past the end of the message")
+        n = msg[off]
+        if n == 0:
+            off += 1
+            break
+        if n >= 0xC0:
+            if off + 1 >= limit:
+                raise WireError("truncated compression pointer")
+            target = ((n & 0x3F) << 8) | msg[off + 1]
+            if target >= off:  # only backwards: no loops (dnspython: BadPointer)
+                raise WireError("compression pointer does not point backwards")
+            if end < 0:
+                end = off + 2
+            hit = seen.get(target)
+            if hit is not None:
+                suffix = hit[0]
+                length += hit[1]
+                if length > 254:
+                    raise WireError("name longer than 255 octets")
+                break
+            off = target
+            continue
+        if n > 63:
+            raise WireError("unknown label type")
+        label = msg[off + 1 : off + 1 + n]
+        if len(label) != n:
+            raise WireError("label runs past the end of the message")
+        length += n + 1
+        if length > 254:
+            raise WireError("name longer than 255 octets")
+        if label.translate(None, _PLAIN_OCTETS):
+            parts.append("".join([_OCTET[b] for b in label]))
+        else:
+            parts.append(label.decode("ascii"))
+        off += 1 + n
+    # The labels read here, then the name a pointer led to ("." when none).
+    text = ".".join(parts) + ("." + suffix if suffix != "." else ".") if parts else suffix
+    end = end if end >= 0 else off
+    seen[start] = (text, length, end)
+    return text, end
+
+
+def decode(msg: bytes, question: bytes, rtype: RRType) -> Answer | int | _Truncated:
+    """Read a reply to the query whose question section is ``question``.
+
+    Returns an :class:`Answer` (NOERROR or NXDOMAIN), :data:`TRUNCATED` (TC set: ask again
+    over TCP, RFC 1123 §6.1.3.2), or the RCODE of any other reply (SERVFAIL, REFUSED,
+    FORMERR...: the caller asks the next server). The caller has matched the ID.
+
+    Raises:
+        WireError: not a reply to this question, or not a readable message.
+    """
+    if len(msg) < 12:
+        raise WireError("shorter than a DNS header")
+    _qid, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(msg)
+    if not flags & 0x8000 or flags & 0x7800:  # QR must be set, OPCODE must be QUERY
+        raise WireError("not a reply to a standard query")
+    end_q = 12 + len(question)
+    # The reply repeats our question; names compare without case (RFC 4343).
+    if qdcount != 1 or msg[12:end_q].lower() != question.lower():
+        raise WireError("the reply is for another question")
+    if flags & 0x0200:
+        return TRUNCATED
+    rcode: int = flags & 0x000F
+    seen: dict[int, tuple[str, int, int]] = {}
+    qname, _ = _name(msg, 12, seen)
+    off = end_q
+    qtype = QTYPE[rtype]
+    # answer section: (owner key, type) -> [(ttl, data)] for the types we read
+    records: dict[tuple[str, int], list[tuple[int, object]]] = {}
+    owners: dict[str, str] = {}
+    for _ in range(ancount):
+        owner, off = _name(msg, off, seen)
+        if off + 10 > len(msg):
+            raise WireError("record header runs past the end")
+        rrtype, rrclass, ttl, rdlen = _RR.unpack_from(msg, off)
+        off += 10
+        rdend = off + rdlen
+        if rdend > len(msg):
+            raise WireError("record data runs past the end")
+        if rrclass == _CLASS_IN and rrtype in (qtype, _CNAME):
+            data: object
+            if rrtype == 1:
+                if rdlen != 4:
+                    raise WireError("A record of the wrong length")
+                data = msg[off:rdend]
+            elif rrtype == 28:
+                if rdlen != 16:
+                    raise WireError("AAAA record of the wrong length")
+                data = msg[off:rdend]
+            elif rrtype == 15:
+                if rdlen < 3:
+                    raise WireError("MX record too short")
+                exchange, after = _name(msg, off + 2, seen)
+                if after != rdend:
+                    raise WireError("MX record of the wrong length")
+                data = ((msg[off] << 8) | msg[off + 1], exchange)
+            else:
+                target, after = _name(msg, off, seen)
+                if after != rdend:
+                    raise WireError("CNAME record of the wrong length")
+                data = target
+            key = owner.lower()
+            owners.setdefault(key, owner)
+            records.setdefault((key, rrtype), []).append((ttl, data))
+        off = rdend
+    negative_ttl: int | None = None
+    for _ in range(nscount):
+        _owner, off = _name(msg, off, seen)
+        if off + 10 > len(msg):
+            raise WireError("record header runs past the end")
+        rrtype, rrclass, ttl, rdlen = _RR.unpack_from(msg, off)
+        off += 10
+        rdend = off + rdlen
+        if rdend > len(msg):
+            raise WireError("record data runs past the end")
+        if rrtype == _SOA and negative_ttl is None:
+            _mname, after = _name(msg, off, seen)
+            _rname, after = _name(msg, after, seen)
+            if after + 20 != rdend:
+                raise WireError("SOA record of the wrong length")
+            # RFC 2308 §5: the negative TTL is the smaller of the SOA's TTL and MINIMUM.
+            negative_ttl = min(ttl, _U32.unpack_from(msg, after + 16)[0])
+        off = rdend
+    for _ in range(arcount):
+        _owner, off = _name(msg, off, seen)
+        if off + 10 > len(msg):
+            raise WireError("record header runs past the end")
+        rrtype, _payload, ttl, rdlen = _RR.unpack_from(msg, off)
+        off += 10 + rdlen
+        if off > len(msg):
+            raise WireError("record data runs past the end")
+        if rrtype == _OPT:
+            rcode |= (ttl >> 24) << 4  # the extended RCODE (RFC 6891 §6.1.3)
+    if off != len(msg):
+        raise WireError("trailing data after the last record")
+    if rcode not in (NOERROR, NXDOMAIN):
+        return rcode
+    return _answer(rcode, rtype, qname, records, owners, negative_ttl)
+
+
+def _answer(
+    rcode: int,
+    rtype: RRType,
+    name: str,
+    records: dict[tuple[str, int], list[tuple[int, object]]],
+    owners: dict[str, str],
+    negative_ttl: int | None,
+) -> Answer:
+    """Follow the CNAME chain from the question's name (as dnspython's ``resolve_chaining``)."""
+    key = name.lower()
+    qtype = QTYPE[rtype]
+    aliases: list[str] = []
+    ttl: int | None = None
+    found: list[tuple[int, object]] | None = None
+    while True:
+        found = records.get((key, qtype))
+        if found is not None:
+            break
+        cname = records.get((key, _CNAME))
+        if cname is None:
+            break
+        if len(aliases) == MAX_CHAIN:
+            # Longer than any sane chain: hand the rest to the core, whose own limit
+            # (Policy.cname_limit) ends it.
+            return Answer.alias(name, ttl=ttl, aliases=aliases)
+        aliases.append(owners[key])
+        link_ttl = min(t for t, _ in cname)
+        ttl = link_ttl if ttl is None else min(ttl, link_ttl)
+        name = str(cname[0][1])
+        key = name.lower()
+    canonical = name if aliases else None
+    if found is not None and rcode == NOERROR:
+        rr_ttl = min(t for t, _ in found)
+        ttl = rr_ttl if ttl is None else min(ttl, rr_ttl)
+        if rtype is RRType.MX:
+            mx: dict[tuple[int, str], MXRecord] = {}
+            for _, data in found:
+                pref, exchange = cast("tuple[int, str]", data)
+                mx.setdefault((pref, exchange.lower()), MXRecord(pref, exchange))
+            return Answer(
+                status=Status.RECORDS,
+                mx=tuple(mx.values()),
+                ttl=ttl,
+                canonical_name=canonical,
+                aliases=tuple(aliases),
+            )
+        make = ipaddress.IPv4Address if rtype is RRType.A else ipaddress.IPv6Address
+        addresses: dict[bytes, IPAddress] = {}
+        for _, data in found:
+            packed = cast("bytes", data)
+            if packed not in addresses:
+                addresses[packed] = make(packed)
+        return Answer(
+            status=Status.RECORDS,
+            addresses=tuple(addresses.values()),
+            ttl=ttl,
+            canonical_name=canonical,
+            aliases=tuple(aliases),
+        )
+    if negative_ttl is not None:
+        ttl = negative_ttl if ttl is None else min(ttl, negative_ttl)
+    if rcode == NXDOMAIN:
+        # RFC 6604 §3: NXDOMAIN is about the last name of the chain.
+        return Answer(
+            status=Status.NXDOMAIN, ttl=ttl, canonical_name=canonical, aliases=tuple(aliases)
+        )
+    if aliases and negative_ttl is None:
+        # A chain that stops without the data and without an SOA: the server did not chase
+        # the target (not a recursive answer). Let the core ask for it (RFC 1034 §3.6.2).
+        return Answer.alias(name, ttl=ttl, aliases=aliases)
+    return Answer(status=Status.NODATA, ttl=ttl, canonical_name=canonical, aliases=tuple(aliases))
