@@ -352,29 +352,32 @@ class StubResolver:
         failures = _Failures()
         servers = list(self.nameservers)
         edns = self.edns
+        turn = 0  # servers in order, round after round (RFC 1123 §6.1.3.3)
         while servers:
-            for server in list(servers):
-                remaining = end - loop.time()
-                if remaining <= 0:
-                    return failures.answer(total, True)
-                wait = min(self.timeout, remaining)
-                if self.tcp:
-                    result: object = await self._atcp(loop, server, question, query, edns, wait)
-                else:
-                    result = await self._audp(state, server, question, query, edns, wait)
-                    if result is _wire.TRUNCATED:
-                        remaining = end - loop.time()
-                        if remaining <= 0:
-                            return failures.answer(total, True)
-                        wait = min(self.timeout, remaining)
-                        result = await self._atcp(loop, server, question, query, edns, wait)
-                        if isinstance(result, str):
-                            result += " over TCP (the UDP reply was truncated)"
-                outcome = self._judge(result, server, failures, servers, edns)
-                if isinstance(outcome, Answer):
-                    return outcome
-                if outcome == "no-edns":
-                    edns = False
+            server = servers[turn % len(servers)]
+            remaining = end - loop.time()
+            if remaining <= 0:
+                return failures.answer(total, True)
+            wait = min(self.timeout, remaining)
+            if self.tcp:
+                result: object = await self._atcp(loop, server, question, query, edns, wait)
+            else:
+                result = await self._audp(state, server, question, query, edns, wait)
+                if result is _wire.TRUNCATED:
+                    remaining = end - loop.time()
+                    if remaining <= 0:
+                        return failures.answer(total, True)
+                    wait = min(self.timeout, remaining)
+                    result = await self._atcp(loop, server, question, query, edns, wait)
+                    if isinstance(result, str):
+                        result += " over TCP (the UDP reply was truncated)"
+            outcome = self._judge(result, server, failures, servers, edns)
+            if isinstance(outcome, Answer):
+                return outcome
+            if outcome == "no-edns":
+                edns = False  # the same server again, without EDNS
+            elif server in servers:
+                turn += 1  # (a server dropped after an error leaves its place to the next)
         return failures.answer(total, False)
 
     async def _audp(
@@ -489,28 +492,32 @@ class StubResolver:
         failures = _Failures()
         servers = list(self.nameservers)
         edns = self.edns
+        turn = 0  # servers in order, round after round (RFC 1123 §6.1.3.3)
         while servers:
-            for server in list(servers):
-                remaining = end - time.monotonic()
-                if remaining <= 0:
-                    return failures.answer(total, True)
-                wait = min(self.timeout, remaining)
-                if self.tcp:
-                    result: object = _tcp(server, question, query, edns, wait)
-                else:
-                    result = _udp(server, question, query, edns, wait)
-                    if result is _wire.TRUNCATED:
-                        remaining = end - time.monotonic()
-                        if remaining <= 0:
-                            return failures.answer(total, True)
-                        result = _tcp(server, question, query, edns, min(self.timeout, remaining))
-                        if isinstance(result, str):
-                            result += " over TCP (the UDP reply was truncated)"
-                outcome = self._judge(result, server, failures, servers, edns)
-                if isinstance(outcome, Answer):
-                    return outcome
-                if outcome == "no-edns":
-                    edns = False
+            server = servers[turn % len(servers)]
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                return failures.answer(total, True)
+            wait = min(self.timeout, remaining)
+            if self.tcp:
+                result: object = _tcp(server, question, query, edns, wait)
+            else:
+                result = _udp(server, question, query, edns, wait)
+                if result is _wire.TRUNCATED:
+                    remaining = end - time.monotonic()
+                    if remaining <= 0:
+                        return failures.answer(total, True)
+                    wait = min(self.timeout, remaining)
+                    result = _tcp(server, question, query, edns, wait)
+                    if isinstance(result, str):
+                        result += " over TCP (the UDP reply was truncated)"
+            outcome = self._judge(result, server, failures, servers, edns)
+            if isinstance(outcome, Answer):
+                return outcome
+            if outcome == "no-edns":
+                edns = False  # the same server again, without EDNS
+            elif server in servers:
+                turn += 1  # (a server dropped after an error leaves its place to the next)
         return failures.answer(total, False)
 
 

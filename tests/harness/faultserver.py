@@ -571,7 +571,7 @@ class FaultServer:
         transport: str,
     ) -> bytes:
         if transport == "tcp":
-            return response.to_wire()
+            return response.to_wire(max_size=65535)  # not the query's EDNS size
         limit = max(512, query.payload) if query.edns >= 0 else 512
         try:
             return response.to_wire(max_size=limit)

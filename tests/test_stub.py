@@ -1,0 +1,552 @@
+"""mxselect.stub.StubResolver: the client side -- servers, retries, TCP, sockets, lifecycle.
+
+The codec (mxselect._wire) has its own tests (tests/test_wire.py); the fault matrix and the
+Knot + Unbound suite run every outcome through the stub too. Here: what only a client does.
+Every server is on loopback: the fault server fixture, or a tiny scripted server below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rrset
+import pytest
+
+import mxselect
+from mxselect import DNSTemporaryError, Query, RRType, Status
+from mxselect.stub import StubResolver
+
+pytestmark = pytest.mark.e2e
+
+ZONE = """
+$ORIGIN stub.test.
+$TTL 300
+@        SOA  ns hostmaster 1 3600 900 604800 60
+d        MX   10 mx1.d
+d        MX   20 mx2.d
+mx1.d    A    192.0.2.1
+mx1.d    AAAA 2001:db8::1
+mx2.d    A    192.0.2.2
+big      MX   10 mx1.d
+"""
+# Enough MX records that the answer does not fit in 512 octets (a TC over plain UDP), but
+# fits in EDNS0's 1232.
+ZONE += "".join(f"big MX {i} host-number-{i:03d}.example.net.\n" for i in range(20))
+
+MX = Query("d.stub.test.", RRType.MX)
+A = Query("mx1.d.stub.test.", RRType.A)
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def dead_port() -> int:
+    """A loopback UDP/TCP port with nothing listening (ICMP port unreachable)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- construction ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        ([[]], {}, "at least one nameserver"),
+        ([["dns.example"]], {}, "must be an IP address"),
+        ([["127.0.0.1"]], {"port": 0}, "port must be 1..65535"),
+        ([[("127.0.0.1", 70000)]], {}, "port must be 1..65535"),
+        ([["127.0.0.1"]], {"port": True}, "port must be 1..65535"),
+        ([["127.0.0.1"]], {"timeout": 0}, "timeout must be a positive"),
+        ([["127.0.0.1"]], {"lifetime": float("nan")}, "lifetime must be a positive"),
+        ([["127.0.0.1"]], {"timeout": "2"}, "timeout must be a positive"),
+    ],
+)
+def test_bad_configuration_is_a_value_error(
+    args: list[object], kwargs: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        StubResolver(*args, **kwargs)  # type: ignore[arg-type]
+
+
+def test_nameserver_forms() -> None:
+    stub = StubResolver(["192.0.2.1", ("::1", 5353), "2001:db8::53"], port=1053)
+    assert [(a, p) for a, p, _ in stub.nameservers] == [
+        ("192.0.2.1", 1053),
+        ("::1", 5353),
+        ("2001:db8::53", 1053),
+    ]
+    assert StubResolver("127.0.0.1").nameservers[0][:2] == ("127.0.0.1", 53)
+    assert "192.0.2.1@1053" in repr(stub)
+
+
+def test_a_name_that_cannot_be_sent_is_a_tempfail_and_sends_nothing(fault_server) -> None:  # type: ignore[no-untyped-def]
+    server = fault_server(ZONE)
+    stub = StubResolver([("127.0.0.1", server.port)])
+    bad = Query("a" * 64 + ".stub.test.", RRType.A)
+    for answer in (stub.resolve(bad), asyncio.run(stub.aresolve(bad))):
+        assert answer.status is Status.TEMPFAIL
+        assert "cannot ask" in answer.reason
+    assert server.queries == []
+
+
+# -- answers and both protocols ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+def test_answers_over_udp(api: str, fault_server) -> None:  # type: ignore[no-untyped-def]
+    server = fault_server(ZONE)
+    stub = StubResolver([("127.0.0.1", server.port)])
+    ask: Callable[[Query], mxselect.Answer] = (
+        stub.resolve if api == "sync" else lambda q: asyncio.run(stub.aresolve(q))
+    )
+    mx = ask(MX)
+    assert mx.status is Status.RECORDS
+    assert sorted((r.preference, r.exchange) for r in mx.mx) == [
+        (10, "mx1.d.stub.test."),
+        (20, "mx2.d.stub.test."),
+    ]
+    assert mx.ttl == 300
+    nodata = ask(Query("mx2.d.stub.test.", RRType.AAAA))
+    assert (nodata.status, nodata.ttl) == (Status.NODATA, 60)  # min(SOA TTL 300, MINIMUM 60)
+    nx = ask(Query("nope.stub.test.", RRType.MX))
+    assert (nx.status, nx.ttl) == (Status.NXDOMAIN, 60)
+    assert [q[2] for q in server.queries] == ["udp", "udp", "udp"]
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+def test_truncated_reply_is_asked_again_over_tcp(api: str, fault_server) -> None:  # type: ignore[no-untyped-def]
+    """RFC 1123 §6.1.3.2: TC=1 -> the same question over TCP."""
+    server = fault_server(ZONE)
+    stub = StubResolver([("127.0.0.1", server.port)], edns=False)  # 512 octets: the big MX set
+    query = Query("big.stub.test.", RRType.MX)
+    answer = stub.resolve(query) if api == "sync" else asyncio.run(stub.aresolve(query))
+    assert answer.status is Status.RECORDS
+    assert len(answer.mx) == 21
+    assert [q[2] for q in server.queries] == ["udp", "tcp"]
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+def test_edns_payload_avoids_tcp_for_a_large_answer(api: str, fault_server) -> None:  # type: ignore[no-untyped-def]
+    """RFC 6891: with EDNS0 (1232 octets) the same answer comes over UDP in one exchange."""
+    server = fault_server(ZONE)
+    stub = StubResolver([("127.0.0.1", server.port)])
+    query = Query("big.stub.test.", RRType.MX)
+    answer = stub.resolve(query) if api == "sync" else asyncio.run(stub.aresolve(query))
+    assert len(answer.mx) == 21
+    assert [q[2] for q in server.queries] == ["udp"]
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+def test_tcp_only(api: str, fault_server) -> None:  # type: ignore[no-untyped-def]
+    server = fault_server(ZONE)
+    stub = StubResolver([("127.0.0.1", server.port)], tcp=True)
+    answer = stub.resolve(MX) if api == "sync" else asyncio.run(stub.aresolve(MX))
+    assert answer.status is Status.RECORDS
+    assert [q[2] for q in server.queries] == ["tcp"]
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+def test_truncated_then_tcp_fails_names_tcp(api: str, fault_server) -> None:  # type: ignore[no-untyped-def]
+    server = fault_server(ZONE)
+    server.set_rule("d.stub.test.", "MX", "tc-notcp")
+    stub = StubResolver([("127.0.0.1", server.port)], timeout=0.5, lifetime=1.0)
+    answer = stub.resolve(MX) if api == "sync" else asyncio.run(stub.aresolve(MX))
+    assert answer.status is Status.TEMPFAIL
+    assert "over TCP (the UDP reply was truncated)" in answer.reason
+    assert f"127.0.0.1@{server.port}" in answer.reason
+
+
+# -- servers: failover, retransmission, errors ---------------------------------------------
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+@pytest.mark.parametrize("rcode", ["servfail", "refused", "formerr"])
+def test_an_error_from_one_server_goes_to_the_next(api: str, rcode: str, fault_server) -> None:  # type: ignore[no-untyped-def]
+    bad, good = fault_server(ZONE), fault_server(ZONE)
+    bad.set_rule("d.stub.test.", "MX", rcode)
+    stub = StubResolver([("127.0.0.1", bad.port), ("127.0.0.1", good.port)], timeout=1.0)
+    answer = stub.resolve(MX) if api == "sync" else asyncio.run(stub.aresolve(MX))
+    assert answer.status is Status.RECORDS
+    # A FORMERR/NOTIMP to an EDNS query is asked once more without EDNS (RFC 6891 §7).
+    assert len(bad.queries) == (2 if rcode == "formerr" else 1)
+    assert len(good.queries) == 1
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+def test_every_server_failing_names_each(api: str, fault_server) -> None:  # type: ignore[no-untyped-def]
+    one, two = fault_server(ZONE), fault_server(ZONE)
+    one.set_rule("d.stub.test.", "MX", "servfail")
+    two.set_rule("d.stub.test.", "MX", "refused")
+    stub = StubResolver([("127.0.0.1", one.port), ("127.0.0.1", two.port)], timeout=1.0)
+    answer = stub.resolve(MX) if api == "sync" else asyncio.run(stub.aresolve(MX))
+    assert answer.status is Status.TEMPFAIL
+    assert answer.reason == (
+        f"SERVFAIL from 127.0.0.1@{one.port}; REFUSED from 127.0.0.1@{two.port}"
+    )
+    # an error is not retried on the same server
+    assert (len(one.queries), len(two.queries)) == (1, 1)
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+def test_a_lost_datagram_is_sent_again(api: str, fault_server) -> None:  # type: ignore[no-untyped-def]
+    """RFC 1536 §1 / RFC 1123 §6.1.3.3: no reply within the timeout -> retransmit."""
+    server = fault_server(ZONE)
+    server.set_rule("d.stub.test.", "MX", "drop", times=2)
+    stub = StubResolver([("127.0.0.1", server.port)], timeout=0.2, lifetime=3.0)
+    started = time.monotonic()
+    answer = stub.resolve(MX) if api == "sync" else asyncio.run(stub.aresolve(MX))
+    assert answer.status is Status.RECORDS
+    assert len(server.queries) == 3
+    assert 0.35 < time.monotonic() - started < 2.0
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+def test_no_reply_at_all_is_a_timeout_naming_the_servers(api: str, fault_server) -> None:  # type: ignore[no-untyped-def]
+    one, two = fault_server(ZONE), fault_server(ZONE)
+    for server in (one, two):
+        server.set_rule("d.stub.test.", "MX", "drop")
+    stub = StubResolver(
+        [("127.0.0.1", one.port), ("127.0.0.1", two.port)], timeout=0.1, lifetime=0.5
+    )
+    started = time.monotonic()
+    answer = stub.resolve(MX) if api == "sync" else asyncio.run(stub.aresolve(MX))
+    elapsed = time.monotonic() - started
+    assert answer.status is Status.TEMPFAIL
+    assert answer.reason == (
+        f"timeout after 0.5 s (asked 127.0.0.1@{one.port}, 127.0.0.1@{two.port})"
+    )
+    assert 0.45 < elapsed < 1.5
+    # both servers asked, alternately, more than once
+    assert len(one.queries) >= 2
+    assert len(two.queries) >= 2
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+def test_a_dead_server_is_skipped_without_waiting(api: str, fault_server) -> None:  # type: ignore[no-untyped-def]
+    """ICMP port unreachable on the connected socket: the next server at once, not after the
+    timeout."""
+    good = fault_server(ZONE)
+    dead = dead_port()
+    stub = StubResolver([("127.0.0.1", dead), ("127.0.0.1", good.port)], timeout=3.0)
+    started = time.monotonic()
+    answer = stub.resolve(MX) if api == "sync" else asyncio.run(stub.aresolve(MX))
+    assert answer.status is Status.RECORDS
+    assert time.monotonic() - started < 1.0
+    only_dead = StubResolver([("127.0.0.1", dead)], timeout=3.0)
+    answer = only_dead.resolve(MX) if api == "sync" else asyncio.run(only_dead.aresolve(MX))
+    assert answer.status is Status.TEMPFAIL
+    assert answer.reason == f"connection refused from 127.0.0.1@{dead}"
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+def test_deadline_lowers_the_lifetime(api: str, fault_server) -> None:  # type: ignore[no-untyped-def]
+    """The drivers pass the time left before their deadline; a 20 s lifetime does not hold
+    the message."""
+    server = fault_server(ZONE)
+    server.set_rule("d.stub.test.", "MX", "drop")
+    stub = StubResolver([("127.0.0.1", server.port)], timeout=20, lifetime=20)
+    started = time.monotonic()
+
+    def select() -> object:
+        if api == "sync":
+            return mxselect.select_targets("d.stub.test", resolver=stub, deadline=0.3)
+        return asyncio.run(mxselect.aselect_targets("d.stub.test", resolver=stub, deadline=0.3))
+
+    with pytest.raises(DNSTemporaryError) as info:
+        select()
+    assert time.monotonic() - started < 2.0
+    assert info.value.reply_code == 451
+
+
+# -- replies that must not be taken -------------------------------------------------------
+
+
+class ScriptedServer:
+    """A UDP server on loopback that answers each query with the replies ``script`` returns
+    (wire messages, sent in order)."""
+
+    def __init__(self, script: Callable[[dns.message.Message, bytes], list[bytes]]) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.port = int(self.sock.getsockname()[1])
+        self.script = script
+        self.received: list[bytes] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                data, peer = self.sock.recvfrom(4096)
+            except TimeoutError:
+                continue
+            self.received.append(data)
+            query = dns.message.from_wire(data)
+            for reply in self.script(query, data):
+                self.sock.sendto(reply, peer)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.sock.close()
+
+
+@pytest.fixture
+def scripted() -> Iterator[
+    Callable[[Callable[[dns.message.Message, bytes], list[bytes]]], ScriptedServer]
+]:
+    servers: list[ScriptedServer] = []
+
+    def make(script: Callable[[dns.message.Message, bytes], list[bytes]]) -> ScriptedServer:
+        server = ScriptedServer(script)
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.close()
+
+
+def mx_reply(query: dns.message.Message, name: str | None = None) -> dns.message.Message:
+    reply = dns.message.make_response(query)
+    owner = name or query.question[0].name.to_text()
+    reply.answer.append(dns.rrset.from_text(owner, 300, "IN", "MX", "10 mx1.d.stub.test."))
+    return reply
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+def test_forged_and_damaged_replies_are_ignored(api: str, scripted) -> None:  # type: ignore[no-untyped-def]
+    """A reply with another ID, for another question, not a reply (QR clear), or cut short
+    is not the answer: the stub keeps waiting for the real one (RFC 5452 §9.1)."""
+
+    def script(query: dns.message.Message, wire: bytes) -> list[bytes]:
+        right = mx_reply(query)
+        wrong_id = mx_reply(query)
+        wrong_id.id = (query.id + 1) % 65536
+        other = dns.message.make_query("other.stub.test.", "MX")
+        other.id = query.id
+        other_reply = mx_reply(other, "other.stub.test.")
+        not_reply = mx_reply(query)
+        not_reply.flags &= ~dns.flags.QR
+        servfail = dns.message.make_response(query)
+        servfail.set_rcode(dns.rcode.SERVFAIL)
+        good = right.to_wire()
+        return [
+            wrong_id.to_wire(),
+            other_reply.to_wire(),
+            not_reply.to_wire(),
+            good[: len(good) - 3],  # damaged: cut short
+            good + b"\x00",  # damaged: trailing junk
+            servfail.to_wire()[:11],  # shorter than a header
+            good,
+        ]
+
+    server = scripted(script)
+    stub = StubResolver([("127.0.0.1", server.port)], timeout=1.0)
+    answer = stub.resolve(MX) if api == "sync" else asyncio.run(stub.aresolve(MX))
+    assert answer.status is Status.RECORDS
+    assert [r.exchange for r in answer.mx] == ["mx1.d.stub.test."]
+    assert len(server.received) == 1
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+def test_formerr_to_edns_is_asked_again_without(api: str, scripted) -> None:  # type: ignore[no-untyped-def]
+    """RFC 6891 §7: a server that answers FORMERR to an OPT record is asked without one."""
+
+    def script(query: dns.message.Message, wire: bytes) -> list[bytes]:
+        if query.edns >= 0:
+            reply = dns.message.make_response(query)
+            reply.use_edns(False)
+            reply.set_rcode(dns.rcode.FORMERR)
+            return [reply.to_wire()]
+        return [mx_reply(query).to_wire()]
+
+    server = scripted(script)
+    stub = StubResolver([("127.0.0.1", server.port)], timeout=1.0)
+    answer = stub.resolve(MX) if api == "sync" else asyncio.run(stub.aresolve(MX))
+    assert answer.status is Status.RECORDS
+    sent = [dns.message.from_wire(w) for w in server.received]
+    assert [m.edns for m in sent] == [0, -1]
+    assert sent[0].payload == 1232
+    assert all(m.flags & dns.flags.RD for m in sent)
+    assert len({m.id for m in sent}) == 2  # a fresh ID each time
+
+
+# -- sockets and event loops --------------------------------------------------------------
+
+
+def test_no_socket_outlives_a_burst_or_the_loop(fault_server) -> None:  # type: ignore[no-untyped-def]
+    server = fault_server(ZONE)
+    stub = StubResolver([("127.0.0.1", server.port)])
+    before = open_fds()
+    seen_during: list[int] = []
+
+    async def main() -> None:
+        inside = open_fds()  # with the event loop's own descriptors
+        waiter = asyncio.gather(*(stub.aresolve(MX) for _ in range(50)))
+        await asyncio.sleep(0)
+        seen_during.append(open_fds() - inside)
+        await waiter
+
+    for _ in range(3):
+        asyncio.run(main())
+        assert open_fds() == before
+    assert seen_during[0] >= 2  # 50 queries in flight: two sockets of 32
+    for _ in range(3):
+        asyncio.run(mxselect.aselect_targets("d.stub.test", resolver=stub))
+        assert open_fds() == before
+
+
+def test_cancelled_queries_leave_nothing(fault_server) -> None:  # type: ignore[no-untyped-def]
+    server = fault_server(ZONE)
+    server.set_rule("d.stub.test.", "MX", "drop")
+    stub = StubResolver([("127.0.0.1", server.port)], timeout=5, lifetime=5)
+    before = open_fds()
+
+    async def main() -> None:
+        task = asyncio.gather(*(stub.aresolve(MX) for _ in range(20)))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert stub._states == {}
+
+    asyncio.run(main())
+    assert open_fds() == before
+
+
+def test_close_closes_open_sockets(fault_server) -> None:  # type: ignore[no-untyped-def]
+    server = fault_server(ZONE)
+    server.set_rule("d.stub.test.", "MX", "drop")
+    stub = StubResolver([("127.0.0.1", server.port)], timeout=0.3, lifetime=0.3)
+
+    async def main() -> None:
+        before = open_fds()  # the event loop's own descriptors included
+        task = asyncio.ensure_future(stub.aresolve(MX))
+        await asyncio.sleep(0.05)
+        assert open_fds() > before
+        stub.close()
+        assert open_fds() == before
+        answer = await task  # the query ends as a timeout, not a crash
+        assert answer.status is Status.TEMPFAIL
+
+    asyncio.run(main())
+
+
+def test_thousands_in_flight_on_pooled_sockets(fault_server, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """600 concurrent queries on one resolver: every answer right, a bounded number of
+    sockets, used-up sockets replaced by fresh ones (new source ports). (The fault server
+    answers about 1,000 queries/s; more would test it, not the stub.)"""
+    import mxselect.stub as stub_module
+
+    monkeypatch.setattr(stub_module, "SOCKET_QUERIES", 20)
+    zone = ZONE + "".join(f"h{i} A 198.51.100.{i % 250 + 1}\n" for i in range(500))
+    server = fault_server(zone)
+    stub = StubResolver([("127.0.0.1", server.port)], timeout=2.0, lifetime=10)
+    ports: set[int] = set()
+    most = 0
+
+    original = stub_module._Socket.__init__
+
+    def spy(self: stub_module._Socket, *args: object) -> None:
+        original(self, *args)  # type: ignore[arg-type]
+        ports.add(self.sock.getsockname()[1])
+
+    monkeypatch.setattr(stub_module._Socket, "__init__", spy)
+
+    async def main() -> list[mxselect.Answer]:
+        nonlocal most
+
+        async def one(i: int) -> mxselect.Answer:
+            nonlocal most
+            answer = await stub.aresolve(Query(f"h{i % 500}.stub.test.", RRType.A))
+            state = next(iter(stub._states.values()), None)
+            if state is not None:
+                most = max(most, sum(len(p) for p in state.sockets.values()))
+            return answer
+
+        return await asyncio.gather(*(one(i) for i in range(600)))
+
+    answers = asyncio.run(main())
+    assert [a for a in answers if a.status is not Status.RECORDS] == []
+    assert [str(a.addresses[0]) for a in answers] == [
+        f"198.51.100.{i % 500 % 250 + 1}" for i in range(600)
+    ]
+    assert len(ports) >= 30  # 600 queries / 20 per socket
+    assert most <= 64
+
+
+def test_sync_resolve_is_thread_safe(fault_server) -> None:  # type: ignore[no-untyped-def]
+    zone = ZONE + "".join(f"h{i} A 198.51.100.{i + 1}\n" for i in range(40))
+    server = fault_server(zone)
+    stub = StubResolver([("127.0.0.1", server.port)])
+    errors: list[str] = []
+
+    def work(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(25):
+            i = rng.randrange(40)
+            answer = stub.resolve(Query(f"h{i}.stub.test.", RRType.A))
+            if [str(a) for a in answer.addresses] != [f"198.51.100.{i + 1}"]:
+                errors.append(f"h{i}: {answer}")
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(server.queries) == 300
+
+
+def test_one_resolver_in_two_event_loops_at_once(fault_server) -> None:  # type: ignore[no-untyped-def]
+    """Each loop gets its own sockets; both get their answers."""
+    zone = ZONE + "".join(f"h{i} A 198.51.100.{i + 1}\n" for i in range(40))
+    server = fault_server(zone)
+    server.set_rule("h0.stub.test.", "A", "delay-100")
+    stub = StubResolver([("127.0.0.1", server.port)])
+    results: dict[int, list[str]] = {}
+
+    def run(n: int) -> None:
+        async def main() -> list[str]:
+            answers = await asyncio.gather(
+                *(stub.aresolve(Query(f"h{i}.stub.test.", RRType.A)) for i in range(40))
+            )
+            return [str(a.addresses[0]) for a in answers]
+
+        results[n] = asyncio.run(main())
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    expected = [f"198.51.100.{i + 1}" for i in range(40)]
+    assert results == {0: expected, 1: expected}
+    assert stub._states == {}
+
+
+def test_selection_through_the_stub_matches_the_dnspython_adapter(fault_server) -> None:  # type: ignore[no-untyped-def]
+    from harness.resolvers import make_dnspython_resolver
+
+    server = fault_server(ZONE)
+    stub = StubResolver([("127.0.0.1", server.port)])
+    plain = make_dnspython_resolver(server.port)
+    for domain in ("d.stub.test", "big.stub.test", "mx1.d.stub.test"):
+        ours = mxselect.select_targets(domain, resolver=stub, rng=random.Random(3))
+        theirs = mxselect.select_targets(domain, resolver=plain, rng=random.Random(3))
+        assert ours == theirs
