@@ -201,11 +201,12 @@ class _Socket:
 class _LoopState:
     """The UDP sockets of one event loop, per server, while queries are in flight."""
 
-    __slots__ = ("in_flight", "loop", "sockets")
+    __slots__ = ("in_flight", "limiters", "loop", "sockets")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.sockets: dict[tuple[str, int, int], list[_Socket]] = {}
+        self.limiters: dict[tuple[str, int, int], asyncio.Semaphore] = {}
         self.in_flight = 0
 
     def socket_for(self, server: tuple[str, int, int]) -> _Socket:
@@ -248,6 +249,9 @@ class StubResolver:
             ``deadline`` lowers it per query.
         tcp: send every query over TCP (default: UDP, TCP when a reply is truncated).
         edns: advertise EDNS0 with a 1232-byte UDP payload (default True).
+        max_in_flight: UDP queries outstanding to one server from one event loop (default
+            256); more wait their turn. A burst beyond what the server's socket buffer holds
+            would be dropped by its kernel and cost a retransmission timeout each.
 
     Raises:
         ValueError: no nameserver, a name instead of an address, a bad port or timeout.
@@ -265,6 +269,7 @@ class StubResolver:
         lifetime: float = 5.0,
         tcp: bool = False,
         edns: bool = True,
+        max_in_flight: int = 256,
     ) -> None:
         if isinstance(nameservers, str):
             nameservers = [nameservers]
@@ -276,8 +281,15 @@ class StubResolver:
                 raise ValueError(f"{what} must be a positive number of seconds, got {value!r}")
         self.timeout = float(timeout)
         self.lifetime = float(lifetime)
+        if (
+            not isinstance(max_in_flight, int)
+            or isinstance(max_in_flight, bool)
+            or max_in_flight < 1
+        ):
+            raise ValueError(f"max_in_flight must be a positive integer, got {max_in_flight!r}")
         self.tcp = tcp
         self.edns = edns
+        self.max_in_flight = max_in_flight
         self._states: dict[asyncio.AbstractEventLoop, _LoopState] = {}
         self._lock = threading.Lock()
 
@@ -389,6 +401,39 @@ class StubResolver:
         edns: bool,
         wait: float,
     ) -> object:
+        """One UDP exchange: the decoded reply, None if none came within ``wait`` (or no
+        slot freed up for sending in that time), an OSError, or an error text."""
+        state.in_flight += 1
+        try:
+            limiter = state.limiters.get(server)
+            if limiter is None:
+                limiter = state.limiters[server] = asyncio.Semaphore(self.max_in_flight)
+            if limiter.locked():
+                try:
+                    async with asyncio.timeout(wait):
+                        await limiter.acquire()
+                except TimeoutError:
+                    return None
+            else:
+                await limiter.acquire()
+            try:
+                return await self._exchange(state, server, question, query, edns, wait)
+            finally:
+                limiter.release()
+        finally:
+            state.in_flight -= 1
+            if not state.in_flight:
+                self._idle(state)
+
+    async def _exchange(
+        self,
+        state: _LoopState,
+        server: tuple[str, int, int],
+        question: bytes,
+        query: Query,
+        edns: bool,
+        wait: float,
+    ) -> object:
         loop = state.loop
         try:
             sock = state.socket_for(server)
@@ -397,7 +442,6 @@ class StubResolver:
         qid = sock.new_id()
         future: asyncio.Future[Any] = loop.create_future()
         sock.pending[qid] = _Pending(future, question, query)
-        state.in_flight += 1
         try:
             sock.send(_wire.make_query(qid, question, edns=edns))
             handle = loop.call_later(wait, _expire, future)
@@ -411,9 +455,6 @@ class StubResolver:
             entry = sock.pending.get(qid)
             if entry is not None and entry.future is future:
                 del sock.pending[qid]
-            state.in_flight -= 1
-            if not state.in_flight:
-                self._idle(state)
 
     async def _atcp(
         self,

@@ -550,3 +550,53 @@ def test_selection_through_the_stub_matches_the_dnspython_adapter(fault_server) 
         ours = mxselect.select_targets(domain, resolver=stub, rng=random.Random(3))
         theirs = mxselect.select_targets(domain, resolver=plain, rng=random.Random(3))
         assert ours == theirs
+
+
+def test_queries_beyond_max_in_flight_wait_their_turn(fault_server) -> None:  # type: ignore[no-untyped-def]
+    """At most max_in_flight UDP queries are outstanding to a server: a burst of 20 with
+    4 allowed arrives in 5 waves (each answer held 100 ms), all answered."""
+    import mxselect.stub as stub_module
+
+    zone = ZONE + "".join(f"h{i} A 198.51.100.{i + 1}\n" for i in range(20))
+    server = fault_server(zone, default_delay_ms=100)
+    stub = StubResolver([("127.0.0.1", server.port)], max_in_flight=4)
+    most = 0
+    original = stub_module.StubResolver._exchange
+
+    async def spy(self: StubResolver, state: stub_module._LoopState, *args: object) -> object:
+        nonlocal most
+        most = max(most, sum(len(s.pending) for p in state.sockets.values() for s in p) + 1)
+        return await original(self, state, *args)  # type: ignore[arg-type]
+
+    async def main() -> list[mxselect.Answer]:
+        return await asyncio.gather(
+            *(stub.aresolve(Query(f"h{i}.stub.test.", RRType.A)) for i in range(20))
+        )
+
+    stub_module.StubResolver._exchange = spy  # type: ignore[method-assign]
+    try:
+        started = time.monotonic()
+        answers = asyncio.run(main())
+        elapsed = time.monotonic() - started
+    finally:
+        stub_module.StubResolver._exchange = original  # type: ignore[method-assign]
+    assert [str(a.addresses[0]) for a in answers] == [f"198.51.100.{i + 1}" for i in range(20)]
+    assert most == 4
+    assert elapsed >= 0.45
+    with pytest.raises(ValueError, match="max_in_flight"):
+        StubResolver(["127.0.0.1"], max_in_flight=0)
+
+
+def test_waiting_for_a_free_slot_counts_as_the_timeout(fault_server) -> None:  # type: ignore[no-untyped-def]
+    server = fault_server(ZONE)
+    server.set_rule("d.stub.test.", "MX", "drop")
+    stub = StubResolver([("127.0.0.1", server.port)], max_in_flight=1, timeout=0.2, lifetime=0.2)
+
+    async def main() -> list[mxselect.Answer]:
+        return await asyncio.gather(stub.aresolve(MX), stub.aresolve(A))
+
+    blocked, waiting = asyncio.run(main())
+    assert blocked.status is Status.TEMPFAIL
+    assert waiting.status is Status.TEMPFAIL  # never got a slot within its 0.2 s
+    assert waiting.reason.startswith("timeout after 0.2 s")
+    assert [q[0] for q in server.queries] == ["d.stub.test."]
