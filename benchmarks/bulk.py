@@ -8,10 +8,12 @@ every run; warm: the same run again right after.
 
 Peers, on the same domains in the same run:
 
-* mxselect: ``aselect_targets`` with the dnspython adapter, ``CONCURRENCY`` selections in flight
-  (the figure the targets use), and ``select_targets`` in 32 threads, as email-validator runs;
+* mxselect: ``aselect_targets`` with ``CONCURRENCY`` selections in flight, through its own stub
+  resolver (``mxselect.stub.StubResolver``: the figure the targets use) and through the
+  dnspython adapter; ``select_targets`` in 32 threads (both resolvers), as email-validator runs;
 * the floor: raw ``dns.asyncresolver`` queries for exactly the messages mxselect sends (recorded
-  per domain, batch by batch), same concurrency, no selection logic;
+  per domain, batch by batch), same concurrency, no selection logic; and the same queries sent
+  raw through ``StubResolver.aresolve`` (what the selection logic adds to its transport);
 * email-validator's deliverability check, 32 threads (it resolves the MX set only, and A/AAAA/
   TXT of the domain when there is no MX: no exchange address -- less work);
 * the naive sequential dnspython loop (MX, then A and AAAA per host) and
@@ -53,8 +55,9 @@ from _common import sync_resolver as make_sync_resolver
 from harness.dnsenv import DnsEnv, free_port, missing_programs
 
 import mxselect
-from mxselect import SelectionPlan, Status
+from mxselect import Query, RRType, SelectionPlan, Status
 from mxselect.dnspython import AsyncDnspythonResolver
+from mxselect.stub import StubResolver
 
 NAME = "bulk"
 
@@ -141,7 +144,9 @@ class BulkEnv(DnsEnv):
 # -- the contestants: each returns Counter of "ok" / "permanent" / "temporary" ------------
 
 
-def run_mxselect(resolver: dns.asyncresolver.Resolver, domains: Sequence[str]) -> Counter[str]:
+def run_mxselect(
+    resolver: dns.asyncresolver.Resolver | StubResolver, domains: Sequence[str]
+) -> Counter[str]:
     outcomes: Counter[str] = Counter()
     rng = random.Random(7)
 
@@ -222,7 +227,28 @@ def run_floor(resolver: dns.asyncresolver.Resolver, recorded: Sequence[_Batches]
     return outcomes
 
 
-def run_select_threads(resolver: dns.resolver.Resolver, domains: Sequence[str]) -> Counter[str]:
+def run_stub_floor(resolver: StubResolver, recorded: Sequence[_Batches]) -> Counter[str]:
+    """The floor's queries sent raw through the stub resolver: no selection logic."""
+    outcomes: Counter[str] = Counter()
+    rtypes = {t.value: t for t in RRType}
+
+    async def worker(queue: list[_Batches]) -> None:
+        while queue:
+            for batch in queue.pop():
+                await asyncio.gather(*(resolver.aresolve(Query(n, rtypes[t])) for n, t in batch))
+            outcomes["queries"] += 1
+
+    async def main() -> None:
+        queue = list(reversed(recorded))
+        await asyncio.gather(*(worker(queue) for _ in range(CONCURRENCY)))
+
+    asyncio.run(main())
+    return outcomes
+
+
+def run_select_threads(
+    resolver: dns.resolver.Resolver | StubResolver, domains: Sequence[str]
+) -> Counter[str]:
     """The sync API in a 32-thread pool, as email-validator is run."""
     rng = random.Random(7)
 
@@ -336,16 +362,23 @@ def run(smoke: bool = False) -> Report:
                 sync = make_sync_resolver(env.resolver_port)
                 recorded = record_batches(aio, domains)
                 queries = sum(len(b) for batches in recorded for b in batches)
+                stub = StubResolver([("127.0.0.1", env.resolver_port)])
                 contestants: list[tuple[str, Callable[[], Counter[str]], int]] = [
-                    (f"mxselect aselect_targets ({CONCURRENCY} in flight)",
+                    (f"mxselect aselect_targets + StubResolver ({CONCURRENCY} in flight)",
+                     lambda: run_mxselect(stub, domains), count),
+                    (f"mxselect aselect_targets + dnspython adapter ({CONCURRENCY} in flight)",
                      lambda: run_mxselect(aio, domains), count),
                     (f"floor: raw dns.asyncresolver, same queries ({CONCURRENCY} in flight)",
                      lambda: run_floor(aio, recorded), count),
+                    (f"raw StubResolver queries, same queries ({CONCURRENCY} in flight)",
+                     lambda: run_stub_floor(stub, recorded), count),
                     ("email-validator, 32 threads (no exchange addresses)",
                      lambda: run_email_validator(sync, domains), count),
                     (f"naive sequential loop (first {len(head)})",
                      lambda: run_naive(sync, head), len(head)),
-                    ("mxselect select_targets, 32 threads",
+                    ("mxselect select_targets + StubResolver, 32 threads",
+                     lambda: run_select_threads(stub, domains), count),
+                    ("mxselect select_targets + dnspython adapter, 32 threads",
                      lambda: run_select_threads(sync, domains), count),
                     (f"resolve_name per host, sequential (first {len(head)})",
                      lambda: run_resolve_name(sync, head), len(head)),
@@ -401,15 +434,14 @@ def run(smoke: bool = False) -> Report:
         f"{count} domains, {queries} queries by mxselect ({queries / count:.2f} per domain); "
         f"concurrency {CONCURRENCY} for the asyncio contestants; "
         f"{len(RECORD_TEMPFAILS)} temporary failures while recording the floor's queries.",
-        "mxselect × = mxselect's domains/s ÷ this contestant's, same cache state.",
+        "mxselect × = the first row's domains/s (aselect_targets + StubResolver) ÷ this "
+        "contestant's, same cache state.",
         "email-validator resolves the MX set only (A/AAAA/TXT of the domain when it has no "
         "MX): it does less work than a selection, which resolves every exchange's addresses.",
         "CPU ms/domain: client process CPU time ÷ domains; the DNS servers run elsewhere.",
     ]
     report = Report([table])
-    floor = contestants[1][0]
-    ev = contestants[2][0]
-    naive = contestants[3][0]
+    adapter, floor, ev, naive = (contestants[i][0] for i in (1, 2, 4, 5))
     for cache in ("cold", "warm"):
         r = rates[(mx_name, cache)] / rates[(naive, cache)]
         report.targets.append(Target(f"bulk vs naive loop, {cache}", "≥ 20×", f"{r:.1f}×", r >= 20))
@@ -420,6 +452,15 @@ def run(smoke: bool = False) -> Report:
         r = cpus[(mx_name, cache)] / cpus[(floor, cache)]
         report.targets.append(
             Target(f"CPU per domain vs floor, {cache}", "≤ 1.3×", f"{r:.2f}×", r <= 1.3)
+        )
+        r = cpus[(adapter, cache)] / cpus[(floor, cache)]
+        report.targets.append(
+            Target(
+                f"CPU per domain vs floor, dnspython adapter, {cache}",
+                "≤ 1.3×",
+                f"{r:.2f}×",
+                r <= 1.3,
+            )
         )
     return report
 
