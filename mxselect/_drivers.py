@@ -318,6 +318,22 @@ async def aselect_targets(
                 if len(arrived) < len(batch):
                     _expired(plan, seconds)
             return plan.result()
+        batched = getattr(res, "aresolve_batch", None)
+        while not plan.done and batched is not None:
+            # A resolver that takes a whole batch in one call (mxselect.stub.StubResolver):
+            # no task per query.
+            batch = plan.pending
+            try:
+                results = list(await batched(batch))
+                if len(results) != len(batch):
+                    raise TypeError(
+                        f"aresolve_batch returned {len(results)} answers for {len(batch)} queries"
+                    )
+                given = [_checked(q, a) for q, a in zip(batch, results, strict=True)]
+            except Exception as exc:
+                given = [_failed(exc)] * len(batch)
+            for query, answer in zip(batch, given, strict=True):
+                plan.feed(query, answer)
         while not plan.done:
             batch = plan.pending
             # Even a single query (the MX) gets its own task: measured under load, that costs

@@ -47,6 +47,7 @@ reply of a burst is in, they are closed, so nothing stays open between lookups o
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ipaddress
 import secrets
@@ -54,9 +55,9 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 from . import _wire
 from ._answers import Answer, Query
@@ -90,6 +91,10 @@ def _parse_server(server: str | tuple[str, int], port: int) -> tuple[str, int, i
 
 def _where(server: tuple[str, int, int]) -> str:
     return f"{server[0]}@{server[1]}"
+
+
+#: "No first result yet" for :meth:`StubResolver._aresolve`.
+_NOTHING = object()
 
 
 class _Failures:
@@ -198,6 +203,52 @@ class _Socket:
         self.sock.close()
 
 
+class _Limiter:
+    """At most ``size`` UDP queries outstanding to one server; the rest wait in order."""
+
+    __slots__ = ("free", "waiters")
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def take_now(self, n: int) -> bool:
+        """Take ``n`` slots if they are free and nobody waits before us."""
+        if self.free >= n and not self.waiters:
+            self.free -= n
+            return True
+        return False
+
+    async def take(self, loop: asyncio.AbstractEventLoop, wait: float) -> bool:
+        """Wait up to ``wait`` seconds for one slot; False if none came."""
+        future: asyncio.Future[None] = loop.create_future()
+        self.waiters.append(future)
+        granted = False
+        try:
+            async with asyncio.timeout(wait):
+                await future
+            granted = True
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            if not granted:
+                if future.done() and not future.cancelled():
+                    self.give(1)  # handed a slot just as the wait ended: pass it on
+                else:
+                    future.cancel()
+                    with contextlib.suppress(ValueError):
+                        self.waiters.remove(future)
+
+    def give(self, n: int) -> None:
+        self.free += n
+        while self.waiters and self.free > 0:
+            future = self.waiters.popleft()
+            if not future.done():
+                self.free -= 1
+                future.set_result(None)
+
+
 class _LoopState:
     """The UDP sockets of one event loop, per server, while queries are in flight."""
 
@@ -206,8 +257,14 @@ class _LoopState:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.sockets: dict[tuple[str, int, int], list[_Socket]] = {}
-        self.limiters: dict[tuple[str, int, int], asyncio.Semaphore] = {}
+        self.limiters: dict[tuple[str, int, int], _Limiter] = {}
         self.in_flight = 0
+
+    def limiter(self, server: tuple[str, int, int], size: int) -> _Limiter:
+        limiter = self.limiters.get(server)
+        if limiter is None:
+            limiter = self.limiters[server] = _Limiter(size)
+        return limiter
 
     def socket_for(self, server: tuple[str, int, int]) -> _Socket:
         pool = self.sockets.setdefault(server, [])
@@ -358,9 +415,110 @@ class StubResolver:
         except (_wire.WireError, KeyError) as exc:
             return Answer.tempfail(f"cannot ask for {query}: {exc}")
         loop = asyncio.get_running_loop()
-        state = self._state(loop)
+        total = self.lifetime if lifetime is None else min(lifetime, self.lifetime)
+        return await self._aresolve(loop, query, question, total, loop.time() + total, _NOTHING)
+
+    async def aresolve_batch(
+        self, queries: Sequence[Query], lifetime: float | None = None
+    ) -> list[Answer]:
+        """Resolve a batch of queries at once; the answers in the order of ``queries``.
+
+        The drivers call this instead of one ``aresolve`` task per query: the first
+        datagram of every query goes to the first server together and the replies are
+        collected in the caller's task, which saves a task per query. A query whose first
+        exchange gives no answer (timeout, truncation, an error rcode) continues exactly as
+        :meth:`aresolve` would from there.
+        """
+        loop = asyncio.get_running_loop()
         total = self.lifetime if lifetime is None else min(lifetime, self.lifetime)
         end = loop.time() + total
+        answers: list[Answer | None] = [None] * len(queries)
+        questions: list[bytes] = []
+        for i, query in enumerate(queries):
+            try:
+                questions.append(_wire.question_of(query.name, query.rtype))
+            except (_wire.WireError, KeyError) as exc:
+                answers[i] = Answer.tempfail(f"cannot ask for {query}: {exc}")
+                questions.append(b"")
+        todo = [i for i, answer in enumerate(answers) if answer is None]
+        server = self.nameservers[0]
+        state = self._state(loop)
+        limiter = state.limiter(server, self.max_in_flight)
+        if self.tcp or not todo or not limiter.take_now(len(todo)):
+            # TCP, nothing to send, or the server's queue is full: one task per query.
+            rest = await asyncio.gather(
+                *(
+                    self._aresolve(loop, queries[i], questions[i], total, end, _NOTHING)
+                    for i in todo
+                )
+            )
+            for i, answer in zip(todo, rest, strict=True):
+                answers[i] = answer
+            return cast("list[Answer]", answers)
+        firsts: list[object] = []
+        sent: list[tuple[_Socket, int, asyncio.Future[Any]]] = []
+        state.in_flight += 1
+        handle: asyncio.TimerHandle | None = None
+        try:
+            for i in todo:
+                try:
+                    sock = state.socket_for(server)
+                    qid = sock.new_id()
+                    future: asyncio.Future[Any] = loop.create_future()
+                    sock.pending[qid] = _Pending(future, questions[i], queries[i])
+                    sent.append((sock, qid, future))
+                    sock.send(_wire.make_query(qid, questions[i], edns=self.edns))
+                except OSError as exc:
+                    if sent and not sent[-1][2].done():
+                        sent[-1][2].set_result(exc)
+                    else:
+                        future = loop.create_future()
+                        future.set_result(exc)
+                        sent.append((sock, -1, future))
+            handle = loop.call_later(min(self.timeout, total), _expire_all, [f for _, _, f in sent])
+            for _, _, future in sent:
+                firsts.append(await future)
+        finally:
+            if handle is not None:
+                handle.cancel()
+            for sock, qid, future in sent:
+                entry = sock.pending.get(qid)
+                if entry is not None and entry.future is future:
+                    del sock.pending[qid]
+            limiter.give(len(todo))
+            state.in_flight -= 1
+            if not state.in_flight:
+                self._idle(state)
+        again: list[int] = []
+        for i, first in zip(todo, firsts, strict=True):
+            if isinstance(first, Answer):
+                answers[i] = first
+            else:
+                again.append(i)
+        if again:
+            rest = await asyncio.gather(
+                *(
+                    self._aresolve(
+                        loop, queries[i], questions[i], total, end, firsts[todo.index(i)]
+                    )
+                    for i in again
+                )
+            )
+            for i, answer in zip(again, rest, strict=True):
+                answers[i] = answer
+        return cast("list[Answer]", answers)
+
+    async def _aresolve(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        query: Query,
+        question: bytes,
+        total: float,
+        end: float,
+        first: object,
+    ) -> Answer:
+        """The retry loop of one query. ``first``: the result of a first UDP exchange with
+        the first server already made (by :meth:`aresolve_batch`), or ``_NOTHING``."""
         failures = _Failures()
         servers = list(self.nameservers)
         edns = self.edns
@@ -368,21 +526,24 @@ class StubResolver:
         while servers:
             server = servers[turn % len(servers)]
             remaining = end - loop.time()
-            if remaining <= 0:
+            if first is not _NOTHING:
+                result, first = first, _NOTHING
+            elif remaining <= 0:
                 return failures.answer(total, True)
-            wait = min(self.timeout, remaining)
-            if self.tcp:
-                result: object = await self._atcp(loop, server, question, query, edns, wait)
+            elif self.tcp:
+                wait = min(self.timeout, remaining)
+                result = await self._atcp(loop, server, question, query, edns, wait)
             else:
-                result = await self._audp(state, server, question, query, edns, wait)
-                if result is _wire.TRUNCATED:
-                    remaining = end - loop.time()
-                    if remaining <= 0:
-                        return failures.answer(total, True)
-                    wait = min(self.timeout, remaining)
-                    result = await self._atcp(loop, server, question, query, edns, wait)
-                    if isinstance(result, str):
-                        result += " over TCP (the UDP reply was truncated)"
+                wait = min(self.timeout, remaining)
+                result = await self._audp(loop, server, question, query, edns, wait)
+            if result is _wire.TRUNCATED:
+                remaining = end - loop.time()
+                if remaining <= 0:
+                    return failures.answer(total, True)
+                wait = min(self.timeout, remaining)
+                result = await self._atcp(loop, server, question, query, edns, wait)
+                if isinstance(result, str):
+                    result += " over TCP (the UDP reply was truncated)"
             outcome = self._judge(result, server, failures, servers, edns)
             if isinstance(outcome, Answer):
                 return outcome
@@ -394,7 +555,7 @@ class StubResolver:
 
     async def _audp(
         self,
-        state: _LoopState,
+        loop: asyncio.AbstractEventLoop,
         server: tuple[str, int, int],
         question: bytes,
         query: Query,
@@ -403,23 +564,16 @@ class StubResolver:
     ) -> object:
         """One UDP exchange: the decoded reply, None if none came within ``wait`` (or no
         slot freed up for sending in that time), an OSError, or an error text."""
+        state = self._state(loop)
         state.in_flight += 1
         try:
-            limiter = state.limiters.get(server)
-            if limiter is None:
-                limiter = state.limiters[server] = asyncio.Semaphore(self.max_in_flight)
-            if limiter.locked():
-                try:
-                    async with asyncio.timeout(wait):
-                        await limiter.acquire()
-                except TimeoutError:
-                    return None
-            else:
-                await limiter.acquire()
+            limiter = state.limiter(server, self.max_in_flight)
+            if not limiter.take_now(1) and not await limiter.take(loop, wait):
+                return None
             try:
                 return await self._exchange(state, server, question, query, edns, wait)
             finally:
-                limiter.release()
+                limiter.give(1)
         finally:
             state.in_flight -= 1
             if not state.in_flight:
@@ -572,6 +726,12 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 def _expire(future: asyncio.Future[Any]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+def _expire_all(futures: list[asyncio.Future[Any]]) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_result(None)
 
 
 def _error_text(exc: BaseException) -> str:

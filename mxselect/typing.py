@@ -6,6 +6,11 @@ NODATA, NXDOMAIN or a temporary failure (RFC 1123 §6.1.4.2). It should not rais
 outcome; if it raises anyway, the drivers treat the exception as a temporary failure (the
 message is deferred, never bounced) and name it in the reason.
 
+An asyncio resolver may also offer ``async def aresolve_batch(queries) -> list[Answer]`` (the
+answers in the order of the queries): :func:`mxselect.aselect_targets` then hands it each batch
+in one call instead of one task per query (:class:`mxselect.stub.StubResolver` does, which saves
+about a fifth of the CPU of a selection). It is optional; ``aresolve`` stays required.
+
 A resolver that does not follow CNAMEs may answer :meth:`Answer.alias(target)
 <mxselect.Answer.alias>`; mxselect then asks for the target (at most 10 links).
 

@@ -600,3 +600,142 @@ def test_waiting_for_a_free_slot_counts_as_the_timeout(fault_server) -> None:  #
     assert waiting.status is Status.TEMPFAIL  # never got a slot within its 0.2 s
     assert waiting.reason.startswith("timeout after 0.2 s")
     assert [q[0] for q in server.queries] == ["d.stub.test."]
+
+
+# -- batches: aresolve_batch (what aselect_targets uses) ------------------------------------
+
+
+def test_a_batch_continues_each_query_like_aresolve(fault_server) -> None:  # type: ignore[no-untyped-def]
+    """One batch, every first exchange together; each query that got no answer goes on from
+    there: a lost datagram is sent again, an error goes to the next server (and is not asked
+    of the first again), a truncated reply goes to TCP, a name that cannot be sent is a
+    TEMPFAIL without a query."""
+    zone = ZONE + "lost A 192.0.2.10\nfail A 192.0.2.11\n"
+    first, second = fault_server(zone), fault_server(zone)
+    first.set_rule("lost.stub.test.", "A", "drop", times=1)
+    first.set_rule("fail.stub.test.", "A", "servfail")
+    first.set_rule("mx1.d.stub.test.", "A", "tc")
+    stub = StubResolver(
+        [("127.0.0.1", first.port), ("127.0.0.1", second.port)], timeout=0.3, lifetime=3
+    )
+    queries = [
+        Query("lost.stub.test.", RRType.A),
+        Query("fail.stub.test.", RRType.A),
+        A,
+        Query("a" * 64 + ".stub.test.", RRType.A),
+        MX,
+    ]
+    answers = asyncio.run(stub.aresolve_batch(queries))
+    assert [a.status for a in answers] == [
+        Status.RECORDS,
+        Status.RECORDS,
+        Status.RECORDS,
+        Status.TEMPFAIL,
+        Status.RECORDS,
+    ]
+    assert [str(x) for x in answers[0].addresses] == ["192.0.2.10"]
+    assert [str(x) for x in answers[2].addresses] == ["192.0.2.1"]
+    assert "cannot ask" in answers[3].reason
+    assert sorted(first.queries) == sorted(
+        [
+            ("lost.stub.test.", "A", "udp"),
+            ("fail.stub.test.", "A", "udp"),
+            ("mx1.d.stub.test.", "A", "udp"),
+            ("d.stub.test.", "MX", "udp"),
+            ("mx1.d.stub.test.", "A", "tcp"),
+        ]
+    )
+    # the lost one: the second server in the next turn (round robin); the failed one too
+    assert sorted(second.queries) == [
+        ("fail.stub.test.", "A", "udp"),
+        ("lost.stub.test.", "A", "udp"),
+    ]
+
+
+def test_a_batch_larger_than_the_free_slots_still_completes(fault_server) -> None:  # type: ignore[no-untyped-def]
+    zone = ZONE + "".join(f"h{i} A 198.51.100.{i + 1}\n" for i in range(10))
+    server = fault_server(zone, default_delay_ms=20)
+    stub = StubResolver([("127.0.0.1", server.port)], max_in_flight=3)
+
+    async def main() -> list[list[mxselect.Answer]]:
+        batch = [Query(f"h{i}.stub.test.", RRType.A) for i in range(10)]
+        return await asyncio.gather(stub.aresolve_batch(batch), stub.aresolve_batch(batch[:2]))
+
+    big, small = asyncio.run(main())
+    assert [str(a.addresses[0]) for a in big] == [f"198.51.100.{i + 1}" for i in range(10)]
+    assert [str(a.addresses[0]) for a in small] == ["198.51.100.1", "198.51.100.2"]
+    assert stub._states == {}
+
+
+def test_cancelled_waiters_give_their_slots_back(fault_server) -> None:  # type: ignore[no-untyped-def]
+    """Tasks cancelled while waiting for a slot, or just after being handed one, leave the
+    count of free slots whole: afterwards a full burst still goes out at once."""
+    import mxselect.stub as stub_module
+
+    zone = ZONE + "".join(f"h{i} A 198.51.100.{i + 1}\n" for i in range(8))
+    server = fault_server(zone, default_delay_ms=50)
+    stub = StubResolver([("127.0.0.1", server.port)], max_in_flight=2, timeout=2)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        tasks = [
+            asyncio.ensure_future(stub.aresolve(Query(f"h{i}.stub.test.", RRType.A)))
+            for i in range(8)
+        ]
+        await asyncio.sleep(0.01)
+        limiter = stub._state(loop).limiters[stub.nameservers[0]]
+        assert (limiter.free, len(limiter.waiters)) == (0, 6)
+        for task in tasks[2:]:
+            task.cancel()
+        done = await asyncio.gather(*tasks, return_exceptions=True)
+        assert all(isinstance(d, asyncio.CancelledError) for d in done[2:])
+        assert [str(d.addresses[0]) for d in done[:2]] == ["198.51.100.1", "198.51.100.2"]  # type: ignore[union-attr]
+
+        # a slot handed to a waiter that is cancelled before it runs goes to the next one
+        limiter2 = stub_module._Limiter(1)
+        assert limiter2.take_now(1)
+        first = asyncio.ensure_future(limiter2.take(loop, 1.0))
+        second = asyncio.ensure_future(limiter2.take(loop, 1.0))
+        await asyncio.sleep(0)
+        limiter2.give(1)  # handed to `first`...
+        first.cancel()  # ...which is cancelled before it runs
+        assert await second is True
+        assert (limiter2.free, len(limiter2.waiters)) == (0, 0)
+        limiter2.give(1)
+        assert limiter2.free == 1
+
+    asyncio.run(main())
+    assert stub._states == {}
+
+
+def test_the_driver_uses_aresolve_batch_and_checks_what_it_returns() -> None:
+    from mxselect.testing import FakeResolver
+
+    fake = FakeResolver.from_zone(ZONE)
+    calls: list[int] = []
+
+    class Batched:
+        async def aresolve(self, query: Query) -> mxselect.Answer:
+            raise AssertionError("the batch method should be used")
+
+        async def aresolve_batch(self, queries: tuple[Query, ...]) -> list[mxselect.Answer]:
+            calls.append(len(queries))
+            return [fake.resolve(q) for q in queries]
+
+    got = asyncio.run(
+        mxselect.aselect_targets("d.stub.test", resolver=Batched(), rng=random.Random(2))
+    )
+    assert got == mxselect.select_targets("d.stub.test", resolver=fake, rng=random.Random(2))
+    assert calls == [1, 4]  # the MX, then AAAA and A of both hosts
+
+    class Short(Batched):
+        async def aresolve_batch(self, queries: tuple[Query, ...]) -> list[mxselect.Answer]:
+            return []
+
+    class Raises(Batched):
+        async def aresolve_batch(self, queries: tuple[Query, ...]) -> list[mxselect.Answer]:
+            raise OSError("no route")
+
+    for broken, text in ((Short(), "returned 0 answers for 1"), (Raises(), "OSError: no route")):
+        with pytest.raises(DNSTemporaryError, match=text):
+            asyncio.run(mxselect.aselect_targets("d.stub.test", resolver=broken))
