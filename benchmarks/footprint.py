@@ -42,6 +42,7 @@ from _common import (
 
 import mxselect
 from mxselect import Answer, Query, RRType
+from mxselect.stub import StubResolver
 
 NAME = "footprint"
 
@@ -110,9 +111,13 @@ async def _parked(count: int) -> float:
     return (during - before) / count
 
 
-async def _adapter(port: int, count: int) -> float:
-    resolver = async_resolver(port, lifetime=30.0)
-    resolver.timeout = 30.0
+async def _adapter(port: int, count: int, stub: bool = False) -> float:
+    resolver: object
+    if stub:
+        resolver = StubResolver([("127.0.0.1", port)], timeout=30.0, lifetime=30.0)
+    else:
+        resolver = async_resolver(port, lifetime=30.0)
+        resolver.timeout = 30.0
     await mxselect.aselect_targets("mem.test", resolver=resolver)  # imports, caches
     gc.collect()
     before = tracemalloc.get_traced_memory()[0]
@@ -140,9 +145,16 @@ def run(smoke: bool = False) -> Report:
     imports.rows.append(
         ["import mxselect, mxselect.dnspython", f"{median(adapter):.1f}", spread(adapter)]
     )
+    stub_import = import_times(
+        "import mxselect, mxselect.stub", ("mxselect", "mxselect.stub"), repeat
+    )
+    imports.rows.append(
+        ["import mxselect, mxselect.stub", f"{median(stub_import):.1f}", spread(stub_import)]
+    )
     imports.notes.append(
         "Cumulative time of the mxselect line (its imports included: attrs, idna, ipaddress, "
-        "enum...); the second row adds the adapter line, which loads dnspython."
+        "enum...); the second row adds the adapter line, which loads dnspython; the third the "
+        "stub resolver's line (no dnspython)."
     )
     tracemalloc.start()
     try:
@@ -153,6 +165,7 @@ def run(smoke: bool = False) -> Report:
             delay = "300" if not smoke else "5"
             with server_process("delay", str(zone), delay) as port:
                 with_dns = asyncio.run(_adapter(port, count))
+                with_stub = asyncio.run(_adapter(port, count, stub=True))
     finally:
         tracemalloc.stop()
     memory = Table(
@@ -164,6 +177,9 @@ def run(smoke: bool = False) -> Report:
     )
     memory.rows.append(
         ["with the dnspython adapter, 3 MX, loopback server (peak)", f"{with_dns / 1024:.1f}"]
+    )
+    memory.rows.append(
+        ["with StubResolver, 3 MX, loopback server (peak)", f"{with_stub / 1024:.1f}"]
     )
     report = Report([imports, memory])
     report.targets.append(

@@ -43,6 +43,7 @@ from _common import (
 )
 
 import mxselect
+from mxselect.stub import StubResolver
 
 NAME = "latency"
 
@@ -112,6 +113,7 @@ def run(smoke: bool = False, delay_ms: float = 25.0, repeat: int = 31) -> Report
         zone.write_text(ZONE)
         with server_process("delay", str(zone), str(delay_ms)) as port:
             sync, aio = sync_resolver(port), async_resolver(port)
+            stub = StubResolver([("127.0.0.1", port)])
             cases: list[Case] = []
             for domain, label in CASES:
                 cases.append(
@@ -125,6 +127,20 @@ def run(smoke: bool = False, delay_ms: float = 25.0, repeat: int = 31) -> Report
                     (
                         f"aselect_targets, {label}",
                         lambda d=domain: mxselect.aselect_targets(d, resolver=aio, rng=rng),
+                        True,
+                    )
+                )
+                cases.append(
+                    (
+                        f"select_targets + StubResolver, {label}",
+                        lambda d=domain: mxselect.select_targets(d, resolver=stub, rng=rng),
+                        False,
+                    )
+                )
+                cases.append(
+                    (
+                        f"aselect_targets + StubResolver, {label}",
+                        lambda d=domain: mxselect.aselect_targets(d, resolver=stub, rng=rng),
                         True,
                     )
                 )
@@ -180,7 +196,12 @@ def run(smoke: bool = False, delay_ms: float = 25.0, repeat: int = 31) -> Report
         "creating and closing a loop on every call (paid once per process by an MTA).",
     ]
     report = Report([table])
-    for api in ("select_targets", "aselect_targets"):
+    for api in (
+        "select_targets",
+        "aselect_targets",
+        "select_targets + StubResolver",
+        "aselect_targets + StubResolver",
+    ):
         med = by_name[f"{api}, 3 MX, dual stack"]
         report.targets.append(
             Target(
