@@ -53,10 +53,20 @@ from __future__ import annotations
 import ipaddress
 import random
 from collections.abc import Generator, Iterable
+from typing import Any, cast
 
 from ._answers import Answer, IPAddress, MXRecord, Query, RRType, Status
 from ._domain import check_ldh_name, normalize_domain, normalize_exchange
-from ._model import Host, Selection, SelectionWarning, Target, TraceStep, WarningCode
+from ._model import (
+    Host,
+    LazyTrace,
+    RawStep,
+    Selection,
+    SelectionWarning,
+    Target,
+    TraceStep,
+    WarningCode,
+)
 from ._policy import DEFAULT_POLICY, Families, Policy
 from .exceptions import (
     DNSTemporaryError,
@@ -194,7 +204,8 @@ class SelectionPlan:
         self.policy: Policy = policy if policy is not None else DEFAULT_POLICY
         self._memo: dict[_Key, Answer] = {}
         self._warnings: list[SelectionWarning] = []
-        self._trace: list[TraceStep] = []
+        # Steps as recorded; formatted only if the trace is read (LazyTrace).
+        self._trace: list[RawStep] = []
         self._ttl: int | None = None
         self._batch: _Batch = ()
         self._batch_set: frozenset[Query] = frozenset()  # membership in O(1) (feed)
@@ -202,7 +213,6 @@ class SelectionPlan:
         self._result: Selection | None = None
         self._error: MXSelectError | None = None
         self._queries_sent = 0
-        self._texts: dict[IPAddress, str] = {}  # str(address), computed once (trace lines)
         if isinstance(normalized, str):
             self.domain: str = normalized
             self.canonical_domain: str = normalized
@@ -269,7 +279,7 @@ class SelectionPlan:
             reason = f"{reason}; no answer yet for: {', '.join(map(str, pending))}"
         error = self._temporary(reason)
         self._step("outcome", f"DNSTemporaryError {error.reply_code} {error.status}: {reason}")
-        error.trace = tuple(self._trace)
+        error.trace = LazyTrace(tuple(self._trace))
         self._error = error
         if self._gen is not None:
             self._gen.close()
@@ -299,7 +309,7 @@ class SelectionPlan:
             self._gen = None
         except MXSelectError as exc:
             self._step("outcome", f"{type(exc).__name__} {exc.reply_code} {exc.status}: {exc}")
-            exc.trace = tuple(self._trace)
+            exc.trace = LazyTrace(tuple(self._trace))
             self._error = exc
             self._gen = None
         else:
@@ -344,14 +354,10 @@ class SelectionPlan:
         self._warnings.append(SelectionWarning(code, message, host))
         self._step(code.value, message, host)
 
-    def _text(self, address: IPAddress) -> str:
-        text = self._texts.get(address)
-        if text is None:
-            text = self._texts[address] = str(address)
-        return text
-
-    def _step(self, kind: str, message: str, host: str | None = None) -> None:
-        self._trace.append(TraceStep(kind, message, host))
+    def _step(self, kind: str, message: str | tuple[Any, ...], host: str | None = None) -> None:
+        """Record a trace step; ``message`` is the text or ``(function, *arguments)`` that
+        formats it when the trace is read (the arguments must not change afterwards)."""
+        self._trace.append((kind, message, host))
 
     def _temporary(self, reason: str) -> DNSTemporaryError:
         return DNSTemporaryError(reason, domain=self.domain, warnings=tuple(self._warnings))
@@ -366,7 +372,7 @@ class SelectionPlan:
         # were the initial name."
         self.canonical_domain = mx.canonical
         via = f" (via CNAME {mx.canonical})" if mx.canonical != domain else ""
-        self._step("mx", f"MX lookup for {domain}{via}: {_describe_mx(mx)}")
+        self._step("mx", (_mx_message, domain, via, mx.error, mx.answer))
         if mx.error is not None:
             raise self._temporary(f"MX lookup for {domain}: {mx.error}")
         answer = mx.answer
@@ -515,9 +521,9 @@ class SelectionPlan:
             names = sorted(groups[preference])
             if len(names) > 1:
                 self._rng.shuffle(names)
-                self._step("order", f"preference {preference}: shuffled to {', '.join(names)}")
+                self._step("order", (_shuffled_message, preference, names))
             else:
-                self._step("order", f"preference {preference}: {names[0]}")
+                self._step("order", ("preference {}: {}".format, preference, names[0]))
             ordered.extend(_Candidate(name, preference, literals.get(name)) for name in names)
         if len(ordered) > policy.max_mx_hosts:
             # Bounded work for hostile zones: at most 2 x max_mx_hosts address queries.
@@ -545,9 +551,11 @@ class SelectionPlan:
             else:
                 found, canonical, why, temp = self._host_addresses(candidate.name, chains)
                 resolved.append((candidate, found, canonical, why, temp))
-                via = f" (CNAME {canonical})" if canonical != candidate.name else ""
-                shown = ", ".join(map(self._text, found)) if found else why
-                self._step("lookup", f"{candidate.name}{via}: {shown}", candidate.name)
+                self._step(
+                    "lookup",
+                    (_lookup_message, candidate.name, canonical, found, why),
+                    candidate.name,
+                )
         cut = self._prune_self(resolved)
         if cut is not None:
             resolved = [r for r in resolved if r[0].preference < cut]
@@ -621,7 +629,7 @@ class SelectionPlan:
             for c, canonical, _ in usable
             if c.name in kept
         )
-        self._step("outcome", f"{len(targets)} target(s) on {len(hosts)} host(s)")
+        self._step("outcome", ("{} target(s) on {} host(s)".format, len(targets), len(hosts)))
         return Selection(
             domain=domain,
             canonical_domain=self.canonical_domain,
@@ -630,7 +638,8 @@ class SelectionPlan:
             implicit=implicit,
             ttl=self._ttl,
             warnings=tuple(self._warnings),
-            trace=tuple(self._trace),
+            # Formatted when first read (Selection.trace turns the LazyTrace into the tuple).
+            trace=cast("tuple[TraceStep, ...]", LazyTrace(tuple(self._trace))),
         )
 
     def _prune_self(
@@ -746,11 +755,7 @@ class SelectionPlan:
             if levels[p]  # a level whose addresses were all listed already is empty
         ]
         for level in ordered:
-            self._step(
-                "families",
-                f"preference {level[0].preference}, families {policy.families.value}: "
-                + ", ".join(f"{t.host} {self._text(t.address)}" for t in level),
-            )
+            self._step("families", (_families_message, policy.families.value, level))
         targets = [t for level in ordered for t in level]
         limit = policy.max_addresses
         if limit is None or len(targets) <= limit:
@@ -843,10 +848,32 @@ def _family_order(level: list[Target], families: Families, first_count: int) -> 
     return out
 
 
-def _describe_mx(chain: _Chain) -> str:
-    if chain.error is not None:
-        return chain.error
-    answer = chain.answer
+# The trace messages, formatted only when a trace is read (SelectionPlan._step).
+
+
+def _mx_message(domain: str, via: str, error: str | None, answer: Answer | None) -> str:
+    return f"MX lookup for {domain}{via}: {_describe_mx(error, answer)}"
+
+
+def _shuffled_message(preference: int, names: list[str]) -> str:
+    return f"preference {preference}: shuffled to {', '.join(names)}"
+
+
+def _lookup_message(name: str, canonical: str, found: list[IPAddress], why: str) -> str:
+    via = f" (CNAME {canonical})" if canonical != name else ""
+    shown = ", ".join(map(str, found)) if found else why
+    return f"{name}{via}: {shown}"
+
+
+def _families_message(families: str, level: list[Target]) -> str:
+    return f"preference {level[0].preference}, families {families}: " + ", ".join(
+        f"{t.host} {t.address!s}" for t in level
+    )
+
+
+def _describe_mx(error: str | None, answer: Answer | None) -> str:
+    if error is not None:
+        return error
     assert answer is not None
     if answer.status is Status.RECORDS:
         return ", ".join(f"{r.preference} {r.exchange}" for r in answer.mx) or "no records"

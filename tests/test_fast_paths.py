@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import copy
 import ipaddress
+import pickle
 import random
 
+import attrs
 import pytest
+from zones import zone
 
-from mxselect import Policy
+from mxselect import DNSTemporaryError, Policy, Selection, TraceStep, select_targets
 from mxselect._core import _ip_address
+from mxselect._model import explain
 from mxselect._policy import DEFAULT_POLICY
+from mxselect.testing import FakeResolver
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -74,3 +80,221 @@ def test_exchange_address_shortcut_matches_ipaddress(text: str) -> None:
     except ValueError:
         expected = None
     assert _ip_address(text) == expected
+
+
+# -- the lazy trace: formatted when read, the same text as formatting every step at once ------
+
+RICH_ZONE = """
+@       MX 10 mx1
+@       MX 10 mx2
+@       MX 10 alias
+@       MX 20 mx3
+@       MX 30 192.0.2.99.
+@       MX 40 bad_name
+mx1     A 192.0.2.1
+mx1     AAAA 2001:db8::1
+mx1     AAAA ::ffff:127.0.0.1
+mx2     A 192.0.2.2
+mx2     A 192.0.2.1
+alias   CNAME real
+real    AAAA 2001:db8::3
+mx3     A 198.51.100.3
+"""
+
+# Recorded from the implementation that formatted every step eagerly (before the lazy trace).
+SELECTION_TRACE = [
+    (
+        "mx",
+        "MX lookup for example.org: 10 mx1.example.org., 10 mx2.example.org., "
+        "10 alias.example.org., 20 mx3.example.org., 30 192.0.2.99., 40 "
+        "bad_name.example.org.",
+        None,
+    ),
+    (
+        "mx-is-address",
+        "MX record '30 192.0.2.99.' of example.org points to an IP address "
+        "instead of a host name (RFC 5321 §5.1); ignored",
+        "192.0.2.99",
+    ),
+    (
+        "invalid-exchange",
+        "MX record '40 bad_name.example.org.' of example.org is not a valid "
+        "host name (label 'bad_name' is not letters, digits and hyphens (RFC "
+        "5321 §4.1.2; no leading or trailing hyphen, no underscore)); ignored",
+        "bad_name.example.org",
+    ),
+    (
+        "order",
+        "preference 10: shuffled to alias.example.org, mx1.example.org, mx2.example.org",
+        None,
+    ),
+    ("order", "preference 20: mx3.example.org", None),
+    ("lookup", "alias.example.org (CNAME real.example.org): 2001:db8::3", "alias.example.org"),
+    ("lookup", "mx1.example.org: 2001:db8::1, ::ffff:7f00:1, 192.0.2.1", "mx1.example.org"),
+    (
+        "partial-address-failure",
+        "AAAA lookup for mx2.example.org failed (SERVFAIL (fake)); using its other addresses",
+        "mx2.example.org",
+    ),
+    ("lookup", "mx2.example.org: 192.0.2.2, 192.0.2.1", "mx2.example.org"),
+    ("lookup", "mx3.example.org: 198.51.100.3", "mx3.example.org"),
+    (
+        "exchange-is-alias",
+        "MX exchange alias.example.org is an alias (CNAME) of "
+        "real.example.org; RFC 2181 §10.3 says it must not be; followed",
+        "alias.example.org",
+    ),
+    (
+        "unsafe-address",
+        "address ::ffff:7f00:1 of mx1.example.org is in an unsafe network "
+        "(loopback, link-local, multicast, reserved or configured); dropped",
+        "mx1.example.org",
+    ),
+    (
+        "duplicate-address",
+        "address 192.0.2.1 of mx2.example.org is already listed for mx1.example.org",
+        "mx2.example.org",
+    ),
+    (
+        "families",
+        "preference 10, families any: alias.example.org 2001:db8::3, "
+        "mx1.example.org 192.0.2.1, mx1.example.org 2001:db8::1, "
+        "mx2.example.org 192.0.2.2",
+        None,
+    ),
+    ("families", "preference 20, families any: mx3.example.org 198.51.100.3", None),
+    ("limit", "kept the first 4 of 5 addresses (max_addresses)", None),
+    ("outcome", "5 target(s) on 4 host(s)", None),
+]
+ERROR_TRACE = [
+    (
+        "mx",
+        "MX lookup for example.org: 10 mx1.example.org., 10 mx2.example.org., "
+        "10 alias.example.org., 20 mx3.example.org., 30 192.0.2.99., 40 "
+        "bad_name.example.org.",
+        None,
+    ),
+    (
+        "mx-is-address",
+        "MX record '30 192.0.2.99.' of example.org points to an IP address "
+        "instead of a host name (RFC 5321 §5.1); ignored",
+        "192.0.2.99",
+    ),
+    (
+        "invalid-exchange",
+        "MX record '40 bad_name.example.org.' of example.org is not a valid "
+        "host name (label 'bad_name' is not letters, digits and hyphens (RFC "
+        "5321 §4.1.2; no leading or trailing hyphen, no underscore)); ignored",
+        "bad_name.example.org",
+    ),
+    (
+        "order",
+        "preference 10: shuffled to alias.example.org, mx1.example.org, mx2.example.org",
+        None,
+    ),
+    ("order", "preference 20: mx3.example.org", None),
+    (
+        "lookup",
+        "alias.example.org: AAAA lookup: SERVFAIL (fake); A lookup: SERVFAIL (fake)",
+        "alias.example.org",
+    ),
+    (
+        "lookup",
+        "mx1.example.org: AAAA lookup: SERVFAIL (fake); A lookup: SERVFAIL (fake)",
+        "mx1.example.org",
+    ),
+    (
+        "lookup",
+        "mx2.example.org: AAAA lookup: SERVFAIL (fake); A lookup: SERVFAIL (fake)",
+        "mx2.example.org",
+    ),
+    (
+        "lookup",
+        "mx3.example.org: AAAA lookup: NODATA; A lookup: SERVFAIL (fake)",
+        "mx3.example.org",
+    ),
+    (
+        "host-unusable",
+        "alias.example.org is not usable: AAAA lookup: SERVFAIL (fake); A lookup: SERVFAIL (fake)",
+        "alias.example.org",
+    ),
+    (
+        "host-unusable",
+        "mx1.example.org is not usable: AAAA lookup: SERVFAIL (fake); A lookup: SERVFAIL (fake)",
+        "mx1.example.org",
+    ),
+    (
+        "host-unusable",
+        "mx2.example.org is not usable: AAAA lookup: SERVFAIL (fake); A lookup: SERVFAIL (fake)",
+        "mx2.example.org",
+    ),
+    (
+        "host-unusable",
+        "mx3.example.org is not usable: AAAA lookup: NODATA; A lookup: SERVFAIL (fake)",
+        "mx3.example.org",
+    ),
+    (
+        "outcome",
+        "DNSTemporaryError 451 4.4.3: no usable mail exchanger for "
+        "example.org: alias.example.org: AAAA lookup: SERVFAIL (fake); A "
+        "lookup: SERVFAIL (fake); mx1.example.org: AAAA lookup: SERVFAIL "
+        "(fake); A lookup: SERVFAIL (fake); mx2.example.org: AAAA lookup: "
+        "SERVFAIL (fake); A lookup: SERVFAIL (fake); mx3.example.org: AAAA "
+        "lookup: NODATA; A lookup: SERVFAIL (fake)",
+        None,
+    ),
+]
+
+
+def _rich() -> tuple[FakeResolver, Policy]:
+    fake = zone(RICH_ZONE)
+    fake.fail("mx2.example.org", "AAAA")
+    return fake, Policy(max_addresses=4, keep_one_per_preference=True)
+
+
+def _steps(trace: tuple[TraceStep, ...]) -> list[tuple[str, str, str | None]]:
+    return [(step.kind, step.message, step.host) for step in trace]
+
+
+def test_lazy_trace_reads_as_the_eager_text() -> None:
+    fake, policy = _rich()
+    selection = select_targets("Example.ORG.", resolver=fake, rng=random.Random(5), policy=policy)
+    trace = selection.trace
+    assert type(trace) is tuple
+    assert all(type(step) is TraceStep for step in trace)
+    assert _steps(trace) == SELECTION_TRACE
+    assert selection.trace is trace  # formatted once, then kept
+    assert selection.explain() == explain(trace)
+    fake.fail("mx3.example.org", "A")
+    for host in ("mx1", "mx2", "real"):
+        fake.fail(f"{host}.example.org")
+    with pytest.raises(DNSTemporaryError) as info:
+        select_targets("example.org", resolver=fake, rng=random.Random(5))
+    assert type(info.value.trace) is tuple
+    assert _steps(info.value.trace) == ERROR_TRACE
+    assert info.value.explain() == explain(info.value.trace)
+
+
+def test_lazy_trace_is_a_tuple_for_every_reader() -> None:
+    fake, policy = _rich()
+
+    def make() -> Selection:
+        return select_targets("example.org", resolver=fake, rng=random.Random(5), policy=policy)
+
+    assert attrs.asdict(make(), recurse=False)["trace"] == tuple(make().trace)
+    assert type(attrs.asdict(make(), recurse=False)["trace"]) is tuple
+    assert _steps(attrs.evolve(make(), ttl=1).trace) == SELECTION_TRACE
+    clone = pickle.loads(pickle.dumps(make()))
+    assert _steps(clone.trace) == SELECTION_TRACE
+    assert copy.copy(make()).trace == make().trace
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        make().trace = ()  # type: ignore[misc]
+    assert Selection(domain="d", canonical_domain="d", targets=(), hosts=(), trace=()).trace == ()
+    for host in ("mx1", "mx2", "mx3", "real"):
+        fake.fail(f"{host}.example.org")
+    with pytest.raises(DNSTemporaryError) as info:
+        select_targets("example.org", resolver=fake, rng=random.Random(5))
+    error = pickle.loads(pickle.dumps(info.value))  # pickled before its trace was read
+    assert type(error.trace) is tuple
+    assert _steps(error.trace) == _steps(info.value.trace)
+    assert _steps(error.trace)[-1][0] == "outcome"
