@@ -90,7 +90,7 @@ _SYSTEM_RANDOM = random.SystemRandom()
 
 _Key = tuple[str, RRType]
 _Batch = tuple[Query, ...]
-_Received = dict[Query, Answer]
+_Received = list[Answer]  # the answers of a batch, in the batch's order
 
 
 def _norm_ttl(ttl: int | None) -> int | None:
@@ -139,6 +139,13 @@ class _Chain:
             self.ttl = ttl if self.ttl is None else min(self.ttl, ttl)
         if answer.status is Status.TEMPFAIL:
             self.answer = answer
+            return
+        if not answer.aliases and not answer.canonical_name:
+            # No CNAME in the answer (the common case): what the general steps below do then.
+            if answer.status is Status.ALIAS:
+                self.error = "alias answer without a target"
+            else:
+                self.answer = answer
             return
         links = [normalize_exchange(a) for a in answer.aliases]
         target = normalize_exchange(answer.canonical_name) if answer.canonical_name else None
@@ -208,8 +215,11 @@ class SelectionPlan:
         self._trace: list[RawStep] = []
         self._ttl: int | None = None
         self._batch: _Batch = ()
-        self._batch_set: frozenset[Query] = frozenset()  # membership in O(1) (feed)
-        self._received: _Received = {}
+        # The current batch's answers by position, and each query's position (feed): one
+        # hash of a Query per feed; the core reads the answers by position.
+        self._slots: dict[Query, int] = {}
+        self._answers: list[Answer | None] = []
+        self._missing = 0
         self._result: Selection | None = None
         self._error: MXSelectError | None = None
         self._queries_sent = 0
@@ -241,7 +251,9 @@ class SelectionPlan:
     @property
     def pending(self) -> tuple[Query, ...]:
         """The queries of the current batch that still need an answer."""
-        return tuple(q for q in self._batch if q not in self._received)
+        if self._missing == len(self._batch):
+            return self._batch
+        return tuple(q for q, a in zip(self._batch, self._answers, strict=True) if a is None)
 
     @property
     def queries_sent(self) -> int:
@@ -257,12 +269,14 @@ class SelectionPlan:
         """
         if not isinstance(answer, Answer):
             raise TypeError(f"expected an mxselect Answer for {query}, got {answer!r}")
-        if query not in self._batch_set or query in self._received:
+        slot = self._slots.get(query)
+        if slot is None or self._answers[slot] is not None:
             raise ValueError(f"{query} is not a pending query of this plan")
-        self._received[query] = answer
-        if len(self._received) == len(self._batch):
-            received, self._received, self._batch = self._received, {}, ()
-            self._batch_set = frozenset()
+        self._answers[slot] = answer
+        self._missing -= 1
+        if not self._missing:
+            received = cast("_Received", self._answers)  # every slot is filled now
+            self._batch, self._slots, self._answers = (), {}, []
             self._advance(received)
 
     def abandon(self, reason: str) -> None:
@@ -284,7 +298,7 @@ class SelectionPlan:
         if self._gen is not None:
             self._gen.close()
             self._gen = None
-        self._batch, self._received = (), {}
+        self._batch, self._slots, self._answers, self._missing = (), {}, [], 0
 
     def result(self) -> Selection:
         """The selection, once :attr:`done`.
@@ -314,7 +328,9 @@ class SelectionPlan:
             self._gen = None
         else:
             self._batch = batch
-            self._batch_set = frozenset(batch)
+            self._slots = {query: i for i, query in enumerate(batch)}
+            self._answers = [None] * len(batch)
+            self._missing = len(batch)
             self._queries_sent += len(batch)
 
     # -- lookups ---------------------------------------------------------------------------
@@ -326,12 +342,19 @@ class SelectionPlan:
         more than ``budget`` queries (CNAME follow-ups included)."""
         limit = self.policy.cname_limit
         chains = {(name, rtype): _Chain(name, rtype, limit) for name, rtype in keys}
+        memo = self._memo
         sent = 0
         while True:
+            # Each chain takes what is known, then asks for the rest (in chain order, once).
+            wanted: dict[_Key, None] = {}
             for chain in chains.values():
-                while not chain.done and (chain.current, chain.rtype) in self._memo:
-                    chain.absorb(self._memo[(chain.current, chain.rtype)])
-            wanted = dict.fromkeys((c.current, c.rtype) for c in chains.values() if not c.done)
+                while chain.answer is None and chain.error is None:
+                    key = (chain.current, chain.rtype)
+                    known = memo.get(key)
+                    if known is None:
+                        wanted[key] = None
+                        break
+                    chain.absorb(known)
             if budget is not None and sent + len(wanted) > budget:
                 allowed = dict.fromkeys(list(wanted)[: max(0, budget - sent)])
                 for chain in chains.values():
@@ -343,8 +366,7 @@ class SelectionPlan:
             sent += len(wanted)
             batch = tuple(Query(name + ".", rtype) for name, rtype in wanted)
             received = yield batch
-            for query in batch:
-                self._memo[(query.name[:-1], query.rtype)] = received[query]
+            memo.update(zip(wanted, received, strict=True))
 
     def _use_ttl(self, ttl: int | None) -> None:
         if ttl is not None:

@@ -11,7 +11,15 @@ import attrs
 import pytest
 from zones import zone
 
-from mxselect import DNSTemporaryError, Policy, Selection, TraceStep, select_targets
+from mxselect import (
+    DNSTemporaryError,
+    Policy,
+    Query,
+    Selection,
+    SelectionPlan,
+    TraceStep,
+    select_targets,
+)
 from mxselect._core import _ip_address
 from mxselect._model import explain
 from mxselect._policy import DEFAULT_POLICY
@@ -298,3 +306,28 @@ def test_lazy_trace_is_a_tuple_for_every_reader() -> None:
     assert type(error.trace) is tuple
     assert _steps(error.trace) == _steps(info.value.trace)
     assert _steps(error.trace)[-1][0] == "outcome"
+
+
+# -- the plan's batch bookkeeping (answers by position) ----------------------------------------
+
+
+def test_pending_and_feed_follow_the_plain_definition() -> None:
+    """``pending`` is the batch minus the queries answered, in batch order; a query is
+    accepted once, by equality (not identity); the batch moves on when the last one comes."""
+    fake, policy = _rich()
+    for seed in range(20):
+        rng = random.Random(seed)
+        plan = SelectionPlan("example.org", rng=random.Random(5), policy=policy)
+        while not plan.done:
+            batch = plan.pending
+            answered: list[Query] = []
+            for query in rng.sample(batch, len(batch)):
+                assert plan.pending == tuple(q for q in batch if q not in answered)
+                for done in answered:
+                    with pytest.raises(ValueError, match="not a pending query"):
+                        plan.feed(done, fake.answer(done))
+                plan.feed(Query(query.name, query.rtype), fake.answer(query))  # an equal copy
+                answered.append(query)
+        expected = select_targets("example.org", resolver=fake, rng=random.Random(5), policy=policy)
+        assert plan.result() == expected
+        assert _steps(plan.result().trace) == SELECTION_TRACE
