@@ -6,6 +6,8 @@ import copy
 import ipaddress
 import pickle
 import random
+import re
+from collections.abc import Callable
 
 import attrs
 import pytest
@@ -13,14 +15,17 @@ from zones import zone
 
 from mxselect import (
     DNSTemporaryError,
+    InvalidDomainError,
     Policy,
     Query,
     Selection,
     SelectionPlan,
     TraceStep,
+    _domain,
     select_targets,
 )
 from mxselect._core import _ip_address
+from mxselect._domain import check_ldh_name, normalize_domain
 from mxselect._model import explain
 from mxselect._policy import DEFAULT_POLICY
 from mxselect.testing import FakeResolver
@@ -331,3 +336,57 @@ def test_pending_and_feed_follow_the_plain_definition() -> None:
         expected = select_targets("example.org", resolver=fake, rng=random.Random(5), policy=policy)
         assert plan.result() == expected
         assert _steps(plan.result().trace) == SELECTION_TRACE
+
+
+# -- name checks: the one-match fast paths decide as the label by label checks ----------------
+
+
+def _names(rng: random.Random) -> list[str]:
+    alphabet = "abcxyz0189-._AZ"
+    out = [
+        "",
+        ".",
+        "a",
+        "a.",
+        "a..b",
+        "-a",
+        "a-",
+        "a_b",
+        "1.2.3.4",
+        "example.123",
+        "ex.1a",
+        "Ex.Org",
+    ]
+    for _ in range(6000):
+        labels = [
+            "".join(rng.choice(alphabet) for _ in range(rng.choice([0, 1, 2, 5, 62, 63, 64])))
+            for _ in range(rng.randint(1, 5))
+        ]
+        out.append(".".join(labels))
+    for _ in range(2000):
+        out.append(".".join(rng.choice(["a" * 63, "b" * 61, "c-d", "9", "xn--bcher-kva"])
+                            for _ in range(rng.randint(1, 6))))  # fmt: skip
+        out.append(
+            rng.choice(["a" * 1012, "a." * 506, "b" * 1013, "a" * 300 + ".", "a" * 1020 + "."])
+        )
+    return out
+
+
+def _outcome(fn: Callable[[str], object], name: str) -> object:
+    try:
+        return fn(name)
+    except InvalidDomainError as exc:
+        return ("error", str(exc))
+
+
+def test_name_fast_paths_match_the_label_by_label_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    names = _names(random.Random(11))
+    lower = [name.lower().rstrip(".") for name in names]
+    fast = [check_ldh_name(n) for n in lower], [_outcome(normalize_domain, n) for n in names]
+    never = re.compile(r"(?!)")
+    monkeypatch.setattr(_domain, "_LDH_NAME", never)
+    monkeypatch.setattr(_domain, "_PLAIN_INPUT", never)
+    plain = [check_ldh_name(n) for n in lower], [_outcome(normalize_domain, n) for n in names]
+    assert fast[0] == plain[0]
+    assert fast[1] == plain[1]
+    assert sum(why is None for why in plain[0]) > 1000  # both outcomes well represented
