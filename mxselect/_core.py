@@ -88,6 +88,9 @@ CNAME_CHAIN_LIMIT = DEFAULT_POLICY.cname_limit
 # library does to the global ``random`` (seeding it, say) can influence or predict the order.
 _SYSTEM_RANDOM = random.SystemRandom()
 
+_IPv4 = ipaddress.IPv4Address
+_IPv6 = ipaddress.IPv6Address
+
 _Key = tuple[str, RRType]
 _Batch = tuple[Query, ...]
 _Received = list[Answer]  # the answers of a batch, in the batch's order
@@ -603,7 +606,7 @@ class SelectionPlan:
                         name,
                     )
             safe = [a for a in found if not policy.is_unsafe(a)]
-            for address in found:
+            for address in found if len(safe) != len(found) else ():
                 if address not in safe:
                     self._warn(
                         WarningCode.UNSAFE_ADDRESS,
@@ -729,25 +732,27 @@ class SelectionPlan:
             else:
                 why = f"AAAA lookup: {fail6}; A lookup: {fail4}"
             return [], name, why, temp6 or temp4
-        for family, failed, text in (("AAAA", temp6, fail6), ("A", temp4, fail4)):
-            if failed:
+        partial = ""
+        if temp6 or temp4:
+            failed_families = [
+                (family, text)
+                for family, failed, text in (("AAAA", temp6, fail6), ("A", temp4, fail4))
+                if failed
+            ]
+            for family, text in failed_families:
                 # RFC 3974 §5, Exim, Postfix: proceed with the family that answered.
                 self._warn(
                     WarningCode.PARTIAL_ADDRESS_FAILURE,
                     f"{family} lookup for {name} failed ({text}); using its other addresses",
                     name,
                 )
+            partial = "; ".join(f"{family} lookup: {text}" for family, text in failed_families)
         chain = four if four is not None and v4 else six
         assert chain is not None
         if six is not None:
             self._use_ttl(six.ttl)
         if four is not None:
             self._use_ttl(four.ttl)
-        partial = "; ".join(
-            f"{family} lookup: {text}"
-            for family, failed, text in (("AAAA", temp6, fail6), ("A", temp4, fail4))
-            if failed
-        )
         # The temporary flag stays set: if every address found is later dropped (unsafe), the
         # family that failed might have had a usable one -- that host's failure is temporary.
         return v6 + v4, chain.canonical, partial, temp6 or temp4
@@ -760,12 +765,12 @@ class SelectionPlan:
         for candidate, _, addresses in usable:
             level = levels.setdefault(candidate.preference, [])
             for address in addresses:
-                if address in seen:
-                    if seen[address] != candidate.name:
+                listed = seen.get(address)  # one hash: IPv4Address.__hash__ is Python code
+                if listed is not None:
+                    if listed != candidate.name:
                         self._warn(
                             WarningCode.DUPLICATE_ADDRESS,
-                            f"address {address} of {candidate.name} is already listed for "
-                            f"{seen[address]}",
+                            f"address {address} of {candidate.name} is already listed for {listed}",
                             candidate.name,
                         )
                     continue
@@ -803,8 +808,9 @@ class SelectionPlan:
             return [], "NXDOMAIN", False
         if answer.status is Status.NODATA:
             return [], "NODATA", False
-        version = 6 if chain.rtype is RRType.AAAA else 4
-        good = [a for a in answer.addresses if a.version == version]
+        version, cls = (6, _IPv6) if chain.rtype is RRType.AAAA else (4, _IPv4)
+        # ``type(a) is cls``: the version test without the property call, for the usual types.
+        good = [a for a in answer.addresses if type(a) is cls or a.version == version]
         if len(good) != len(answer.addresses):
             self._warn(
                 WarningCode.BAD_ANSWER,
@@ -853,8 +859,14 @@ def _ip_address(name: str) -> IPAddress | None:
 
 def _family_order(level: list[Target], families: Families, first_count: int) -> list[Target]:
     """Order one preference level's addresses by family; never across levels (RFC 3974 §3)."""
-    six = [t for t in level if t.address.version == 6]
-    four = [t for t in level if t.address.version == 4]
+    six: list[Target] = []
+    four: list[Target] = []
+    for t in level:  # by address.version; ``type() is``: the same without the property call
+        cls = type(t.address)
+        if cls is _IPv6 or (cls is not _IPv4 and t.address.version == 6):
+            six.append(t)
+        elif cls is _IPv4 or t.address.version == 4:
+            four.append(t)
     if families is Families.PREFER_IPV4:
         return four + six
     if families is not Families.ANY or not six or not four:

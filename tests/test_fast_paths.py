@@ -14,17 +14,23 @@ import pytest
 from zones import zone
 
 from mxselect import (
+    Answer,
     DNSTemporaryError,
+    Families,
     InvalidDomainError,
     Policy,
     Query,
+    RRType,
     Selection,
     SelectionPlan,
+    Status,
+    Target,
     TraceStep,
+    WarningCode,
     _domain,
     select_targets,
 )
-from mxselect._core import _ip_address
+from mxselect._core import _family_order, _ip_address
 from mxselect._domain import check_ldh_name, normalize_domain
 from mxselect._model import explain
 from mxselect._policy import DEFAULT_POLICY
@@ -390,3 +396,65 @@ def test_name_fast_paths_match_the_label_by_label_checks(monkeypatch: pytest.Mon
     assert fast[0] == plain[0]
     assert fast[1] == plain[1]
     assert sum(why is None for why in plain[0]) > 1000  # both outcomes well represented
+
+
+# -- address families: ``type() is`` shortcuts decide as ``address.version`` ------------------
+
+
+def _plain_family_order(level: list[Target], families: Families, first: int) -> list[Target]:
+    six = [t for t in level if t.address.version == 6]
+    four = [t for t in level if t.address.version == 4]
+    if families is Families.PREFER_IPV4:
+        return four + six
+    if families is not Families.ANY or not six or not four:
+        return six + four
+    out, rest6 = six[:first], six[first:]
+    for i in range(max(len(rest6), len(four))):
+        out += four[i : i + 1] + rest6[i : i + 1]
+    return out
+
+
+def test_family_order_matches_the_version_definition() -> None:
+    rng = random.Random(3)
+    kinds = [
+        lambda i: ipaddress.IPv4Address(i),
+        lambda i: ipaddress.IPv6Address(i),
+        lambda i: ipaddress.IPv4Interface(i),  # subclasses of the address types
+        lambda i: ipaddress.IPv6Interface(i),
+    ]
+    for _ in range(500):
+        level = [
+            Target(f"h{i}", 10, rng.choice(kinds)(rng.getrandbits(32)))
+            for i in range(rng.randint(1, 8))
+        ]
+        for families in Families:
+            for first in (1, 2, 3):
+                expected = _plain_family_order(level, families, first)
+                assert _family_order(level, families, first) == expected
+
+
+def test_address_answers_keep_subclasses_and_drop_the_wrong_family() -> None:
+    """An AAAA answer's IPv6 addresses (subclasses too) are used; an IPv4 one is dropped."""
+    v6 = ipaddress.IPv6Address("2001:db8::1")
+    v6_interface = ipaddress.IPv6Interface("2001:db8::2")
+    v4 = ipaddress.IPv4Address("192.0.2.1")
+    answers = {
+        Query("example.org.", RRType.MX): Answer.from_mx([(10, "mx.example.org.")]),
+        Query("mx.example.org.", RRType.AAAA): Answer(
+            status=Status.RECORDS, addresses=(v4, v6_interface, v6)
+        ),
+        Query("mx.example.org.", RRType.A): Answer(
+            status=Status.RECORDS, addresses=(ipaddress.IPv4Interface("192.0.2.2"), v6)
+        ),
+    }
+    plan = SelectionPlan("example.org", rng=random.Random(1))
+    while not plan.done:
+        for query in plan.pending:
+            plan.feed(query, answers[query])
+    selection = plan.result()
+    assert [str(a) for a in selection.addresses] == [
+        "2001:db8::2/128",
+        "192.0.2.2/32",
+        "2001:db8::1",
+    ]
+    assert [w.code for w in selection.warnings] == [WarningCode.BAD_ANSWER] * 2
