@@ -52,6 +52,9 @@ def _addresses(rng: random.Random) -> list[Address]:
         "240.0.0.1", "255.255.255.255", "10.1.2.3", "192.0.2.1", "::", "::1", "::2",
         "fe80::1", "febf::1", "fec0::1", "ff02::1", "2001:db8::1", "::ffff:127.0.0.1",
         "::ffff:8.8.8.8", "::ffff:0.0.0.1", "::127.0.0.1", "64:ff9b::127.0.0.1",
+        "125.255.255.255", "126.0.0.0", "127.0.0.2", "127.0.0.3", "127.0.0.4",
+        "128.127.255.255", "128.128.0.0", "fec0::", "febf:ffff::", "::ffff:127.0.0.3", "10.2.0.0",
+        "2001:db8:2::1",
     ]  # fmt: skip
     out: list[Address] = [ipaddress.ip_address(a) for a in fixed]
     out += [ipaddress.IPv4Address(rng.getrandbits(32)) for _ in range(3000)]
@@ -69,8 +72,21 @@ def _addresses(rng: random.Random) -> list[Address]:
         Policy(unsafe_networks=()),
         Policy(unsafe_networks=["::/0"]),
         Policy(unsafe_networks=["0.0.0.0/0"]),
+        # adjacent, overlapping and cut-out networks (merged into ranges)
+        DEFAULT_POLICY.without_unsafe("127.0.0.2/31").with_unsafe(
+            "126.0.0.0/8",
+            "128.0.0.0/9",
+            "127.1.0.0/16",
+            "fe80::/9",
+            "fec0::/10",
+            "0.0.0.0/8",
+            "10.0.0.0/8",
+            "10.1.0.0/16",
+            "2001:db8::/32",
+            "2001:db8:1::/48",
+        ),
     ],
-    ids=["default", "extended", "none", "all-v6", "all-v4"],
+    ids=["default", "extended", "none", "all-v6", "all-v4", "adjacent"],
 )
 def test_is_unsafe_matches_ipaddress_membership(policy: Policy) -> None:
     rng = random.Random(5)
