@@ -53,10 +53,20 @@ from __future__ import annotations
 import ipaddress
 import random
 from collections.abc import Generator, Iterable
+from typing import Any, cast
 
 from ._answers import Answer, IPAddress, MXRecord, Query, RRType, Status
 from ._domain import check_ldh_name, normalize_domain, normalize_exchange
-from ._model import Host, Selection, SelectionWarning, Target, TraceStep, WarningCode
+from ._model import (
+    Host,
+    LazyTrace,
+    RawStep,
+    Selection,
+    SelectionWarning,
+    Target,
+    TraceStep,
+    WarningCode,
+)
 from ._policy import DEFAULT_POLICY, Families, Policy
 from .exceptions import (
     DNSTemporaryError,
@@ -78,9 +88,12 @@ CNAME_CHAIN_LIMIT = DEFAULT_POLICY.cname_limit
 # library does to the global ``random`` (seeding it, say) can influence or predict the order.
 _SYSTEM_RANDOM = random.SystemRandom()
 
+_IPv4 = ipaddress.IPv4Address
+_IPv6 = ipaddress.IPv6Address
+
 _Key = tuple[str, RRType]
 _Batch = tuple[Query, ...]
-_Received = dict[Query, Answer]
+_Received = list[Answer]  # the answers of a batch, in the batch's order
 
 
 def _norm_ttl(ttl: int | None) -> int | None:
@@ -129,6 +142,13 @@ class _Chain:
             self.ttl = ttl if self.ttl is None else min(self.ttl, ttl)
         if answer.status is Status.TEMPFAIL:
             self.answer = answer
+            return
+        if not answer.aliases and not answer.canonical_name:
+            # No CNAME in the answer (the common case): what the general steps below do then.
+            if answer.status is Status.ALIAS:
+                self.error = "alias answer without a target"
+            else:
+                self.answer = answer
             return
         links = [normalize_exchange(a) for a in answer.aliases]
         target = normalize_exchange(answer.canonical_name) if answer.canonical_name else None
@@ -194,15 +214,18 @@ class SelectionPlan:
         self.policy: Policy = policy if policy is not None else DEFAULT_POLICY
         self._memo: dict[_Key, Answer] = {}
         self._warnings: list[SelectionWarning] = []
-        self._trace: list[TraceStep] = []
+        # Steps as recorded; formatted only if the trace is read (LazyTrace).
+        self._trace: list[RawStep] = []
         self._ttl: int | None = None
         self._batch: _Batch = ()
-        self._batch_set: frozenset[Query] = frozenset()  # membership in O(1) (feed)
-        self._received: _Received = {}
+        # The current batch's answers by position, and each query's position (feed): one
+        # hash of a Query per feed; the core reads the answers by position.
+        self._slots: dict[Query, int] = {}
+        self._answers: list[Answer | None] = []
+        self._missing = 0
         self._result: Selection | None = None
         self._error: MXSelectError | None = None
         self._queries_sent = 0
-        self._texts: dict[IPAddress, str] = {}  # str(address), computed once (trace lines)
         if isinstance(normalized, str):
             self.domain: str = normalized
             self.canonical_domain: str = normalized
@@ -231,7 +254,9 @@ class SelectionPlan:
     @property
     def pending(self) -> tuple[Query, ...]:
         """The queries of the current batch that still need an answer."""
-        return tuple(q for q in self._batch if q not in self._received)
+        if self._missing == len(self._batch):
+            return self._batch
+        return tuple(q for q, a in zip(self._batch, self._answers, strict=True) if a is None)
 
     @property
     def queries_sent(self) -> int:
@@ -247,12 +272,14 @@ class SelectionPlan:
         """
         if not isinstance(answer, Answer):
             raise TypeError(f"expected an mxselect Answer for {query}, got {answer!r}")
-        if query not in self._batch_set or query in self._received:
+        slot = self._slots.get(query)
+        if slot is None or self._answers[slot] is not None:
             raise ValueError(f"{query} is not a pending query of this plan")
-        self._received[query] = answer
-        if len(self._received) == len(self._batch):
-            received, self._received, self._batch = self._received, {}, ()
-            self._batch_set = frozenset()
+        self._answers[slot] = answer
+        self._missing -= 1
+        if not self._missing:
+            received = cast("_Received", self._answers)  # every slot is filled now
+            self._batch, self._slots, self._answers = (), {}, []
             self._advance(received)
 
     def abandon(self, reason: str) -> None:
@@ -269,12 +296,12 @@ class SelectionPlan:
             reason = f"{reason}; no answer yet for: {', '.join(map(str, pending))}"
         error = self._temporary(reason)
         self._step("outcome", f"DNSTemporaryError {error.reply_code} {error.status}: {reason}")
-        error.trace = tuple(self._trace)
+        error.trace = LazyTrace(tuple(self._trace))
         self._error = error
         if self._gen is not None:
             self._gen.close()
             self._gen = None
-        self._batch, self._received = (), {}
+        self._batch, self._slots, self._answers, self._missing = (), {}, [], 0
 
     def result(self) -> Selection:
         """The selection, once :attr:`done`.
@@ -299,12 +326,14 @@ class SelectionPlan:
             self._gen = None
         except MXSelectError as exc:
             self._step("outcome", f"{type(exc).__name__} {exc.reply_code} {exc.status}: {exc}")
-            exc.trace = tuple(self._trace)
+            exc.trace = LazyTrace(tuple(self._trace))
             self._error = exc
             self._gen = None
         else:
             self._batch = batch
-            self._batch_set = frozenset(batch)
+            self._slots = {query: i for i, query in enumerate(batch)}
+            self._answers = [None] * len(batch)
+            self._missing = len(batch)
             self._queries_sent += len(batch)
 
     # -- lookups ---------------------------------------------------------------------------
@@ -316,12 +345,19 @@ class SelectionPlan:
         more than ``budget`` queries (CNAME follow-ups included)."""
         limit = self.policy.cname_limit
         chains = {(name, rtype): _Chain(name, rtype, limit) for name, rtype in keys}
+        memo = self._memo
         sent = 0
         while True:
+            # Each chain takes what is known, then asks for the rest (in chain order, once).
+            wanted: dict[_Key, None] = {}
             for chain in chains.values():
-                while not chain.done and (chain.current, chain.rtype) in self._memo:
-                    chain.absorb(self._memo[(chain.current, chain.rtype)])
-            wanted = dict.fromkeys((c.current, c.rtype) for c in chains.values() if not c.done)
+                while chain.answer is None and chain.error is None:
+                    key = (chain.current, chain.rtype)
+                    known = memo.get(key)
+                    if known is None:
+                        wanted[key] = None
+                        break
+                    chain.absorb(known)
             if budget is not None and sent + len(wanted) > budget:
                 allowed = dict.fromkeys(list(wanted)[: max(0, budget - sent)])
                 for chain in chains.values():
@@ -333,8 +369,7 @@ class SelectionPlan:
             sent += len(wanted)
             batch = tuple(Query(name + ".", rtype) for name, rtype in wanted)
             received = yield batch
-            for query in batch:
-                self._memo[(query.name[:-1], query.rtype)] = received[query]
+            memo.update(zip(wanted, received, strict=True))
 
     def _use_ttl(self, ttl: int | None) -> None:
         if ttl is not None:
@@ -344,14 +379,10 @@ class SelectionPlan:
         self._warnings.append(SelectionWarning(code, message, host))
         self._step(code.value, message, host)
 
-    def _text(self, address: IPAddress) -> str:
-        text = self._texts.get(address)
-        if text is None:
-            text = self._texts[address] = str(address)
-        return text
-
-    def _step(self, kind: str, message: str, host: str | None = None) -> None:
-        self._trace.append(TraceStep(kind, message, host))
+    def _step(self, kind: str, message: str | tuple[Any, ...], host: str | None = None) -> None:
+        """Record a trace step; ``message`` is the text or ``(function, *arguments)`` that
+        formats it when the trace is read (the arguments must not change afterwards)."""
+        self._trace.append((kind, message, host))
 
     def _temporary(self, reason: str) -> DNSTemporaryError:
         return DNSTemporaryError(reason, domain=self.domain, warnings=tuple(self._warnings))
@@ -366,7 +397,7 @@ class SelectionPlan:
         # were the initial name."
         self.canonical_domain = mx.canonical
         via = f" (via CNAME {mx.canonical})" if mx.canonical != domain else ""
-        self._step("mx", f"MX lookup for {domain}{via}: {_describe_mx(mx)}")
+        self._step("mx", (_mx_message, domain, via, mx.error, mx.answer))
         if mx.error is not None:
             raise self._temporary(f"MX lookup for {domain}: {mx.error}")
         answer = mx.answer
@@ -515,9 +546,9 @@ class SelectionPlan:
             names = sorted(groups[preference])
             if len(names) > 1:
                 self._rng.shuffle(names)
-                self._step("order", f"preference {preference}: shuffled to {', '.join(names)}")
+                self._step("order", (_shuffled_message, preference, names))
             else:
-                self._step("order", f"preference {preference}: {names[0]}")
+                self._step("order", ("preference {}: {}".format, preference, names[0]))
             ordered.extend(_Candidate(name, preference, literals.get(name)) for name in names)
         if len(ordered) > policy.max_mx_hosts:
             # Bounded work for hostile zones: at most 2 x max_mx_hosts address queries.
@@ -545,9 +576,11 @@ class SelectionPlan:
             else:
                 found, canonical, why, temp = self._host_addresses(candidate.name, chains)
                 resolved.append((candidate, found, canonical, why, temp))
-                via = f" (CNAME {canonical})" if canonical != candidate.name else ""
-                shown = ", ".join(map(self._text, found)) if found else why
-                self._step("lookup", f"{candidate.name}{via}: {shown}", candidate.name)
+                self._step(
+                    "lookup",
+                    (_lookup_message, candidate.name, canonical, found, why),
+                    candidate.name,
+                )
         cut = self._prune_self(resolved)
         if cut is not None:
             resolved = [r for r in resolved if r[0].preference < cut]
@@ -573,7 +606,7 @@ class SelectionPlan:
                         name,
                     )
             safe = [a for a in found if not policy.is_unsafe(a)]
-            for address in found:
+            for address in found if len(safe) != len(found) else ():
                 if address not in safe:
                     self._warn(
                         WarningCode.UNSAFE_ADDRESS,
@@ -621,7 +654,7 @@ class SelectionPlan:
             for c, canonical, _ in usable
             if c.name in kept
         )
-        self._step("outcome", f"{len(targets)} target(s) on {len(hosts)} host(s)")
+        self._step("outcome", ("{} target(s) on {} host(s)".format, len(targets), len(hosts)))
         return Selection(
             domain=domain,
             canonical_domain=self.canonical_domain,
@@ -630,7 +663,8 @@ class SelectionPlan:
             implicit=implicit,
             ttl=self._ttl,
             warnings=tuple(self._warnings),
-            trace=tuple(self._trace),
+            # Formatted when first read (Selection.trace turns the LazyTrace into the tuple).
+            trace=cast("tuple[TraceStep, ...]", LazyTrace(tuple(self._trace))),
         )
 
     def _prune_self(
@@ -698,25 +732,27 @@ class SelectionPlan:
             else:
                 why = f"AAAA lookup: {fail6}; A lookup: {fail4}"
             return [], name, why, temp6 or temp4
-        for family, failed, text in (("AAAA", temp6, fail6), ("A", temp4, fail4)):
-            if failed:
+        partial = ""
+        if temp6 or temp4:
+            failed_families = [
+                (family, text)
+                for family, failed, text in (("AAAA", temp6, fail6), ("A", temp4, fail4))
+                if failed
+            ]
+            for family, text in failed_families:
                 # RFC 3974 §5, Exim, Postfix: proceed with the family that answered.
                 self._warn(
                     WarningCode.PARTIAL_ADDRESS_FAILURE,
                     f"{family} lookup for {name} failed ({text}); using its other addresses",
                     name,
                 )
+            partial = "; ".join(f"{family} lookup: {text}" for family, text in failed_families)
         chain = four if four is not None and v4 else six
         assert chain is not None
         if six is not None:
             self._use_ttl(six.ttl)
         if four is not None:
             self._use_ttl(four.ttl)
-        partial = "; ".join(
-            f"{family} lookup: {text}"
-            for family, failed, text in (("AAAA", temp6, fail6), ("A", temp4, fail4))
-            if failed
-        )
         # The temporary flag stays set: if every address found is later dropped (unsafe), the
         # family that failed might have had a usable one -- that host's failure is temporary.
         return v6 + v4, chain.canonical, partial, temp6 or temp4
@@ -729,12 +765,12 @@ class SelectionPlan:
         for candidate, _, addresses in usable:
             level = levels.setdefault(candidate.preference, [])
             for address in addresses:
-                if address in seen:
-                    if seen[address] != candidate.name:
+                listed = seen.get(address)  # one hash: IPv4Address.__hash__ is Python code
+                if listed is not None:
+                    if listed != candidate.name:
                         self._warn(
                             WarningCode.DUPLICATE_ADDRESS,
-                            f"address {address} of {candidate.name} is already listed for "
-                            f"{seen[address]}",
+                            f"address {address} of {candidate.name} is already listed for {listed}",
                             candidate.name,
                         )
                     continue
@@ -746,11 +782,7 @@ class SelectionPlan:
             if levels[p]  # a level whose addresses were all listed already is empty
         ]
         for level in ordered:
-            self._step(
-                "families",
-                f"preference {level[0].preference}, families {policy.families.value}: "
-                + ", ".join(f"{t.host} {self._text(t.address)}" for t in level),
-            )
+            self._step("families", (_families_message, policy.families.value, level))
         targets = [t for level in ordered for t in level]
         limit = policy.max_addresses
         if limit is None or len(targets) <= limit:
@@ -776,8 +808,9 @@ class SelectionPlan:
             return [], "NXDOMAIN", False
         if answer.status is Status.NODATA:
             return [], "NODATA", False
-        version = 6 if chain.rtype is RRType.AAAA else 4
-        good = [a for a in answer.addresses if a.version == version]
+        version, cls = (6, _IPv6) if chain.rtype is RRType.AAAA else (4, _IPv4)
+        # ``type(a) is cls``: the version test without the property call, for the usual types.
+        good = [a for a in answer.addresses if type(a) is cls or a.version == version]
         if len(good) != len(answer.addresses):
             self._warn(
                 WarningCode.BAD_ANSWER,
@@ -826,8 +859,14 @@ def _ip_address(name: str) -> IPAddress | None:
 
 def _family_order(level: list[Target], families: Families, first_count: int) -> list[Target]:
     """Order one preference level's addresses by family; never across levels (RFC 3974 §3)."""
-    six = [t for t in level if t.address.version == 6]
-    four = [t for t in level if t.address.version == 4]
+    six: list[Target] = []
+    four: list[Target] = []
+    for t in level:  # by address.version; ``type() is``: the same without the property call
+        cls = type(t.address)
+        if cls is _IPv6 or (cls is not _IPv4 and t.address.version == 6):
+            six.append(t)
+        elif cls is _IPv4 or t.address.version == 4:
+            four.append(t)
     if families is Families.PREFER_IPV4:
         return four + six
     if families is not Families.ANY or not six or not four:
@@ -843,10 +882,32 @@ def _family_order(level: list[Target], families: Families, first_count: int) -> 
     return out
 
 
-def _describe_mx(chain: _Chain) -> str:
-    if chain.error is not None:
-        return chain.error
-    answer = chain.answer
+# The trace messages, formatted only when a trace is read (SelectionPlan._step).
+
+
+def _mx_message(domain: str, via: str, error: str | None, answer: Answer | None) -> str:
+    return f"MX lookup for {domain}{via}: {_describe_mx(error, answer)}"
+
+
+def _shuffled_message(preference: int, names: list[str]) -> str:
+    return f"preference {preference}: shuffled to {', '.join(names)}"
+
+
+def _lookup_message(name: str, canonical: str, found: list[IPAddress], why: str) -> str:
+    via = f" (CNAME {canonical})" if canonical != name else ""
+    shown = ", ".join(map(str, found)) if found else why
+    return f"{name}{via}: {shown}"
+
+
+def _families_message(families: str, level: list[Target]) -> str:
+    return f"preference {level[0].preference}, families {families}: " + ", ".join(
+        f"{t.host} {t.address!s}" for t in level
+    )
+
+
+def _describe_mx(error: str | None, answer: Answer | None) -> str:
+    if error is not None:
+        return error
     assert answer is not None
     if answer.status is Status.RECORDS:
         return ", ".join(f"{r.preference} {r.exchange}" for r in answer.mx) or "no records"

@@ -34,6 +34,12 @@ MAX_LABEL_LENGTH = 63
 
 _LDH_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
 _NUMERIC_TLD = re.compile(r"[0-9]+\Z")
+# Fast paths (the checks below decide; tests/test_fast_paths.py compares them): a whole name
+# of LDH labels in one match, and input of only ASCII letters, digits, dots and hyphens.
+_LDH_NAME = re.compile(
+    r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z"
+)
+_PLAIN_INPUT = re.compile(r"[A-Za-z0-9.-]+\Z")
 
 
 def _fail(domain: object, why: str) -> InvalidDomainError:
@@ -47,6 +53,12 @@ def check_ldh_name(name: str) -> str | None:
     Returns ``None`` for a valid name. Used for the recipient domain after IDNA and for MX
     exchanges, which must already be A-labels in the DNS (RFC 5891 §3.2).
     """
+    if (
+        len(name) <= MAX_NAME_LENGTH
+        and _LDH_NAME.match(name)
+        and not _NUMERIC_TLD.match(name, name.rfind(".") + 1)
+    ):
+        return None  # valid: what the label by label checks below conclude
     if not name:
         return "empty name"
     if len(name) > MAX_NAME_LENGTH:
@@ -117,6 +129,11 @@ def normalize_domain(domain: object) -> str | IPAddress:
         raise _fail(
             domain, "contains '@': pass the domain part of the address, not the whole address"
         )
+    if len(domain) <= 4 * MAX_NAME_LENGTH and _PLAIN_INPUT.match(domain):
+        # ASCII letters, digits, dots, hyphens: no '@', literal, white space or control
+        # character to reject, nothing for IDNA to map.
+        name = domain.lower()
+        return _finish(domain, name[:-1] if name.endswith(".") else name)
     if domain[0] == "[" and domain[-1] == "]" and len(domain) > 2:
         return parse_address_literal(domain)
     if domain != domain.strip() or any(c.isspace() for c in domain):
@@ -136,8 +153,6 @@ def normalize_domain(domain: object) -> str | IPAddress:
         except (idna.IDNAError, UnicodeError, ValueError) as exc:
             raise _fail(domain, f"not a valid internationalized domain name: {exc}") from None
     name = name[:-1] if name.endswith(".") else name  # exactly one trailing dot
-    if not name:
-        raise _fail(domain, "the root domain is not a mail domain")
     if not name.isascii():
         try:
             # IDNA2008 for the U-labels only; ASCII labels follow the LDH rules below, the
@@ -150,6 +165,13 @@ def normalize_domain(domain: object) -> str | IPAddress:
             raise _fail(
                 domain, f"not a valid internationalized domain name (IDNA2008): {exc}"
             ) from None
+    return _finish(domain, name)
+
+
+def _finish(domain: str, name: str) -> str:
+    """The checks of the ASCII name (trailing dot removed) of ``domain``."""
+    if not name:
+        raise _fail(domain, "the root domain is not a mail domain")
     why = check_ldh_name(name)
     if why is None and "xn--" in name:
         why = _check_a_labels(name)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import attrs
 
@@ -85,6 +86,31 @@ class TraceStep:
 def explain(trace: tuple[TraceStep, ...]) -> str:
     """The trace as numbered lines."""
     return "\n".join(f"{i:2d}. [{step.kind}] {step.message}" for i, step in enumerate(trace, 1))
+
+
+#: One step as the core records it: ``(kind, message, host)``, where ``message`` is the text
+#: or, to be formatted only if the trace is ever read, ``(function, *arguments)``.
+RawStep = tuple[str, "str | tuple[Any, ...]", "str | None"]
+
+
+class LazyTrace:
+    """The steps of a selection as recorded, made into :class:`TraceStep` objects (and their
+    messages formatted) only when the trace is first read: most callers never read it.
+
+    The arguments of a deferred message must not change after they are recorded (the core
+    records immutable values, or lists it never touches again).
+    """
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: tuple[RawStep, ...]) -> None:
+        self._raw = raw
+
+    def __call__(self) -> tuple[TraceStep, ...]:
+        return tuple(
+            TraceStep(kind, message if isinstance(message, str) else message[0](*message[1:]), host)
+            for kind, message, host in self._raw
+        )
 
 
 @attrs.frozen
@@ -180,3 +206,30 @@ class Selection:
     def addresses(self) -> tuple[IPAddress, ...]:
         """The addresses alone, in try order."""
         return tuple(t.address for t in self.targets)
+
+
+class _TraceSlot:
+    """``Selection.trace``: the attrs slot, except that a :class:`LazyTrace` stored there by
+    the core is turned into the tuple of steps when first read (and kept). Every reader --
+    attribute access, ``attrs.asdict``, ``attrs.evolve``, pickling -- sees the tuple."""
+
+    def __init__(self, slot: Any) -> None:
+        self._get: Callable[[object, type | None], Any] = slot.__get__
+        self._set: Callable[[object, object], None] = slot.__set__
+
+    def __get__(self, obj: object, cls: type | None = None) -> Any:
+        if obj is None:
+            return self
+        value = self._get(obj, cls)
+        if type(value) is LazyTrace:
+            value = value()
+            self._set(obj, value)
+        return value
+
+    def __set__(self, obj: object, value: object) -> None:
+        # Only attrs' own __init__/__setstate__ get here (object.__setattr__): the frozen
+        # class's __setattr__ refuses every other assignment first.
+        self._set(obj, value)
+
+
+setattr(Selection, "trace", _TraceSlot(Selection.__dict__["trace"]))  # noqa: B010

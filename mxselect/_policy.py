@@ -5,6 +5,7 @@ Every default comes from an anchor (Postfix, Exim, an RFC); the README's policy 
 
 from __future__ import annotations
 
+import bisect
 import enum
 import ipaddress
 from collections.abc import Iterable
@@ -179,9 +180,11 @@ class Policy:
         if version == 6 and value >> 32 == 0xFFFF:  # ::ffff:a.b.c.d, IPv4-mapped
             value &= 0xFFFFFFFF
             version = 4
-        # Integer masks instead of ``address in network``: same test, a tenth of the cost.
-        table = _mask_table(self.unsafe_networks)[version]
-        return any(value & mask == net for net, mask in table)
+        # The union of the networks as sorted, merged integer ranges: one bisect instead of
+        # ``address in network`` for each network (same test).
+        starts, ends = _range_table(self.unsafe_networks)[version]
+        i = bisect.bisect_right(starts, value) - 1
+        return i >= 0 and value <= ends[i]
 
     @property
     def wants_ipv4(self) -> bool:
@@ -192,26 +195,37 @@ class Policy:
         return self.families is not Families.IPV4_ONLY
 
 
-_MaskTable = dict[int, tuple[tuple[int, int], ...]]
+_RangeTable = dict[int, tuple[list[int], list[int]]]
 # id(networks tuple) -> (the tuple, its table): keyed by identity because hashing a tuple of
 # networks costs more than the test itself; the tuple is kept, so its id stays unique.
-_MASK_TABLES: dict[int, tuple[tuple[Network, ...], _MaskTable]] = {}
+_RANGE_TABLES: dict[int, tuple[tuple[Network, ...], _RangeTable]] = {}
 
 
-def _mask_table(networks: tuple[Network, ...]) -> _MaskTable:
-    """{4: ((network, mask), ...), 6: (...)}: the networks as integers, per version."""
-    entry = _MASK_TABLES.get(id(networks))
+def _range_table(networks: tuple[Network, ...]) -> _RangeTable:
+    """{4: (starts, ends), 6: (...)}: per version, the union of the networks as disjoint
+    integer ranges ``starts[i] <= value <= ends[i]``, sorted."""
+    entry = _RANGE_TABLES.get(id(networks))
     if entry is not None and entry[0] is networks:
         return entry[1]
-    table = {
-        version: tuple(
-            (int(n.network_address), int(n.netmask)) for n in networks if n.version == version
+    table: _RangeTable = {}
+    for version in (4, 6):
+        ranges = sorted(
+            (int(n.network_address), int(n.broadcast_address))
+            for n in networks
+            if n.version == version
         )
-        for version in (4, 6)
-    }
-    if len(_MASK_TABLES) >= 256:
-        _MASK_TABLES.clear()
-    _MASK_TABLES[id(networks)] = (networks, table)
+        starts: list[int] = []
+        ends: list[int] = []
+        for start, end in ranges:
+            if ends and start <= ends[-1] + 1:  # overlapping or adjacent: merge
+                ends[-1] = max(ends[-1], end)
+            else:
+                starts.append(start)
+                ends.append(end)
+        table[version] = (starts, ends)
+    if len(_RANGE_TABLES) >= 256:
+        _RANGE_TABLES.clear()
+    _RANGE_TABLES[id(networks)] = (networks, table)
     return table
 
 

@@ -37,6 +37,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ._model import SelectionWarning, TraceStep
 
 __all__ = [
@@ -82,8 +84,20 @@ class MXSelectError(Exception):
         self.reason = reason
         self.domain = domain
         self.warnings = warnings
-        #: The decisions taken before the failure (set by the core); see :meth:`explain`.
-        self.trace: tuple[TraceStep, ...] = ()
+        self._trace: tuple[TraceStep, ...] | Callable[[], tuple[TraceStep, ...]] = ()
+
+    @property
+    def trace(self) -> tuple[TraceStep, ...]:
+        """The decisions taken before the failure (set by the core); see :meth:`explain`."""
+        trace = self._trace
+        if not isinstance(trace, tuple):
+            # The core stores its steps unformatted (a LazyTrace): formatted on first read.
+            trace = self._trace = trace()
+        return trace
+
+    @trace.setter
+    def trace(self, value: tuple[TraceStep, ...] | Callable[[], tuple[TraceStep, ...]]) -> None:
+        self._trace = value
 
     def explain(self) -> str:
         """The decisions taken before the failure, as readable lines."""
@@ -99,6 +113,7 @@ class MXSelectError(Exception):
 
     def __reduce__(self) -> tuple[object, ...]:
         # Keyword-only constructor arguments: teach pickle (multiprocessing, task queues).
+        self.trace  # noqa: B018 -- a lazy trace is formatted now: pickle the steps
         return (_rebuild, (type(self), self.reason, self.domain, self.warnings), self.__dict__)
 
     @property

@@ -2,14 +2,39 @@
 
 from __future__ import annotations
 
+import copy
 import ipaddress
+import pickle
 import random
+import re
+from collections.abc import Callable
 
+import attrs
 import pytest
+from zones import zone
 
-from mxselect import Policy
-from mxselect._core import _ip_address
+from mxselect import (
+    Answer,
+    DNSTemporaryError,
+    Families,
+    InvalidDomainError,
+    Policy,
+    Query,
+    RRType,
+    Selection,
+    SelectionPlan,
+    Status,
+    Target,
+    TraceStep,
+    WarningCode,
+    _domain,
+    select_targets,
+)
+from mxselect._core import _family_order, _ip_address
+from mxselect._domain import check_ldh_name, normalize_domain
+from mxselect._model import explain
 from mxselect._policy import DEFAULT_POLICY
+from mxselect.testing import FakeResolver
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -27,6 +52,9 @@ def _addresses(rng: random.Random) -> list[Address]:
         "240.0.0.1", "255.255.255.255", "10.1.2.3", "192.0.2.1", "::", "::1", "::2",
         "fe80::1", "febf::1", "fec0::1", "ff02::1", "2001:db8::1", "::ffff:127.0.0.1",
         "::ffff:8.8.8.8", "::ffff:0.0.0.1", "::127.0.0.1", "64:ff9b::127.0.0.1",
+        "125.255.255.255", "126.0.0.0", "127.0.0.2", "127.0.0.3", "127.0.0.4",
+        "128.127.255.255", "128.128.0.0", "fec0::", "febf:ffff::", "::ffff:127.0.0.3", "10.2.0.0",
+        "2001:db8:2::1",
     ]  # fmt: skip
     out: list[Address] = [ipaddress.ip_address(a) for a in fixed]
     out += [ipaddress.IPv4Address(rng.getrandbits(32)) for _ in range(3000)]
@@ -44,8 +72,21 @@ def _addresses(rng: random.Random) -> list[Address]:
         Policy(unsafe_networks=()),
         Policy(unsafe_networks=["::/0"]),
         Policy(unsafe_networks=["0.0.0.0/0"]),
+        # adjacent, overlapping and cut-out networks (merged into ranges)
+        DEFAULT_POLICY.without_unsafe("127.0.0.2/31").with_unsafe(
+            "126.0.0.0/8",
+            "128.0.0.0/9",
+            "127.1.0.0/16",
+            "fe80::/9",
+            "fec0::/10",
+            "0.0.0.0/8",
+            "10.0.0.0/8",
+            "10.1.0.0/16",
+            "2001:db8::/32",
+            "2001:db8:1::/48",
+        ),
     ],
-    ids=["default", "extended", "none", "all-v6", "all-v4"],
+    ids=["default", "extended", "none", "all-v6", "all-v4", "adjacent"],
 )
 def test_is_unsafe_matches_ipaddress_membership(policy: Policy) -> None:
     rng = random.Random(5)
@@ -74,3 +115,362 @@ def test_exchange_address_shortcut_matches_ipaddress(text: str) -> None:
     except ValueError:
         expected = None
     assert _ip_address(text) == expected
+
+
+# -- the lazy trace: formatted when read, the same text as formatting every step at once ------
+
+RICH_ZONE = """
+@       MX 10 mx1
+@       MX 10 mx2
+@       MX 10 alias
+@       MX 20 mx3
+@       MX 30 192.0.2.99.
+@       MX 40 bad_name
+mx1     A 192.0.2.1
+mx1     AAAA 2001:db8::1
+mx1     AAAA ::ffff:127.0.0.1
+mx2     A 192.0.2.2
+mx2     A 192.0.2.1
+alias   CNAME real
+real    AAAA 2001:db8::3
+mx3     A 198.51.100.3
+"""
+
+# Recorded from the implementation that formatted every step eagerly (before the lazy trace).
+SELECTION_TRACE = [
+    (
+        "mx",
+        "MX lookup for example.org: 10 mx1.example.org., 10 mx2.example.org., "
+        "10 alias.example.org., 20 mx3.example.org., 30 192.0.2.99., 40 "
+        "bad_name.example.org.",
+        None,
+    ),
+    (
+        "mx-is-address",
+        "MX record '30 192.0.2.99.' of example.org points to an IP address "
+        "instead of a host name (RFC 5321 §5.1); ignored",
+        "192.0.2.99",
+    ),
+    (
+        "invalid-exchange",
+        "MX record '40 bad_name.example.org.' of example.org is not a valid "
+        "host name (label 'bad_name' is not letters, digits and hyphens (RFC "
+        "5321 §4.1.2; no leading or trailing hyphen, no underscore)); ignored",
+        "bad_name.example.org",
+    ),
+    (
+        "order",
+        "preference 10: shuffled to alias.example.org, mx1.example.org, mx2.example.org",
+        None,
+    ),
+    ("order", "preference 20: mx3.example.org", None),
+    ("lookup", "alias.example.org (CNAME real.example.org): 2001:db8::3", "alias.example.org"),
+    ("lookup", "mx1.example.org: 2001:db8::1, ::ffff:7f00:1, 192.0.2.1", "mx1.example.org"),
+    (
+        "partial-address-failure",
+        "AAAA lookup for mx2.example.org failed (SERVFAIL (fake)); using its other addresses",
+        "mx2.example.org",
+    ),
+    ("lookup", "mx2.example.org: 192.0.2.2, 192.0.2.1", "mx2.example.org"),
+    ("lookup", "mx3.example.org: 198.51.100.3", "mx3.example.org"),
+    (
+        "exchange-is-alias",
+        "MX exchange alias.example.org is an alias (CNAME) of "
+        "real.example.org; RFC 2181 §10.3 says it must not be; followed",
+        "alias.example.org",
+    ),
+    (
+        "unsafe-address",
+        "address ::ffff:7f00:1 of mx1.example.org is in an unsafe network "
+        "(loopback, link-local, multicast, reserved or configured); dropped",
+        "mx1.example.org",
+    ),
+    (
+        "duplicate-address",
+        "address 192.0.2.1 of mx2.example.org is already listed for mx1.example.org",
+        "mx2.example.org",
+    ),
+    (
+        "families",
+        "preference 10, families any: alias.example.org 2001:db8::3, "
+        "mx1.example.org 192.0.2.1, mx1.example.org 2001:db8::1, "
+        "mx2.example.org 192.0.2.2",
+        None,
+    ),
+    ("families", "preference 20, families any: mx3.example.org 198.51.100.3", None),
+    ("limit", "kept the first 4 of 5 addresses (max_addresses)", None),
+    ("outcome", "5 target(s) on 4 host(s)", None),
+]
+ERROR_TRACE = [
+    (
+        "mx",
+        "MX lookup for example.org: 10 mx1.example.org., 10 mx2.example.org., "
+        "10 alias.example.org., 20 mx3.example.org., 30 192.0.2.99., 40 "
+        "bad_name.example.org.",
+        None,
+    ),
+    (
+        "mx-is-address",
+        "MX record '30 192.0.2.99.' of example.org points to an IP address "
+        "instead of a host name (RFC 5321 §5.1); ignored",
+        "192.0.2.99",
+    ),
+    (
+        "invalid-exchange",
+        "MX record '40 bad_name.example.org.' of example.org is not a valid "
+        "host name (label 'bad_name' is not letters, digits and hyphens (RFC "
+        "5321 §4.1.2; no leading or trailing hyphen, no underscore)); ignored",
+        "bad_name.example.org",
+    ),
+    (
+        "order",
+        "preference 10: shuffled to alias.example.org, mx1.example.org, mx2.example.org",
+        None,
+    ),
+    ("order", "preference 20: mx3.example.org", None),
+    (
+        "lookup",
+        "alias.example.org: AAAA lookup: SERVFAIL (fake); A lookup: SERVFAIL (fake)",
+        "alias.example.org",
+    ),
+    (
+        "lookup",
+        "mx1.example.org: AAAA lookup: SERVFAIL (fake); A lookup: SERVFAIL (fake)",
+        "mx1.example.org",
+    ),
+    (
+        "lookup",
+        "mx2.example.org: AAAA lookup: SERVFAIL (fake); A lookup: SERVFAIL (fake)",
+        "mx2.example.org",
+    ),
+    (
+        "lookup",
+        "mx3.example.org: AAAA lookup: NODATA; A lookup: SERVFAIL (fake)",
+        "mx3.example.org",
+    ),
+    (
+        "host-unusable",
+        "alias.example.org is not usable: AAAA lookup: SERVFAIL (fake); A lookup: SERVFAIL (fake)",
+        "alias.example.org",
+    ),
+    (
+        "host-unusable",
+        "mx1.example.org is not usable: AAAA lookup: SERVFAIL (fake); A lookup: SERVFAIL (fake)",
+        "mx1.example.org",
+    ),
+    (
+        "host-unusable",
+        "mx2.example.org is not usable: AAAA lookup: SERVFAIL (fake); A lookup: SERVFAIL (fake)",
+        "mx2.example.org",
+    ),
+    (
+        "host-unusable",
+        "mx3.example.org is not usable: AAAA lookup: NODATA; A lookup: SERVFAIL (fake)",
+        "mx3.example.org",
+    ),
+    (
+        "outcome",
+        "DNSTemporaryError 451 4.4.3: no usable mail exchanger for "
+        "example.org: alias.example.org: AAAA lookup: SERVFAIL (fake); A "
+        "lookup: SERVFAIL (fake); mx1.example.org: AAAA lookup: SERVFAIL "
+        "(fake); A lookup: SERVFAIL (fake); mx2.example.org: AAAA lookup: "
+        "SERVFAIL (fake); A lookup: SERVFAIL (fake); mx3.example.org: AAAA "
+        "lookup: NODATA; A lookup: SERVFAIL (fake)",
+        None,
+    ),
+]
+
+
+def _rich() -> tuple[FakeResolver, Policy]:
+    fake = zone(RICH_ZONE)
+    fake.fail("mx2.example.org", "AAAA")
+    return fake, Policy(max_addresses=4, keep_one_per_preference=True)
+
+
+def _steps(trace: tuple[TraceStep, ...]) -> list[tuple[str, str, str | None]]:
+    return [(step.kind, step.message, step.host) for step in trace]
+
+
+def test_lazy_trace_reads_as_the_eager_text() -> None:
+    fake, policy = _rich()
+    selection = select_targets("Example.ORG.", resolver=fake, rng=random.Random(5), policy=policy)
+    trace = selection.trace
+    assert type(trace) is tuple
+    assert all(type(step) is TraceStep for step in trace)
+    assert _steps(trace) == SELECTION_TRACE
+    assert selection.trace is trace  # formatted once, then kept
+    assert selection.explain() == explain(trace)
+    fake.fail("mx3.example.org", "A")
+    for host in ("mx1", "mx2", "real"):
+        fake.fail(f"{host}.example.org")
+    with pytest.raises(DNSTemporaryError) as info:
+        select_targets("example.org", resolver=fake, rng=random.Random(5))
+    assert type(info.value.trace) is tuple
+    assert _steps(info.value.trace) == ERROR_TRACE
+    assert info.value.explain() == explain(info.value.trace)
+
+
+def test_lazy_trace_is_a_tuple_for_every_reader() -> None:
+    fake, policy = _rich()
+
+    def make() -> Selection:
+        return select_targets("example.org", resolver=fake, rng=random.Random(5), policy=policy)
+
+    assert attrs.asdict(make(), recurse=False)["trace"] == tuple(make().trace)
+    assert type(attrs.asdict(make(), recurse=False)["trace"]) is tuple
+    assert _steps(attrs.evolve(make(), ttl=1).trace) == SELECTION_TRACE
+    clone = pickle.loads(pickle.dumps(make()))
+    assert _steps(clone.trace) == SELECTION_TRACE
+    assert copy.copy(make()).trace == make().trace
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        make().trace = ()  # type: ignore[misc]
+    assert Selection(domain="d", canonical_domain="d", targets=(), hosts=(), trace=()).trace == ()
+    for host in ("mx1", "mx2", "mx3", "real"):
+        fake.fail(f"{host}.example.org")
+    with pytest.raises(DNSTemporaryError) as info:
+        select_targets("example.org", resolver=fake, rng=random.Random(5))
+    error = pickle.loads(pickle.dumps(info.value))  # pickled before its trace was read
+    assert type(error.trace) is tuple
+    assert _steps(error.trace) == _steps(info.value.trace)
+    assert _steps(error.trace)[-1][0] == "outcome"
+
+
+# -- the plan's batch bookkeeping (answers by position) ----------------------------------------
+
+
+def test_pending_and_feed_follow_the_plain_definition() -> None:
+    """``pending`` is the batch minus the queries answered, in batch order; a query is
+    accepted once, by equality (not identity); the batch moves on when the last one comes."""
+    fake, policy = _rich()
+    for seed in range(20):
+        rng = random.Random(seed)
+        plan = SelectionPlan("example.org", rng=random.Random(5), policy=policy)
+        while not plan.done:
+            batch = plan.pending
+            answered: list[Query] = []
+            for query in rng.sample(batch, len(batch)):
+                assert plan.pending == tuple(q for q in batch if q not in answered)
+                for done in answered:
+                    with pytest.raises(ValueError, match="not a pending query"):
+                        plan.feed(done, fake.answer(done))
+                plan.feed(Query(query.name, query.rtype), fake.answer(query))  # an equal copy
+                answered.append(query)
+        expected = select_targets("example.org", resolver=fake, rng=random.Random(5), policy=policy)
+        assert plan.result() == expected
+        assert _steps(plan.result().trace) == SELECTION_TRACE
+
+
+# -- name checks: the one-match fast paths decide as the label by label checks ----------------
+
+
+def _names(rng: random.Random) -> list[str]:
+    alphabet = "abcxyz0189-._AZ"
+    out = [
+        "",
+        ".",
+        "a",
+        "a.",
+        "a..b",
+        "-a",
+        "a-",
+        "a_b",
+        "1.2.3.4",
+        "example.123",
+        "ex.1a",
+        "Ex.Org",
+    ]
+    for _ in range(6000):
+        labels = [
+            "".join(rng.choice(alphabet) for _ in range(rng.choice([0, 1, 2, 5, 62, 63, 64])))
+            for _ in range(rng.randint(1, 5))
+        ]
+        out.append(".".join(labels))
+    for _ in range(2000):
+        out.append(".".join(rng.choice(["a" * 63, "b" * 61, "c-d", "9", "xn--bcher-kva"])
+                            for _ in range(rng.randint(1, 6))))  # fmt: skip
+        out.append(
+            rng.choice(["a" * 1012, "a." * 506, "b" * 1013, "a" * 300 + ".", "a" * 1020 + "."])
+        )
+    return out
+
+
+def _outcome(fn: Callable[[str], object], name: str) -> object:
+    try:
+        return fn(name)
+    except InvalidDomainError as exc:
+        return ("error", str(exc))
+
+
+def test_name_fast_paths_match_the_label_by_label_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    names = _names(random.Random(11))
+    lower = [name.lower().rstrip(".") for name in names]
+    fast = [check_ldh_name(n) for n in lower], [_outcome(normalize_domain, n) for n in names]
+    never = re.compile(r"(?!)")
+    monkeypatch.setattr(_domain, "_LDH_NAME", never)
+    monkeypatch.setattr(_domain, "_PLAIN_INPUT", never)
+    plain = [check_ldh_name(n) for n in lower], [_outcome(normalize_domain, n) for n in names]
+    assert fast[0] == plain[0]
+    assert fast[1] == plain[1]
+    assert sum(why is None for why in plain[0]) > 1000  # both outcomes well represented
+
+
+# -- address families: ``type() is`` shortcuts decide as ``address.version`` ------------------
+
+
+def _plain_family_order(level: list[Target], families: Families, first: int) -> list[Target]:
+    six = [t for t in level if t.address.version == 6]
+    four = [t for t in level if t.address.version == 4]
+    if families is Families.PREFER_IPV4:
+        return four + six
+    if families is not Families.ANY or not six or not four:
+        return six + four
+    out, rest6 = six[:first], six[first:]
+    for i in range(max(len(rest6), len(four))):
+        out += four[i : i + 1] + rest6[i : i + 1]
+    return out
+
+
+def test_family_order_matches_the_version_definition() -> None:
+    rng = random.Random(3)
+    kinds = [
+        lambda i: ipaddress.IPv4Address(i),
+        lambda i: ipaddress.IPv6Address(i),
+        lambda i: ipaddress.IPv4Interface(i),  # subclasses of the address types
+        lambda i: ipaddress.IPv6Interface(i),
+    ]
+    for _ in range(500):
+        level = [
+            Target(f"h{i}", 10, rng.choice(kinds)(rng.getrandbits(32)))
+            for i in range(rng.randint(1, 8))
+        ]
+        for families in Families:
+            for first in (1, 2, 3):
+                expected = _plain_family_order(level, families, first)
+                assert _family_order(level, families, first) == expected
+
+
+def test_address_answers_keep_subclasses_and_drop_the_wrong_family() -> None:
+    """An AAAA answer's IPv6 addresses (subclasses too) are used; an IPv4 one is dropped."""
+    v6 = ipaddress.IPv6Address("2001:db8::1")
+    v6_interface = ipaddress.IPv6Interface("2001:db8::2")
+    v4 = ipaddress.IPv4Address("192.0.2.1")
+    answers = {
+        Query("example.org.", RRType.MX): Answer.from_mx([(10, "mx.example.org.")]),
+        Query("mx.example.org.", RRType.AAAA): Answer(
+            status=Status.RECORDS, addresses=(v4, v6_interface, v6)
+        ),
+        Query("mx.example.org.", RRType.A): Answer(
+            status=Status.RECORDS, addresses=(ipaddress.IPv4Interface("192.0.2.2"), v6)
+        ),
+    }
+    plan = SelectionPlan("example.org", rng=random.Random(1))
+    while not plan.done:
+        for query in plan.pending:
+            plan.feed(query, answers[query])
+    selection = plan.result()
+    assert [str(a) for a in selection.addresses] == [
+        "2001:db8::2/128",
+        "192.0.2.2/32",
+        "2001:db8::1",
+    ]
+    assert [w.code for w in selection.warnings] == [WarningCode.BAD_ANSWER] * 2
