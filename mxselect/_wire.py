@@ -60,6 +60,8 @@ _HEADER = struct.Struct("!HHHHHH")
 _RR = struct.Struct("!HHIH")
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
+#: Compression pointers per name (dnspython: MAX_COMPRESSION_POINTER_CHAIN).
+_MAX_HOPS = 16
 _QUERY_FLAGS = 0x0100  # RD (RFC 1035 §4.1.1): the recursive resolver chases for us.
 _OPT_RR = b"\x00" + _RR.pack(_OPT, EDNS_PAYLOAD, 0, 0)
 
@@ -131,6 +133,9 @@ def _name(msg: bytes, off: int, seen: dict[int, tuple[str, int, int]]) -> tuple[
 
     ``seen`` maps the offsets of names already read in this message to (text, octets, end):
     compression pointers mostly point at them (RFC 1035 §4.1.4), so each is decoded once.
+    Pointers follow dnspython's rules: each points below the name's start and below every
+    pointer before it, what it points at ends before the part read just before (no
+    overlap), and at most 16 of them per name.
     """
     start = off
     hit = seen.get(off)
@@ -140,6 +145,8 @@ def _name(msg: bytes, off: int, seen: dict[int, tuple[str, int, int]]) -> tuple[
     end = -1
     length = 0
     limit = len(msg)
+    lowest = off
+    hops = 0
     suffix = "."
     while True:
         if off >= limit:
@@ -152,12 +159,18 @@ def _name(msg: bytes, off: int, seen: dict[int, tuple[str, int, int]]) -> tuple[
             if off + 1 >= limit:
                 raise WireError("truncated compression pointer")
             target = ((n & 0x3F) << 8) | msg[off + 1]
-            if target >= off:  # only backwards: no loops (dnspython: BadPointer)
+            if target >= lowest:  # only backwards: no loops (dnspython: BadPointer)
                 raise WireError("compression pointer does not point backwards")
+            hops += 1
+            if hops > _MAX_HOPS:
+                raise WireError("too many compression pointers")
             if end < 0:
                 end = off + 2
+            limit, lowest = lowest, target
             hit = seen.get(target)
             if hit is not None:
+                if hit[2] > limit:
+                    raise WireError("compression pointer into the name itself")
                 suffix = hit[0]
                 length += hit[1]
                 if length > 254:
@@ -167,9 +180,9 @@ def _name(msg: bytes, off: int, seen: dict[int, tuple[str, int, int]]) -> tuple[
             continue
         if n > 63:
             raise WireError("unknown label type")
-        label = msg[off + 1 : off + 1 + n]
-        if len(label) != n:
+        if off + 1 + n > limit:
             raise WireError("label runs past the end of the message")
+        label = msg[off + 1 : off + 1 + n]
         length += n + 1
         if length > 254:
             raise WireError("name longer than 255 octets")
