@@ -60,6 +60,8 @@ _HEADER = struct.Struct("!HHHHHH")
 _RR = struct.Struct("!HHIH")
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
+#: The largest TTL (RFC 2181 §8); one with the top bit set counts as 0.
+_MAX_TTL = 2**31 - 1
 #: Compression pointers per name (dnspython: MAX_COMPRESSION_POINTER_CHAIN).
 _MAX_HOPS = 16
 _QUERY_FLAGS = 0x0100  # RD (RFC 1035 §4.1.1): the recursive resolver chases for us.
@@ -236,6 +238,8 @@ def decode(msg: bytes, question: bytes, rtype: RRType) -> Answer | int | _Trunca
         rdend = off + rdlen
         if rdend > len(msg):
             raise WireError("record data runs past the end")
+        if ttl > _MAX_TTL:  # RFC 2181 §8: the top bit set means 0 (dnspython reads it so)
+            ttl = 0
         if rrclass == _CLASS_IN and rrtype in (qtype, _CNAME):
             data: object
             if rrtype == 1:
@@ -278,7 +282,7 @@ def decode(msg: bytes, question: bytes, rtype: RRType) -> Answer | int | _Trunca
             if after + 20 != rdend:
                 raise WireError("SOA record of the wrong length")
             # RFC 2308 §5: the negative TTL is the smaller of the SOA's TTL and MINIMUM.
-            negative_ttl = min(ttl, _U32.unpack_from(msg, after + 16)[0])
+            negative_ttl = min(ttl if ttl <= _MAX_TTL else 0, _U32.unpack_from(msg, after + 16)[0])
         off = rdend
     for _ in range(arcount):
         _owner, off = _name(msg, off, seen)

@@ -293,3 +293,22 @@ def test_compression_pointers_as_dnspython_reads_them() -> None:
     answer = decode(hops(16), QMX, RRType.MX)
     assert isinstance(answer, Answer)
     assert answer.status is Status.NODATA
+
+
+def test_ttl_with_the_top_bit_set_counts_as_zero() -> None:
+    """Found by the differential: dnspython reads a TTL above 2^31 - 1 as 0 (RFC 2181 §8), so
+    the smallest TTL of a chain is 0; decode kept 2^31 and took the other TTL."""
+    wire = _message(
+        "a.example.", RRType.MX, "a.example. 2147483648 CNAME b.example.", "b.example. 300 MX 0 ."
+    )
+    expected = Answer.from_mx(
+        [(0, ".")], ttl=0, canonical_name="b.example.", aliases=["a.example."]
+    )
+    assert decode(wire, question_of("a.example.", RRType.MX), RRType.MX) == expected
+    assert dnspython_outcome(wire, "a.example.", RRType.MX) == expected
+    soa = msg(authority=(rr(AT_QNAME, 6, SOA_RDATA, ttl=2**32 - 1),))
+    assert (
+        decode(soa, QMX, RRType.MX)
+        == Answer.nodata(ttl=0)
+        == dnspython_outcome(soa, QNAME, RRType.MX)
+    )
