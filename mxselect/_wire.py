@@ -329,7 +329,8 @@ def _answer(
         aliases.append(owners[key])
         link_ttl = min(t for t, _ in cname)
         ttl = link_ttl if ttl is None else min(ttl, link_ttl)
-        name = str(cname[0][1])
+        # CNAME is a singleton type: of several, dnspython keeps the last (RFC 2181 §10.1).
+        name = str(cname[-1][1])
         key = name.lower()
     canonical = name if aliases else None
     if found is not None and rcode == NOERROR:

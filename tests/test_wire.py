@@ -312,3 +312,22 @@ def test_ttl_with_the_top_bit_set_counts_as_zero() -> None:
         == Answer.nodata(ttl=0)
         == dnspython_outcome(soa, QNAME, RRType.MX)
     )
+
+
+def test_of_two_cnames_for_one_name_the_last_counts() -> None:
+    """Found by the differential: two CNAME records for one owner (RFC 2181 §10.1 forbids it):
+    dnspython's RRset keeps the last (a singleton type) with the smaller TTL; decode followed
+    the first."""
+    wire = _message(
+        "a.example.",
+        RRType.A,
+        "a.example. 300 CNAME first.example.",
+        "a.example. 200 CNAME second.example.",
+        "first.example. 300 A 192.0.2.1",
+        "second.example. 300 A 192.0.2.2",
+    )
+    expected = Answer.from_addresses(
+        ["192.0.2.2"], ttl=200, canonical_name="second.example.", aliases=["a.example."]
+    )
+    assert decode(wire, question_of("a.example.", RRType.A), RRType.A) == expected
+    assert dnspython_outcome(wire, "a.example.", RRType.A) == expected
