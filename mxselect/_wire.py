@@ -53,8 +53,9 @@ RCODE_TEXT = {
     10: "NOTZONE",
     16: "BADVERS",
 }
-#: CNAME links followed inside one response (dnspython follows up to 16 as well).
-MAX_CHAIN = 16
+#: CNAME links followed inside one response: dnspython follows 15 and refuses a 16th
+#: (``dns.message.MAX_CHAIN`` = 16 counts the links taken, ChainTooLong at 16).
+MAX_CHAIN = 15
 
 _HEADER = struct.Struct("!HHHHHH")
 _RR = struct.Struct("!HHIH")
@@ -323,8 +324,8 @@ def _answer(
         if cname is None:
             break
         if len(aliases) == MAX_CHAIN:
-            # Longer than any sane chain: hand the rest to the core, whose own limit
-            # (Policy.cname_limit) ends it.
+            # Longer than dnspython takes (ChainTooLong, the server dropped): hand the rest
+            # to the core, whose own limit (Policy.cname_limit) ends it.
             return Answer.alias(name, ttl=ttl, aliases=aliases)
         aliases.append(owners[key])
         link_ttl = min(t for t, _ in cname)

@@ -331,3 +331,22 @@ def test_of_two_cnames_for_one_name_the_last_counts() -> None:
     )
     assert decode(wire, question_of("a.example.", RRType.A), RRType.A) == expected
     assert dnspython_outcome(wire, "a.example.", RRType.A) == expected
+
+
+@pytest.mark.parametrize("links", [15, 16])
+def test_sixteen_links_in_one_reply_are_more_than_dnspython_takes(links: int) -> None:
+    """Found by the differential: dnspython follows 15 CNAME links of one reply and refuses
+    16 (ChainTooLong: the server is dropped); decode answered a 16-link chain with the records.
+    Now 15 links are the same answer, 16 are documented difference (2): ALIAS(16th name)."""
+    names = [f"n{i}.example." for i in range(links + 1)]
+    lines = [f"{names[i]} {300 - i} CNAME {names[i + 1]}" for i in range(links)]
+    wire = _message("n0.example.", RRType.A, *lines, f"{names[-1]} 900 A 192.0.2.1")
+    actual = decode(wire, question_of("n0.example.", RRType.A), RRType.A)
+    if links == 15:
+        assert actual == dnspython_outcome(wire, "n0.example.", RRType.A)
+        assert actual == Answer.from_addresses(
+            ["192.0.2.1"], ttl=286, canonical_name=names[-1], aliases=names[:-1]
+        )
+    else:
+        assert dnspython_outcome(wire, "n0.example.", RRType.A) is Outcome.CHAIN_TOO_LONG
+        assert actual == Answer.alias(names[15], ttl=286, aliases=names[:15])
