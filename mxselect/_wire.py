@@ -43,6 +43,7 @@ _CLASS_IN = 1
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
 RCODE_TEXT = {
     FORMERR: "FORMERR",
+    NXDOMAIN: "NXDOMAIN",
     SERVFAIL: "SERVFAIL",
     NOTIMP: "NOTIMP",
     REFUSED: "REFUSED",
@@ -309,7 +310,7 @@ def _answer(
     records: dict[tuple[str, int], list[tuple[int, object]]],
     owners: dict[str, str],
     negative_ttl: int | None,
-) -> Answer:
+) -> Answer | int:
     """Follow the CNAME chain from the question's name (as dnspython's ``resolve_chaining``)."""
     key = name.lower()
     qtype = QTYPE[rtype]
@@ -334,7 +335,11 @@ def _answer(
         name = str(cname[-1][1])
         key = name.lower()
     canonical = name if aliases else None
-    if found is not None and rcode == NOERROR:
+    if found is not None and rcode == NXDOMAIN:
+        # NXDOMAIN with the data: dnspython refuses the reply (AnswerForNXDOMAIN) and drops
+        # the server; so does the caller, given the RCODE.
+        return rcode
+    if found is not None:
         rr_ttl = min(t for t, _ in found)
         ttl = rr_ttl if ttl is None else min(ttl, rr_ttl)
         if rtype is RRType.MX:

@@ -350,3 +350,21 @@ def test_sixteen_links_in_one_reply_are_more_than_dnspython_takes(links: int) ->
     else:
         assert dnspython_outcome(wire, "n0.example.", RRType.A) is Outcome.CHAIN_TOO_LONG
         assert actual == Answer.alias(names[15], ttl=286, aliases=names[:15])
+
+
+def test_nxdomain_with_the_data_drops_the_server() -> None:
+    """Found by the differential: NXDOMAIN and yet the records of the type (after a CNAME or
+    not): dnspython refuses the reply (AnswerForNXDOMAIN) and drops the server (TEMPFAIL if
+    none is left); decode said NXDOMAIN -- a permanent answer. Now it gives the RCODE, which
+    the stub treats as that server's failure."""
+    for lines in (
+        ("a.example. 300 MX 10 mx.example.",),
+        ("a.example. 300 CNAME b.example.", "b.example. 300 MX 10 mx.example."),
+    ):
+        wire = bytearray(_message("a.example.", RRType.MX, *lines))
+        wire[3] |= dns.rcode.NXDOMAIN
+        assert dnspython_outcome(bytes(wire), "a.example.", RRType.MX) == dns.rcode.NXDOMAIN
+        real = through_dnspython_resolver(bytes(wire), "a.example.", RRType.MX)
+        assert real.status is Status.TEMPFAIL
+        assert decode(bytes(wire), question_of("a.example.", RRType.MX), RRType.MX) == 3
+    assert _wire.RCODE_TEXT[3] == "NXDOMAIN"
