@@ -62,6 +62,8 @@ _HEADER = struct.Struct("!HHHHHH")
 _RR = struct.Struct("!HHIH")
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
+#: dnspython's negative TTL for a NODATA/NXDOMAIN reply without an SOA.
+NEGATIVE_TTL_WITHOUT_SOA = 300
 #: The largest TTL (RFC 2181 §8); one with the top bit set counts as 0.
 _MAX_TTL = 2**31 - 1
 #: Compression pointers per name (dnspython: MAX_COMPRESSION_POINTER_CHAIN).
@@ -268,9 +270,10 @@ def decode(msg: bytes, question: bytes, rtype: RRType) -> Answer | int | _Trunca
             owners.setdefault(key, owner)
             records.setdefault((key, rrtype), []).append((ttl, data))
         off = rdend
-    negative_ttl: int | None = None
+    # SOA RRsets of the authority section: owner key -> (TTL, MINIMUM)
+    soas: dict[str, tuple[int, int]] = {}
     for _ in range(nscount):
-        _owner, off = _name(msg, off, seen)
+        owner, off = _name(msg, off, seen)
         if off + 10 > len(msg):
             raise WireError("record header runs past the end")
         rrtype, rrclass, ttl, rdlen = _RR.unpack_from(msg, off)
@@ -278,13 +281,20 @@ def decode(msg: bytes, question: bytes, rtype: RRType) -> Answer | int | _Trunca
         rdend = off + rdlen
         if rdend > len(msg):
             raise WireError("record data runs past the end")
-        if rrtype == _SOA and negative_ttl is None:
+        if rrtype == _SOA:
             _mname, after = _name(msg, off, seen)
             _rname, after = _name(msg, after, seen)
             if after + 20 != rdend:
                 raise WireError("SOA record of the wrong length")
-            # RFC 2308 §5: the negative TTL is the smaller of the SOA's TTL and MINIMUM.
-            negative_ttl = min(ttl if ttl <= _MAX_TTL else 0, _U32.unpack_from(msg, after + 16)[0])
+            if rrclass == _CLASS_IN:
+                key = owner.lower()
+                ttl = ttl if ttl <= _MAX_TTL else 0
+                known = soas.get(key)
+                # As dnspython's RRset: the smallest TTL, the last record's data (a singleton).
+                soas[key] = (
+                    ttl if known is None else min(known[0], ttl),
+                    _U32.unpack_from(msg, after + 16)[0],
+                )
         off = rdend
     for _ in range(arcount):
         _owner, off = _name(msg, off, seen)
@@ -300,7 +310,7 @@ def decode(msg: bytes, question: bytes, rtype: RRType) -> Answer | int | _Trunca
         raise WireError("trailing data after the last record")
     if rcode not in (NOERROR, NXDOMAIN):
         return rcode
-    return _answer(rcode, rtype, qname, records, owners, negative_ttl)
+    return _answer(rcode, rtype, qname, records, owners, soas)
 
 
 def _answer(
@@ -309,7 +319,7 @@ def _answer(
     name: str,
     records: dict[tuple[str, int], list[tuple[int, object]]],
     owners: dict[str, str],
-    negative_ttl: int | None,
+    soas: dict[str, tuple[int, int]],
 ) -> Answer | int:
     """Follow the CNAME chain from the question's name (as dnspython's ``resolve_chaining``)."""
     key = name.lower()
@@ -367,15 +377,45 @@ def _answer(
             canonical_name=canonical,
             aliases=tuple(aliases),
         )
-    if negative_ttl is not None:
-        ttl = negative_ttl if ttl is None else min(ttl, negative_ttl)
-    if rcode == NXDOMAIN:
-        # RFC 6604 §3: NXDOMAIN is about the last name of the chain.
-        return Answer(
-            status=Status.NXDOMAIN, ttl=ttl, canonical_name=canonical, aliases=tuple(aliases)
-        )
-    if aliases and negative_ttl is None:
+    if rcode == NOERROR and aliases and not soas:
         # A chain that stops without the data and without an SOA: the server did not chase
         # the target (not a recursive answer). Let the core ask for it (RFC 1034 §3.6.2).
         return Answer.alias(name, ttl=ttl, aliases=aliases)
-    return Answer(status=Status.NODATA, ttl=ttl, canonical_name=canonical, aliases=tuple(aliases))
+    # RFC 2308 §5: the negative TTL is the smaller of the SOA's TTL and MINIMUM -- of the SOA
+    # dnspython takes: the one owned by the last name or its nearest ancestor.
+    negative = _negative_ttl(name, soas)
+    ttl = negative if ttl is None else min(ttl, negative)
+    # dnspython's "no TTL known" (the adapter's None) is 2^31 - 1.
+    negative_ttl = ttl if ttl < _MAX_TTL else None
+    if rcode == NXDOMAIN:
+        # RFC 6604 §3: NXDOMAIN is about the last name of the chain.
+        return Answer(
+            status=Status.NXDOMAIN,
+            ttl=negative_ttl,
+            canonical_name=canonical,
+            aliases=tuple(aliases),
+        )
+    return Answer(
+        status=Status.NODATA, ttl=negative_ttl, canonical_name=canonical, aliases=tuple(aliases)
+    )
+
+
+def _negative_ttl(name: str, soas: dict[str, tuple[int, int]]) -> int:
+    """min(TTL, MINIMUM) of the SOA owned by ``name`` or its nearest ancestor; without one,
+    dnspython's default (``dns.message.NEGATIVE_TTL_WITHOUT_SOA``)."""
+    key = name.lower()
+    while True:
+        soa = soas.get(key)
+        if soa is not None:
+            return min(soa)
+        if key == ".":
+            return NEGATIVE_TTL_WITHOUT_SOA
+        key = _parent(key)
+
+
+def _parent(key: str) -> str:
+    """The parent of a name in presentation form (``\\.`` inside a label is no dot)."""
+    i = 0
+    while key[i] != ".":
+        i += 2 if key[i] == "\\" else 1
+    return key[i + 1 :] or "."

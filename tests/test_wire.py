@@ -368,3 +368,53 @@ def test_nxdomain_with_the_data_drops_the_server() -> None:
         assert real.status is Status.TEMPFAIL
         assert decode(bytes(wire), question_of("a.example.", RRType.MX), RRType.MX) == 3
     assert _wire.RCODE_TEXT[3] == "NXDOMAIN"
+
+
+@pytest.mark.parametrize(
+    ("rcode", "answers", "authority", "ttl"),
+    [
+        # no SOA: dnspython's default of 300 s (dns.message.NEGATIVE_TTL_WITHOUT_SOA)
+        (0, (), (), 300),
+        (3, (), (), 300),
+        (3, ("a.example.org. 100 CNAME b.example.org.",), (), 100),
+        # an SOA that is not the last name's or an ancestor's: not used
+        (0, (), ("other.test. 60 SOA ns. host. 1 2 3 4 5",), 300),
+        # the nearest ancestor's SOA, not the first one in the section
+        (
+            0,
+            (),
+            ("org. 60 SOA ns. host. 1 2 3 4 5", "example.org. 60 SOA ns. host. 1 2 3 4 50"),
+            50,
+        ),
+        # after a chain: the SOA of the last name's zone
+        (
+            3,
+            ("a.example.org. 900 CNAME x.test.",),
+            ("example.org. 60 SOA ns. host. 1 2 3 4 5", "test. 60 SOA ns. host. 1 2 3 4 40"),
+            40,
+        ),
+        # 2^31 - 1 everywhere: dnspython's "no TTL known"
+        (0, (), ("example.org. 2147483647 SOA ns. host. 1 2 3 4 4294967295",), None),
+    ],
+)
+def test_negative_ttl_from_the_soa_dnspython_takes(
+    rcode: int, answers: tuple[str, ...], authority: tuple[str, ...], ttl: int | None
+) -> None:
+    """Found by the differential: dnspython takes the negative TTL (RFC 2308 §5) from the SOA
+    owned by the last name of the chain or its nearest ancestor, 300 s without one, and
+    reports 2^31 - 1 as no TTL; decode took the first SOA of any owner and None without."""
+    wire = bytearray(_message("a.example.org.", RRType.MX, *answers, authority=authority))
+    wire[3] |= rcode
+    result = decode(bytes(wire), question_of("a.example.org.", RRType.MX), RRType.MX)
+    assert isinstance(result, Answer)
+    assert result.ttl == ttl
+    assert result == dnspython_outcome(bytes(wire), "a.example.org.", RRType.MX)
+
+
+def test_every_soa_is_checked() -> None:
+    """Found by the hostile cases: dnspython parses every SOA record; decode only checked the
+    first, so a second SOA of the wrong length went through."""
+    wire = msg(authority=(rr(AT_QNAME, 6, SOA_RDATA), rr(AT_QNAME, 6, SOA_RDATA[:-2])))
+    assert dnspython_outcome(wire, QNAME, RRType.MX) is Outcome.IGNORED
+    with pytest.raises(WireError):
+        decode(wire, QMX, RRType.MX)
