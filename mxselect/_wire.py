@@ -43,6 +43,7 @@ _CLASS_IN = 1
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
 RCODE_TEXT = {
     FORMERR: "FORMERR",
+    NXDOMAIN: "NXDOMAIN",
     SERVFAIL: "SERVFAIL",
     NOTIMP: "NOTIMP",
     REFUSED: "REFUSED",
@@ -53,13 +54,20 @@ RCODE_TEXT = {
     10: "NOTZONE",
     16: "BADVERS",
 }
-#: CNAME links followed inside one response (dnspython follows up to 16 as well).
-MAX_CHAIN = 16
+#: CNAME links followed inside one response: dnspython follows 15 and refuses a 16th
+#: (``dns.message.MAX_CHAIN`` = 16 counts the links taken, ChainTooLong at 16).
+MAX_CHAIN = 15
 
 _HEADER = struct.Struct("!HHHHHH")
 _RR = struct.Struct("!HHIH")
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
+#: dnspython's negative TTL for a NODATA/NXDOMAIN reply without an SOA.
+NEGATIVE_TTL_WITHOUT_SOA = 300
+#: The largest TTL (RFC 2181 §8); one with the top bit set counts as 0.
+_MAX_TTL = 2**31 - 1
+#: Compression pointers per name (dnspython: MAX_COMPRESSION_POINTER_CHAIN).
+_MAX_HOPS = 16
 _QUERY_FLAGS = 0x0100  # RD (RFC 1035 §4.1.1): the recursive resolver chases for us.
 _OPT_RR = b"\x00" + _RR.pack(_OPT, EDNS_PAYLOAD, 0, 0)
 
@@ -131,6 +139,9 @@ def _name(msg: bytes, off: int, seen: dict[int, tuple[str, int, int]]) -> tuple[
 
     ``seen`` maps the offsets of names already read in this message to (text, octets, end):
     compression pointers mostly point at them (RFC 1035 §4.1.4), so each is decoded once.
+    Pointers follow dnspython's rules: each points below the name's start and below every
+    pointer before it, what it points at ends before the part read just before (no
+    overlap), and at most 16 of them per name.
     """
     start = off
     hit = seen.get(off)
@@ -140,6 +151,8 @@ def _name(msg: bytes, off: int, seen: dict[int, tuple[str, int, int]]) -> tuple[
     end = -1
     length = 0
     limit = len(msg)
+    lowest = off
+    hops = 0
     suffix = "."
     while True:
         if off >= limit:
@@ -152,12 +165,18 @@ def _name(msg: bytes, off: int, seen: dict[int, tuple[str, int, int]]) -> tuple[
             if off + 1 >= limit:
                 raise WireError("truncated compression pointer")
             target = ((n & 0x3F) << 8) | msg[off + 1]
-            if target >= off:  # only backwards: no loops (dnspython: BadPointer)
+            if target >= lowest:  # only backwards: no loops (dnspython: BadPointer)
                 raise WireError("compression pointer does not point backwards")
+            hops += 1
+            if hops > _MAX_HOPS:
+                raise WireError("too many compression pointers")
             if end < 0:
                 end = off + 2
+            limit, lowest = lowest, target
             hit = seen.get(target)
             if hit is not None:
+                if hit[2] > limit:
+                    raise WireError("compression pointer into the name itself")
                 suffix = hit[0]
                 length += hit[1]
                 if length > 254:
@@ -167,9 +186,9 @@ def _name(msg: bytes, off: int, seen: dict[int, tuple[str, int, int]]) -> tuple[
             continue
         if n > 63:
             raise WireError("unknown label type")
-        label = msg[off + 1 : off + 1 + n]
-        if len(label) != n:
+        if off + 1 + n > limit:
             raise WireError("label runs past the end of the message")
+        label = msg[off + 1 : off + 1 + n]
         length += n + 1
         if length > 254:
             raise WireError("name longer than 255 octets")
@@ -223,6 +242,8 @@ def decode(msg: bytes, question: bytes, rtype: RRType) -> Answer | int | _Trunca
         rdend = off + rdlen
         if rdend > len(msg):
             raise WireError("record data runs past the end")
+        if ttl > _MAX_TTL:  # RFC 2181 §8: the top bit set means 0 (dnspython reads it so)
+            ttl = 0
         if rrclass == _CLASS_IN and rrtype in (qtype, _CNAME):
             data: object
             if rrtype == 1:
@@ -249,9 +270,10 @@ def decode(msg: bytes, question: bytes, rtype: RRType) -> Answer | int | _Trunca
             owners.setdefault(key, owner)
             records.setdefault((key, rrtype), []).append((ttl, data))
         off = rdend
-    negative_ttl: int | None = None
+    # SOA RRsets of the authority section: owner key -> (TTL, MINIMUM)
+    soas: dict[str, tuple[int, int]] = {}
     for _ in range(nscount):
-        _owner, off = _name(msg, off, seen)
+        owner, off = _name(msg, off, seen)
         if off + 10 > len(msg):
             raise WireError("record header runs past the end")
         rrtype, rrclass, ttl, rdlen = _RR.unpack_from(msg, off)
@@ -259,13 +281,20 @@ def decode(msg: bytes, question: bytes, rtype: RRType) -> Answer | int | _Trunca
         rdend = off + rdlen
         if rdend > len(msg):
             raise WireError("record data runs past the end")
-        if rrtype == _SOA and negative_ttl is None:
+        if rrtype == _SOA:
             _mname, after = _name(msg, off, seen)
             _rname, after = _name(msg, after, seen)
             if after + 20 != rdend:
                 raise WireError("SOA record of the wrong length")
-            # RFC 2308 §5: the negative TTL is the smaller of the SOA's TTL and MINIMUM.
-            negative_ttl = min(ttl, _U32.unpack_from(msg, after + 16)[0])
+            if rrclass == _CLASS_IN:
+                key = owner.lower()
+                ttl = ttl if ttl <= _MAX_TTL else 0
+                known = soas.get(key)
+                # As dnspython's RRset: the smallest TTL, the last record's data (a singleton).
+                soas[key] = (
+                    ttl if known is None else min(known[0], ttl),
+                    _U32.unpack_from(msg, after + 16)[0],
+                )
         off = rdend
     for _ in range(arcount):
         _owner, off = _name(msg, off, seen)
@@ -281,7 +310,7 @@ def decode(msg: bytes, question: bytes, rtype: RRType) -> Answer | int | _Trunca
         raise WireError("trailing data after the last record")
     if rcode not in (NOERROR, NXDOMAIN):
         return rcode
-    return _answer(rcode, rtype, qname, records, owners, negative_ttl)
+    return _answer(rcode, rtype, qname, records, owners, soas)
 
 
 def _answer(
@@ -290,8 +319,8 @@ def _answer(
     name: str,
     records: dict[tuple[str, int], list[tuple[int, object]]],
     owners: dict[str, str],
-    negative_ttl: int | None,
-) -> Answer:
+    soas: dict[str, tuple[int, int]],
+) -> Answer | int:
     """Follow the CNAME chain from the question's name (as dnspython's ``resolve_chaining``)."""
     key = name.lower()
     qtype = QTYPE[rtype]
@@ -306,16 +335,21 @@ def _answer(
         if cname is None:
             break
         if len(aliases) == MAX_CHAIN:
-            # Longer than any sane chain: hand the rest to the core, whose own limit
-            # (Policy.cname_limit) ends it.
+            # Longer than dnspython takes (ChainTooLong, the server dropped): hand the rest
+            # to the core, whose own limit (Policy.cname_limit) ends it.
             return Answer.alias(name, ttl=ttl, aliases=aliases)
         aliases.append(owners[key])
         link_ttl = min(t for t, _ in cname)
         ttl = link_ttl if ttl is None else min(ttl, link_ttl)
-        name = str(cname[0][1])
+        # CNAME is a singleton type: of several, dnspython keeps the last (RFC 2181 §10.1).
+        name = str(cname[-1][1])
         key = name.lower()
     canonical = name if aliases else None
-    if found is not None and rcode == NOERROR:
+    if found is not None and rcode == NXDOMAIN:
+        # NXDOMAIN with the data: dnspython refuses the reply (AnswerForNXDOMAIN) and drops
+        # the server; so does the caller, given the RCODE.
+        return rcode
+    if found is not None:
         rr_ttl = min(t for t, _ in found)
         ttl = rr_ttl if ttl is None else min(ttl, rr_ttl)
         if rtype is RRType.MX:
@@ -343,15 +377,45 @@ def _answer(
             canonical_name=canonical,
             aliases=tuple(aliases),
         )
-    if negative_ttl is not None:
-        ttl = negative_ttl if ttl is None else min(ttl, negative_ttl)
-    if rcode == NXDOMAIN:
-        # RFC 6604 §3: NXDOMAIN is about the last name of the chain.
-        return Answer(
-            status=Status.NXDOMAIN, ttl=ttl, canonical_name=canonical, aliases=tuple(aliases)
-        )
-    if aliases and negative_ttl is None:
+    if rcode == NOERROR and aliases and not soas:
         # A chain that stops without the data and without an SOA: the server did not chase
         # the target (not a recursive answer). Let the core ask for it (RFC 1034 §3.6.2).
         return Answer.alias(name, ttl=ttl, aliases=aliases)
-    return Answer(status=Status.NODATA, ttl=ttl, canonical_name=canonical, aliases=tuple(aliases))
+    # RFC 2308 §5: the negative TTL is the smaller of the SOA's TTL and MINIMUM -- of the SOA
+    # dnspython takes: the one owned by the last name or its nearest ancestor.
+    negative = _negative_ttl(name, soas)
+    ttl = negative if ttl is None else min(ttl, negative)
+    # dnspython's "no TTL known" (the adapter's None) is 2^31 - 1.
+    negative_ttl = ttl if ttl < _MAX_TTL else None
+    if rcode == NXDOMAIN:
+        # RFC 6604 §3: NXDOMAIN is about the last name of the chain.
+        return Answer(
+            status=Status.NXDOMAIN,
+            ttl=negative_ttl,
+            canonical_name=canonical,
+            aliases=tuple(aliases),
+        )
+    return Answer(
+        status=Status.NODATA, ttl=negative_ttl, canonical_name=canonical, aliases=tuple(aliases)
+    )
+
+
+def _negative_ttl(name: str, soas: dict[str, tuple[int, int]]) -> int:
+    """min(TTL, MINIMUM) of the SOA owned by ``name`` or its nearest ancestor; without one,
+    dnspython's default (``dns.message.NEGATIVE_TTL_WITHOUT_SOA``)."""
+    key = name.lower()
+    while True:
+        soa = soas.get(key)
+        if soa is not None:
+            return min(soa)
+        if key == ".":
+            return NEGATIVE_TTL_WITHOUT_SOA
+        key = _parent(key)
+
+
+def _parent(key: str) -> str:
+    """The parent of a name in presentation form (``\\.`` inside a label is no dot)."""
+    i = 0
+    while key[i] != ".":
+        i += 2 if key[i] == "\\" else 1
+    return key[i + 1 :] or "."
