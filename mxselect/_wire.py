@@ -220,6 +220,12 @@ def decode(msg: bytes, question: bytes, rtype: RRType) -> Answer | int | _Trunca
     if not flags & 0x8000 or flags & 0x7800:  # QR must be set, OPCODE must be QUERY
         raise WireError("not a reply to a standard query")
     end_q = 12 + len(question)
+    header_rcode: int = flags & 0x000F
+    if qdcount == 0 and header_rcode not in (NOERROR, NXDOMAIN):
+        # An error without the question: what a server that cannot parse the query (an old
+        # one, to an OPT record, RFC 6891 §7) sends. dnspython takes it as that server's
+        # failure too.
+        return header_rcode
     # The reply repeats our question; names compare without case (RFC 4343).
     if qdcount != 1 or msg[12:end_q].lower() != question.lower():
         raise WireError("the reply is for another question")

@@ -35,10 +35,10 @@ exactly these shapes -- by :func:`check_against_dnspython`):
     a reply whose only fault is, say, a malformed TXT record is read by ``decode`` and refused
     by dnspython. So the comparison goes one way: every reply dnspython takes, ``decode``
     takes and classifies the same.
-(4) A reply whose QDCOUNT is not 1 is a WireError, even an error RCODE without a question
-    or our question twice (dnspython takes a FORMERR/SERVFAIL/NOTIMP/REFUSED without a
-    question, and a reply repeating the question, as that server's failure and moves to the
-    next server; the stub waits for its timeout on that server and moves on too).
+(4) A reply whose QDCOUNT is 2, or 0 with NOERROR/NXDOMAIN, is a WireError (dnspython takes a
+    reply repeating the question as that server's failure and moves to the next server; the
+    stub waits for its timeout on that server and moves on too). An error RCODE without a
+    question is that server's failure in both.
 """
 
 from __future__ import annotations
@@ -792,13 +792,19 @@ def test_difference_3_unread_types_are_skipped_not_parsed() -> None:
     )
 
 
-def test_difference_4_error_rcode_without_question_is_not_taken() -> None:
-    """(4) SERVFAIL with no question section: dnspython takes it (next server); decode: not a
-    reply to this question (the stub waits, then moves on)."""
-    wire = struct.pack("!HHHHHH", 7, 0x8182, 0, 0, 0, 0)
-    assert dnspython_outcome(wire, "example.org.", RRType.MX) == dns.rcode.SERVFAIL
-    with pytest.raises(WireError):
-        decode(wire, question_of("example.org.", RRType.MX), RRType.MX)
+def test_error_rcode_without_question_is_that_servers_failure() -> None:
+    """An error RCODE with no question section (an old server that could not parse the query,
+    e.g. its OPT record, RFC 6891 §7): dnspython takes it as the server's failure, and so does
+    decode, so the stub asks again without EDNS or moves on at once instead of waiting. A
+    NOERROR or NXDOMAIN without the question is still not a reply to it."""
+    question = question_of("example.org.", RRType.MX)
+    for flags, rcode in ((0x8182, dns.rcode.SERVFAIL), (0x8181, dns.rcode.FORMERR)):
+        wire = struct.pack("!HHHHHH", 7, flags, 0, 0, 0, 0)
+        assert dnspython_outcome(wire, "example.org.", RRType.MX) == rcode
+        assert decode(wire, question, RRType.MX) == rcode
+    for flags in (0x8180, 0x8183):
+        with pytest.raises(WireError):
+            decode(struct.pack("!HHHHHH", 7, flags, 0, 0, 0, 0), question, RRType.MX)
 
 
 def test_difference_4_question_twice_is_not_taken() -> None:
