@@ -456,35 +456,34 @@ class StubResolver:
                 answers[i] = answer
             return cast("list[Answer]", answers)
         firsts: list[object] = []
-        sent: list[tuple[_Socket, int, asyncio.Future[Any]]] = []
+        sent: list[tuple[_Socket | None, int, asyncio.Future[Any]]] = []
         state.in_flight += 1
         handle: asyncio.TimerHandle | None = None
         try:
             for i in todo:
+                future: asyncio.Future[Any] = loop.create_future()
                 try:
                     sock = state.socket_for(server)
                     qid = sock.new_id()
-                    future: asyncio.Future[Any] = loop.create_future()
                     sock.pending[qid] = _Pending(future, questions[i], queries[i])
                     sent.append((sock, qid, future))
                     sock.send(_wire.make_query(qid, questions[i], edns=self.edns))
                 except OSError as exc:
-                    if sent and not sent[-1][2].done():
-                        sent[-1][2].set_result(exc)
-                    else:
-                        future = loop.create_future()
+                    # this query's first exchange failed: its retry loop takes it from here
+                    if not future.done():
                         future.set_result(exc)
-                        sent.append((sock, -1, future))
+                    if not sent or sent[-1][2] is not future:
+                        sent.append((None, -1, future))
             handle = loop.call_later(min(self.timeout, total), _expire_all, [f for _, _, f in sent])
             for _, _, future in sent:
                 firsts.append(await future)
         finally:
             if handle is not None:
                 handle.cancel()
-            for sock, qid, future in sent:
-                entry = sock.pending.get(qid)
-                if entry is not None and entry.future is future:
-                    del sock.pending[qid]
+            for used, qid, future in sent:
+                entry = used.pending.get(qid) if used is not None else None
+                if used is not None and entry is not None and entry.future is future:
+                    del used.pending[qid]
             limiter.give(len(todo))
             state.in_flight -= 1
             if not state.in_flight:

@@ -745,3 +745,27 @@ def test_the_driver_uses_aresolve_batch_and_checks_what_it_returns() -> None:
     for broken, text in ((Short(), "returned 0 answers for 1"), (Raises(), "OSError: no route")):
         with pytest.raises(DNSTemporaryError, match=text):
             asyncio.run(mxselect.aselect_targets("d.stub.test", resolver=broken))
+
+
+def test_a_batch_survives_a_socket_that_cannot_be_opened(fault_server, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """An OSError while sending one query of a batch (no socket to be had) fails that query
+    alone, in its place; the others are answered."""
+    import mxselect.stub as stub_module
+
+    server = fault_server(ZONE)
+    stub = StubResolver([("127.0.0.1", server.port)], timeout=0.5, lifetime=0.5)
+    original = stub_module._LoopState.socket_for
+    calls = 0
+
+    def flaky(self: stub_module._LoopState, where: tuple[str, int, int]) -> stub_module._Socket:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise OSError(24, "Too many open files")
+        return original(self, where)
+
+    monkeypatch.setattr(stub_module._LoopState, "socket_for", flaky)
+    answers = asyncio.run(stub.aresolve_batch([MX, A, Query("mx2.d.stub.test.", RRType.A)]))
+    assert [a.status for a in answers] == [Status.RECORDS, Status.TEMPFAIL, Status.RECORDS]
+    assert "Too many open files" in answers[1].reason
+    assert stub._states == {}
