@@ -204,6 +204,21 @@ def _name(msg: bytes, off: int, seen: dict[int, tuple[str, int, int]]) -> tuple[
     return text, end
 
 
+def _record(
+    msg: bytes, off: int, seen: dict[int, tuple[str, int, int]]
+) -> tuple[str, int, int, int, int, int]:
+    """(owner, TYPE, CLASS, TTL, RDATA offset, offset after RDATA) of the record at ``off``."""
+    owner, off = _name(msg, off, seen)
+    if off + 10 > len(msg):
+        raise WireError("record header runs past the end")
+    rrtype, rrclass, ttl, rdlen = _RR.unpack_from(msg, off)
+    off += 10
+    rdend = off + rdlen
+    if rdend > len(msg):
+        raise WireError("record data runs past the end")
+    return owner, rrtype, rrclass, ttl, off, rdend
+
+
 def decode(msg: bytes, question: bytes, rtype: RRType) -> Answer | int | _Truncated:
     """Read a reply to the query whose question section is ``question``.
 
@@ -240,28 +255,21 @@ def decode(msg: bytes, question: bytes, rtype: RRType) -> Answer | int | _Trunca
     records: dict[tuple[str, int], list[tuple[int, object]]] = {}
     owners: dict[str, str] = {}
     for _ in range(ancount):
-        owner, off = _name(msg, off, seen)
-        if off + 10 > len(msg):
-            raise WireError("record header runs past the end")
-        rrtype, rrclass, ttl, rdlen = _RR.unpack_from(msg, off)
-        off += 10
-        rdend = off + rdlen
-        if rdend > len(msg):
-            raise WireError("record data runs past the end")
+        owner, rrtype, rrclass, ttl, off, rdend = _record(msg, off, seen)
         if ttl > _MAX_TTL:  # RFC 2181 §8: the top bit set means 0 (dnspython reads it so)
             ttl = 0
         if rrclass == _CLASS_IN and rrtype in (qtype, _CNAME):
             data: object
             if rrtype == 1:
-                if rdlen != 4:
+                if rdend - off != 4:
                     raise WireError("A record of the wrong length")
                 data = msg[off:rdend]
             elif rrtype == 28:
-                if rdlen != 16:
+                if rdend - off != 16:
                     raise WireError("AAAA record of the wrong length")
                 data = msg[off:rdend]
             elif rrtype == 15:
-                if rdlen < 3:
+                if rdend - off < 3:
                     raise WireError("MX record too short")
                 exchange, after = _name(msg, off + 2, seen)
                 if after != rdend:
@@ -279,14 +287,7 @@ def decode(msg: bytes, question: bytes, rtype: RRType) -> Answer | int | _Trunca
     # SOA RRsets of the authority section: owner key -> (TTL, MINIMUM)
     soas: dict[str, tuple[int, int]] = {}
     for _ in range(nscount):
-        owner, off = _name(msg, off, seen)
-        if off + 10 > len(msg):
-            raise WireError("record header runs past the end")
-        rrtype, rrclass, ttl, rdlen = _RR.unpack_from(msg, off)
-        off += 10
-        rdend = off + rdlen
-        if rdend > len(msg):
-            raise WireError("record data runs past the end")
+        owner, rrtype, rrclass, ttl, off, rdend = _record(msg, off, seen)
         if rrtype == _SOA:
             _mname, after = _name(msg, off, seen)
             _rname, after = _name(msg, after, seen)
@@ -303,13 +304,7 @@ def decode(msg: bytes, question: bytes, rtype: RRType) -> Answer | int | _Trunca
                 )
         off = rdend
     for _ in range(arcount):
-        _owner, off = _name(msg, off, seen)
-        if off + 10 > len(msg):
-            raise WireError("record header runs past the end")
-        rrtype, _payload, ttl, rdlen = _RR.unpack_from(msg, off)
-        off += 10 + rdlen
-        if off > len(msg):
-            raise WireError("record data runs past the end")
+        _owner, rrtype, _payload, ttl, _rdata, off = _record(msg, off, seen)
         if rrtype == _OPT:
             rcode |= (ttl >> 24) << 4  # the extended RCODE (RFC 6891 §6.1.3)
     if off != len(msg):
