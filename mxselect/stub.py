@@ -55,7 +55,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from types import TracebackType
 from typing import Any, cast
 
@@ -516,31 +516,48 @@ class StubResolver:
         end: float,
         first: object,
     ) -> Answer:
-        """The retry loop of one query. ``first``: the result of a first UDP exchange with
-        the first server already made (by :meth:`aresolve_batch`), or ``_NOTHING``."""
+        """The retry loop of one query (:meth:`_attempts`) over asyncio. ``first``: the
+        result of a first UDP exchange with the first server already made (by
+        :meth:`aresolve_batch`), or ``_NOTHING``."""
+        steps = self._attempts(total, end, loop.time, first)
+        try:
+            transport, server, edns, wait = next(steps)
+            while True:
+                if transport == "tcp":
+                    result = await self._atcp(loop, server, question, query, edns, wait)
+                else:
+                    result = await self._audp(loop, server, question, query, edns, wait)
+                transport, server, edns, wait = steps.send(result)
+        except StopIteration as stop:
+            return cast("Answer", stop.value)
+
+    def _attempts(
+        self, total: float, end: float, clock: Callable[[], float], first: object = _NOTHING
+    ) -> Generator[tuple[str, tuple[str, int, int], bool, float], object, Answer]:
+        """The retry loop of one query, without I/O, shared by both protocols: yields the
+        next exchange to make -- ("udp" or "tcp", server, EDNS on, seconds to wait) -- is sent
+        its result, and returns the Answer. Servers in order, round after round (RFC 1123
+        §6.1.3.3), until ``end`` on ``clock``; TCP after a truncated UDP reply (RFC 1123
+        §6.1.3.2)."""
         failures = _Failures()
         servers = list(self.nameservers)
         edns = self.edns
-        turn = 0  # servers in order, round after round (RFC 1123 §6.1.3.3)
+        turn = 0
         while servers:
             server = servers[turn % len(servers)]
-            remaining = end - loop.time()
+            transport = "tcp" if self.tcp else "udp"
             if first is not _NOTHING:
-                result, first = first, _NOTHING
-            elif remaining <= 0:
-                return failures.answer(total, True)
-            elif self.tcp:
-                wait = min(self.timeout, remaining)
-                result = await self._atcp(loop, server, question, query, edns, wait)
+                result, first, transport = first, _NOTHING, "udp"
             else:
-                wait = min(self.timeout, remaining)
-                result = await self._audp(loop, server, question, query, edns, wait)
-            if result is _wire.TRUNCATED:
-                remaining = end - loop.time()
+                remaining = end - clock()
                 if remaining <= 0:
                     return failures.answer(total, True)
-                wait = min(self.timeout, remaining)
-                result = await self._atcp(loop, server, question, query, edns, wait)
+                result = yield transport, server, edns, min(self.timeout, remaining)
+            if result is _wire.TRUNCATED and transport == "udp":
+                remaining = end - clock()
+                if remaining <= 0:
+                    return failures.answer(total, True)
+                result = yield "tcp", server, edns, min(self.timeout, remaining)
                 if isinstance(result, str):
                     result += " over TCP (the UDP reply was truncated)"
             outcome = self._judge(result, server, failures, servers, edns)
@@ -682,37 +699,16 @@ class StubResolver:
         except (_wire.WireError, KeyError) as exc:
             return Answer.tempfail(f"cannot ask for {query}: {exc}")
         total = self.lifetime if lifetime is None else min(lifetime, self.lifetime)
-        end = time.monotonic() + total
-        failures = _Failures()
-        servers = list(self.nameservers)
-        edns = self.edns
-        turn = 0  # servers in order, round after round (RFC 1123 §6.1.3.3)
-        while servers:
-            server = servers[turn % len(servers)]
-            remaining = end - time.monotonic()
-            if remaining <= 0:
-                return failures.answer(total, True)
-            wait = min(self.timeout, remaining)
-            if self.tcp:
-                result: object = _tcp(server, question, query, edns, wait)
-            else:
-                result = _udp(server, question, query, edns, wait)
-                if result is _wire.TRUNCATED:
-                    remaining = end - time.monotonic()
-                    if remaining <= 0:
-                        return failures.answer(total, True)
-                    wait = min(self.timeout, remaining)
-                    result = _tcp(server, question, query, edns, wait)
-                    if isinstance(result, str):
-                        result += " over TCP (the UDP reply was truncated)"
-            outcome = self._judge(result, server, failures, servers, edns)
-            if isinstance(outcome, Answer):
-                return outcome
-            if outcome == "no-edns":
-                edns = False  # the same server again, without EDNS
-            elif server in servers:
-                turn += 1  # (a server dropped after an error leaves its place to the next)
-        return failures.answer(total, False)
+        steps = self._attempts(total, time.monotonic() + total, time.monotonic)
+        try:
+            transport, server, edns, wait = next(steps)
+            while True:
+                exchange = _tcp if transport == "tcp" else _udp
+                transport, server, edns, wait = steps.send(
+                    exchange(server, question, query, edns, wait)
+                )
+        except StopIteration as stop:
+            return cast("Answer", stop.value)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
