@@ -204,13 +204,14 @@ class _Socket:
 
 
 class _Limiter:
-    """At most ``size`` UDP queries outstanding to one server; the rest wait in order."""
+    """At most ``size`` UDP queries outstanding to one server; the rest wait in order (a
+    batch waits for all its slots at once, so it is still sent as one)."""
 
     __slots__ = ("free", "waiters")
 
     def __init__(self, size: int) -> None:
         self.free = size
-        self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self.waiters: collections.deque[tuple[asyncio.Future[None], int]] = collections.deque()
 
     def take_now(self, n: int) -> bool:
         """Take ``n`` slots if they are free and nobody waits before us."""
@@ -219,10 +220,12 @@ class _Limiter:
             return True
         return False
 
-    async def take(self, loop: asyncio.AbstractEventLoop, wait: float) -> bool:
-        """Wait up to ``wait`` seconds for one slot; False if none came."""
+    async def take(self, loop: asyncio.AbstractEventLoop, wait: float, n: int = 1) -> bool:
+        """Wait up to ``wait`` seconds for ``n`` slots (at most the limiter's size); False if
+        they did not come."""
         future: asyncio.Future[None] = loop.create_future()
-        self.waiters.append(future)
+        entry = (future, n)
+        self.waiters.append(entry)
         granted = False
         try:
             async with asyncio.timeout(wait):
@@ -234,19 +237,25 @@ class _Limiter:
         finally:
             if not granted:
                 if future.done() and not future.cancelled():
-                    self.give(1)  # handed a slot just as the wait ended: pass it on
+                    self.give(n)  # handed the slots just as the wait ended: pass them on
                 else:
                     future.cancel()
                     with contextlib.suppress(ValueError):
-                        self.waiters.remove(future)
+                        self.waiters.remove(entry)
+                    self.give(0)  # a smaller waiter behind this one may fit now
 
     def give(self, n: int) -> None:
         self.free += n
-        while self.waiters and self.free > 0:
-            future = self.waiters.popleft()
-            if not future.done():
-                self.free -= 1
+        while self.waiters:
+            future, want = self.waiters[0]
+            if future.done():
+                self.waiters.popleft()
+            elif self.free >= want:
+                self.waiters.popleft()
+                self.free -= want
                 future.set_result(None)
+            else:
+                break  # first come, first served: later waiters wait behind this one
 
 
 class _LoopState:
@@ -442,10 +451,9 @@ class StubResolver:
                 questions.append(b"")
         todo = [i for i, answer in enumerate(answers) if answer is None]
         server = self.nameservers[0]
-        state = self._state(loop)
-        limiter = state.limiter(server, self.max_in_flight)
-        if self.tcp or not todo or not limiter.take_now(len(todo)):
-            # TCP, nothing to send, or the server's queue is full: one task per query.
+        if self.tcp or not todo or len(todo) > self.max_in_flight:
+            # TCP, nothing to send, or more than the server may have outstanding at all:
+            # one task per query.
             rest = await asyncio.gather(
                 *(
                     self._aresolve(loop, queries[i], questions[i], total, end, _NOTHING)
@@ -455,28 +463,38 @@ class StubResolver:
             for i, answer in zip(todo, rest, strict=True):
                 answers[i] = answer
             return cast("list[Answer]", answers)
+        state = self._state(loop)
+        limiter = state.limiter(server, self.max_in_flight)
         firsts: list[object] = []
         sent: list[tuple[_Socket | None, int, asyncio.Future[Any]]] = []
         state.in_flight += 1
         handle: asyncio.TimerHandle | None = None
+        taken = False
         try:
-            for i in todo:
-                future: asyncio.Future[Any] = loop.create_future()
-                try:
-                    sock = state.socket_for(server)
-                    qid = sock.new_id()
-                    sock.pending[qid] = _Pending(future, questions[i], queries[i])
-                    sent.append((sock, qid, future))
-                    sock.send(_wire.make_query(qid, questions[i], edns=self.edns))
-                except OSError as exc:
-                    # this query's first exchange failed: its retry loop takes it from here
-                    if not future.done():
-                        future.set_result(exc)
-                    if not sent or sent[-1][2] is not future:
-                        sent.append((None, -1, future))
-            handle = loop.call_later(min(self.timeout, total), _expire_all, [f for _, _, f in sent])
-            for _, _, future in sent:
-                firsts.append(await future)
+            wait = min(self.timeout, total)
+            taken = limiter.take_now(len(todo)) or await limiter.take(loop, wait, len(todo))
+            if not taken:
+                # no slots freed up within the first timeout: that counts as the first
+                # server timing out, as in _audp, and each query's retry loop goes on
+                firsts = [None] * len(todo)
+            else:
+                for i in todo:
+                    future: asyncio.Future[Any] = loop.create_future()
+                    try:
+                        sock = state.socket_for(server)
+                        qid = sock.new_id()
+                        sock.pending[qid] = _Pending(future, questions[i], queries[i])
+                        sent.append((sock, qid, future))
+                        sock.send(_wire.make_query(qid, questions[i], edns=self.edns))
+                    except OSError as exc:
+                        # this query's first exchange failed: its retry loop takes it on
+                        if not future.done():
+                            future.set_result(exc)
+                        if not sent or sent[-1][2] is not future:
+                            sent.append((None, -1, future))
+                handle = loop.call_later(wait, _expire_all, [f for _, _, f in sent])
+                for _, _, future in sent:
+                    firsts.append(await future)
         finally:
             if handle is not None:
                 handle.cancel()
@@ -484,7 +502,8 @@ class StubResolver:
                 entry = used.pending.get(qid) if used is not None else None
                 if used is not None and entry is not None and entry.future is future:
                     del used.pending[qid]
-            limiter.give(len(todo))
+            if taken:
+                limiter.give(len(todo))
             state.in_flight -= 1
             if not state.in_flight:
                 self._idle(state)

@@ -673,6 +673,75 @@ def test_a_batch_larger_than_the_free_slots_still_completes(fault_server) -> Non
     assert stub._states == {}
 
 
+def test_batches_beyond_max_in_flight_wait_as_batches(fault_server, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Batches that find the server's slots taken wait for all their slots at once and go
+    out together (no task per query): three batches of 4 with 4 allowed arrive in three
+    waves, each answer held 100 ms, and the per-query path is never taken."""
+    import mxselect.stub as stub_module
+
+    zone = ZONE + "".join(f"h{i} A 198.51.100.{i + 1}\n" for i in range(12))
+    server = fault_server(zone, default_delay_ms=100)
+    stub = StubResolver([("127.0.0.1", server.port)], max_in_flight=4)
+    per_query = 0
+    original = stub_module.StubResolver._aresolve
+
+    def spy(self: StubResolver, *args: object) -> object:
+        nonlocal per_query
+        per_query += 1
+        return original(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(stub_module.StubResolver, "_aresolve", spy)
+    batches = [[Query(f"h{4 * b + i}.stub.test.", RRType.A) for i in range(4)] for b in range(3)]
+
+    async def main() -> list[list[mxselect.Answer]]:
+        return await asyncio.gather(*(stub.aresolve_batch(b) for b in batches))
+
+    started = time.monotonic()
+    results = asyncio.run(main())
+    elapsed = time.monotonic() - started
+    got = [str(a.addresses[0]) for answers in results for a in answers]
+    assert got == [f"198.51.100.{i + 1}" for i in range(12)]
+    assert per_query == 0
+    assert 0.3 <= elapsed < 2.0  # three waves of 100 ms: never more than 4 outstanding
+    assert stub._states == {}
+
+
+def test_a_batch_that_gets_no_slots_in_time_goes_to_the_next_server(fault_server) -> None:  # type: ignore[no-untyped-def]
+    """Waiting for slots longer than the timeout counts as the first server timing out, as
+    for a single query: the batch goes on to the next server, and nothing was sent to the
+    first. With one server and the lifetime spent, it is a timeout naming that server."""
+    first, second = fault_server(ZONE), fault_server(ZONE)
+    batch = [MX, A]
+
+    async def blocked(stub: StubResolver) -> list[mxselect.Answer]:
+        limiter = stub._state(asyncio.get_running_loop()).limiter(stub.nameservers[0], 2)
+        assert limiter.take_now(1)  # someone else holds one of the two slots
+        try:
+            return await stub.aresolve_batch(batch)
+        finally:
+            limiter.give(1)
+
+    two = StubResolver(
+        [("127.0.0.1", first.port), ("127.0.0.1", second.port)],
+        max_in_flight=2,
+        timeout=0.2,
+        lifetime=3,
+    )
+    answers = asyncio.run(blocked(two))
+    assert [a.status for a in answers] == [Status.RECORDS, Status.RECORDS]
+    assert first.queries == []
+    assert sorted(q[:2] for q in second.queries) == [
+        ("d.stub.test.", "MX"),
+        ("mx1.d.stub.test.", "A"),
+    ]
+
+    one = StubResolver([("127.0.0.1", first.port)], max_in_flight=2, timeout=0.2, lifetime=0.2)
+    answers = asyncio.run(blocked(one))
+    assert [a.status for a in answers] == [Status.TEMPFAIL, Status.TEMPFAIL]
+    assert all(a.reason.startswith("timeout after 0.2 s") for a in answers)
+    assert first.queries == []
+
+
 def test_cancelled_waiters_give_their_slots_back(fault_server) -> None:  # type: ignore[no-untyped-def]
     """Tasks cancelled while waiting for a slot, or just after being handed one, leave the
     count of free slots whole: afterwards a full burst still goes out at once."""
