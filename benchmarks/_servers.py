@@ -16,7 +16,7 @@ input is closed.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import socket
 import sys
 import threading
@@ -25,62 +25,64 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 
-class _Proxy(asyncio.DatagramProtocol):
-    """Clients -> (delay) -> upstream; replies go straight back. Query IDs are remapped so
-    that one upstream socket serves every client."""
+def _proxy(upstream_port: int, delay: float) -> None:
+    """The delaying forwarder: one thread, plain non-blocking sockets, a FIFO of held queries
+    (the delay is the same for all, so the oldest is always due first). Query IDs are
+    remapped so that one upstream socket serves every client. Lean on purpose: the proxy
+    stands for a distant server, which costs the benchmark machine nothing; an asyncio
+    forwarder used about half a core at 7,000 queries/s, CPU the client and Unbound share."""
+    import collections
+    import select
+    import time
 
-    def __init__(self, upstream: tuple[str, int], delay: float) -> None:
-        self.upstream = upstream
-        self.delay = delay
-        self.next_id = 0
-        self.pending: dict[int, tuple[bytes, tuple[str, int]]] = {}
-        self.transport: asyncio.DatagramTransport | None = None
-        self.up: asyncio.DatagramTransport | None = None
+    down = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    down.bind(("127.0.0.1", 0))
+    down.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+    down.setblocking(False)
+    up = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    up.connect(("127.0.0.1", upstream_port))
+    up.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+    up.setblocking(False)
+    held: collections.deque[tuple[float, bytes]] = collections.deque()
+    pending: dict[bytes, tuple[bytes, tuple[str, int]]] = {}
+    next_id = 0
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+    def serve() -> None:
+        nonlocal next_id
+        clock = time.monotonic
+        while True:
+            timeout = max(0.0, held[0][0] - clock()) if held else None
+            readable, _, _ = select.select([down, up], [], [], timeout)
+            if down in readable:
+                due = clock() + delay
+                while True:
+                    try:
+                        data, addr = down.recvfrom(4096)
+                    except BlockingIOError:
+                        break
+                    if len(data) < 12:
+                        continue
+                    next_id = (next_id + 1) & 0xFFFF
+                    new_id = next_id.to_bytes(2, "big")
+                    pending[new_id] = (data[:2], addr)
+                    held.append((due, new_id + data[2:]))
+            if up in readable:
+                while True:
+                    try:
+                        data = up.recv(65535)
+                    except BlockingIOError:
+                        break
+                    entry = pending.pop(data[:2], None)
+                    if entry is not None:
+                        down.sendto(entry[0] + data[2:], entry[1])
+            now = clock()
+            while held and held[0][0] <= now:
+                with contextlib.suppress(OSError):
+                    up.send(held.popleft()[1])
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        if len(data) < 12:
-            return
-        self.next_id = (self.next_id + 1) & 0xFFFF
-        new_id = self.next_id.to_bytes(2, "big")
-        self.pending[self.next_id] = (data[:2], addr)
-        assert self.up is not None
-        asyncio.get_running_loop().call_later(
-            self.delay, self.up.sendto, new_id + data[2:], self.upstream
-        )
-
-    def reply(self, data: bytes) -> None:
-        entry = self.pending.pop(int.from_bytes(data[:2], "big"), None)
-        if entry is not None and self.transport is not None:
-            old_id, addr = entry
-            self.transport.sendto(old_id + data[2:], addr)
-
-
-class _Upstream(asyncio.DatagramProtocol):
-    def __init__(self, proxy: _Proxy) -> None:
-        self.proxy = proxy
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.proxy.reply(data)
-
-
-async def _proxy(upstream_port: int, delay_ms: float, stop: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
-    proxy = _Proxy(("127.0.0.1", upstream_port), delay_ms / 1000)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
-    transport, _ = await loop.create_datagram_endpoint(lambda: proxy, sock=sock)
-    up, _ = await loop.create_datagram_endpoint(
-        lambda: _Upstream(proxy), local_addr=("127.0.0.1", 0)
-    )
-    proxy.up = up  # type: ignore[assignment]
-    print(sock.getsockname()[1], flush=True)
-    await stop.wait()
-    transport.close()
-    up.close()
+    threading.Thread(target=serve, daemon=True).start()
+    print(down.getsockname()[1], flush=True)
+    sys.stdin.read()
 
 
 def _delay_server(zone_text: str, delay: float) -> None:
@@ -129,11 +131,6 @@ def _delay_server(zone_text: str, delay: float) -> None:
     sys.stdin.read()
 
 
-def _wait_stdin(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
-    sys.stdin.read()
-    loop.call_soon_threadsafe(stop.set)
-
-
 def main() -> None:
     kind = sys.argv[1]
     if kind == "fault":
@@ -148,10 +145,7 @@ def main() -> None:
         _delay_server(Path(sys.argv[2]).read_text(), float(sys.argv[3]) / 1000)
         return
     if kind == "delayproxy":
-        loop = asyncio.new_event_loop()
-        stop = asyncio.Event()
-        threading.Thread(target=_wait_stdin, args=(loop, stop), daemon=True).start()
-        loop.run_until_complete(_proxy(int(sys.argv[2]), float(sys.argv[3]), stop))
+        _proxy(int(sys.argv[2]), float(sys.argv[3]) / 1000)
         return
     raise SystemExit(f"unknown server kind {kind!r}")
 

@@ -62,6 +62,8 @@ from mxselect.stub import StubResolver
 NAME = "bulk"
 
 CONCURRENCY = 100
+#: A second, wider run of the headline contestant: where throughput stops growing.
+WIDE = 300
 DOMAINS = 1000
 SEQUENTIAL = 150
 UPSTREAM_DELAY_MS = 10.0
@@ -73,17 +75,24 @@ RECORD_TEMPFAILS: list[str] = []
 
 
 def generate(count: int, seed: int = 1000) -> tuple[str, list[str]]:
-    """The bulk.test. zone text and its domains in a shuffled order (kinds mixed)."""
+    """The bulk.test. zone text and its domains in a shuffled order (kinds mixed).
+
+    Every name sits one label below the zone cut (``mx0-d0001.bulk.test``, not
+    ``mx0.d0001.bulk.test``), as a real domain's hosts sit one label below its own apex or its
+    provider's. Two labels down, Unbound's QNAME minimisation (on by default) first asks for
+    ``d0001.bulk.test`` to learn whether it is a zone cut: an upstream round trip per exchange
+    that a real resolver does not make (it learnt the cut from the referral), which slowed
+    only the contestants that resolve exchange addresses (email-validator does not)."""
     rng = random.Random(seed)
     lines = [
         f"$ORIGIN {ZONE}.",
         "$TTL 3600",
         "@ SOA ns.test. hostmaster.test. 1 3600 900 604800 60",
         "@ NS ns.test.",
-        "mx1.provider A 11.0.0.1",
-        "mx1.provider AAAA 2a00:1::1",
-        "mx2.provider A 11.0.0.2",
-        "mx2.provider AAAA 2a00:1::2",
+        "mx1-provider A 11.0.0.1",
+        "mx1-provider AAAA 2a00:1::1",
+        "mx2-provider A 11.0.0.2",
+        "mx2-provider AAAA 2a00:1::2",
     ]
     domains = []
     for i in range(count):
@@ -93,12 +102,12 @@ def generate(count: int, seed: int = 1000) -> tuple[str, list[str]]:
         a, b = divmod(i, 250)
         if kind < 0.50:  # own MX hosts, 1-3, mostly dual stack
             for h in range(rng.randint(1, 3)):
-                lines.append(f"{name} MX {10 * (1 + h // 2)} mx{h}.{name}")
-                lines.append(f"mx{h}.{name} A 11.{1 + h}.{a}.{b + 1}")
+                lines.append(f"{name} MX {10 * (1 + h // 2)} mx{h}-{name}")
+                lines.append(f"mx{h}-{name} A 11.{1 + h}.{a}.{b + 1}")
                 if rng.random() < 0.8:
-                    lines.append(f"mx{h}.{name} AAAA 2a00:{2 + h}::{i + 1:x}")
+                    lines.append(f"mx{h}-{name} AAAA 2a00:{2 + h}::{i + 1:x}")
         elif kind < 0.65:  # a mail provider's hosts
-            lines += [f"{name} MX 10 mx1.provider", f"{name} MX 20 mx2.provider"]
+            lines += [f"{name} MX 10 mx1-provider", f"{name} MX 20 mx2-provider"]
         elif kind < 0.80:  # implicit MX
             lines += [f"{name} A 11.9.{a}.{b + 1}", f"{name} AAAA 2a00:9::{i + 1:x}"]
         elif kind < 0.90:  # null MX (RFC 7505)
@@ -145,7 +154,9 @@ class BulkEnv(DnsEnv):
 
 
 def run_mxselect(
-    resolver: dns.asyncresolver.Resolver | StubResolver, domains: Sequence[str]
+    resolver: dns.asyncresolver.Resolver | StubResolver,
+    domains: Sequence[str],
+    concurrency: int = CONCURRENCY,
 ) -> Counter[str]:
     outcomes: Counter[str] = Counter()
     rng = random.Random(7)
@@ -164,7 +175,7 @@ def run_mxselect(
 
     async def main() -> None:
         queue = list(reversed(domains))
-        await asyncio.gather(*(worker(queue) for _ in range(CONCURRENCY)))
+        await asyncio.gather(*(worker(queue) for _ in range(concurrency)))
 
     asyncio.run(main())
     return outcomes
@@ -366,6 +377,8 @@ def run(smoke: bool = False) -> Report:
                 contestants: list[tuple[str, Callable[[], Counter[str]], int]] = [
                     (f"mxselect aselect_targets + StubResolver ({CONCURRENCY} in flight)",
                      lambda: run_mxselect(stub, domains), count),
+                    (f"mxselect aselect_targets + StubResolver ({WIDE} in flight)",
+                     lambda: run_mxselect(stub, domains, WIDE), count),
                     (f"mxselect aselect_targets + dnspython adapter ({CONCURRENCY} in flight)",
                      lambda: run_mxselect(aio, domains), count),
                     (f"floor: raw dns.asyncresolver, same queries ({CONCURRENCY} in flight)",
@@ -439,9 +452,12 @@ def run(smoke: bool = False) -> Report:
         "email-validator resolves the MX set only (A/AAAA/TXT of the domain when it has no "
         "MX): it does less work than a selection, which resolves every exchange's addresses.",
         "CPU ms/domain: client process CPU time ÷ domains; the DNS servers run elsewhere.",
+        f"The {WIDE}-in-flight row shows where widening stops paying: Unbound, the proxy and "
+        "Knot each take a burst of queries one after the other, on the two cores the client "
+        "uses too, so a selection waits longer as more are in flight.",
     ]
     report = Report([table])
-    adapter, floor, ev, naive = (contestants[i][0] for i in (1, 2, 4, 5))
+    adapter, floor, ev, naive = (contestants[i][0] for i in (2, 3, 5, 6))
     for cache in ("cold", "warm"):
         r = rates[(mx_name, cache)] / rates[(naive, cache)]
         report.targets.append(Target(f"bulk vs naive loop, {cache}", "≥ 20×", f"{r:.1f}×", r >= 20))
