@@ -6,16 +6,22 @@ and prints:
 1. the client's CPU by component for mxselect and for the floor, warm cache, sampled with
    pyinstrument (each sample goes to the innermost frame in mxselect, dnspython or asyncio;
    stdlib helpers count for their caller);
-2. every process's CPU during a cold mxselect run (client, Unbound, Knot, the proxy) against
-   the 2 cores of the machine: whether the run is bound by latency or by CPU.
+2. every process's CPU during a cold run of mxselect and of email-validator (client, Unbound,
+   Knot, the proxy) against the cores of the machine (``/proc/stat``), and the median time of
+   one selection: whether a run is bound by latency or by CPU.
 
-    python benchmarks/profile_bulk.py [--smoke]
+``--resolver`` picks mxselect's resolver (``stub``, the benchmark's headline, or
+``dnspython``), ``--concurrency`` the selections in flight (default: bulk.py's).
+
+    python benchmarks/profile_bulk.py [--smoke] [--resolver stub|dnspython] [--concurrency N]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import statistics
 import tempfile
 import time
 from collections import Counter
@@ -66,7 +72,10 @@ def _proc_cpu(pid: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--resolver", choices=("stub", "dnspython"), default="stub")
+    parser.add_argument("--concurrency", type=int, default=bulk.CONCURRENCY)
     args = parser.parse_args()
+    width = args.concurrency
     count = 20 if args.smoke else bulk.DOMAINS
     zone_text, domains = bulk.generate(count)
     with tempfile.TemporaryDirectory(prefix="mxselect-profile-") as tmp:
@@ -75,14 +84,27 @@ def main() -> None:
             env = bulk.BulkEnv(Path(tmp), zone_text, proxy, auth_port)
             with env:
                 aio = async_resolver(env.resolver_port)
+                resolver: object = aio
+                if args.resolver == "stub":
+                    resolver = bulk.StubResolver([("127.0.0.1", env.resolver_port)])
                 recorded = bulk.record_batches(aio, domains)
-                bulk.run_mxselect(aio, domains)  # warm
+
+                def selections() -> object:
+                    return bulk.run_mxselect(resolver, domains, width)  # type: ignore[arg-type]
+
+                def floor() -> object:
+                    if isinstance(resolver, bulk.StubResolver):
+                        return bulk.run_stub_floor(resolver, recorded)
+                    return bulk.run_floor(aio, recorded)
+
+                selections()  # warm
                 table = Table(
-                    f"Client CPU by component, warm cache, {count} domains (pyinstrument)",
+                    f"Client CPU by component, warm cache, {count} domains, {args.resolver} "
+                    f"resolver, {width} in flight (pyinstrument)",
                     ["component", "mxselect run", "floor run"],
                 )
-                mx, mx_cpu = cpu_by_component(lambda: bulk.run_mxselect(aio, domains))
-                fl, fl_cpu = cpu_by_component(lambda: bulk.run_floor(aio, recorded))
+                mx, mx_cpu = cpu_by_component(selections)
+                fl, fl_cpu = cpu_by_component(floor)
                 total_mx, total_fl = sum(mx.values()), sum(fl.values())
                 for name in sorted(set(mx) | set(fl), key=lambda n: -mx[n]):
                     table.rows.append(
@@ -94,29 +116,90 @@ def main() -> None:
                 )
                 print(table.render())
                 pids = {
-                    "client (mxselect)": os.getpid(),
+                    "client (this process)": os.getpid(),
                     "unbound": env._procs["unbound"].pid,
                     "knotd": env._procs["knotd"].pid,
                 }
                 proxy_pid = _find_proxy(proxy)
                 if proxy_pid:
                     pids["upstream delay proxy"] = proxy_pid
-                env.flush()
-                before = {name: _proc_cpu(pid) for name, pid in pids.items()}
-                started = time.perf_counter()
-                bulk.run_mxselect(aio, domains)
-                wall = time.perf_counter() - started
-                used = {name: _proc_cpu(pid) - before[name] for name, pid in pids.items()}
+                sync = bulk.make_sync_resolver(env.resolver_port)
+                runs = {
+                    f"mxselect, {args.resolver}, {width} in flight": lambda: _timed(
+                        resolver, domains, width
+                    ),
+                    "email-validator, 32 threads": lambda: bulk.run_email_validator(sync, domains),
+                }
+                measured = []
+                for label, run in runs.items():
+                    env.flush()
+                    before = {name: _proc_cpu(pid) for name, pid in pids.items()}
+                    machine = _jiffies()
+                    started = time.perf_counter()
+                    result = run()
+                    wall = time.perf_counter() - started
+                    busy = _busy_since(machine)
+                    used = {name: _proc_cpu(pid) - before[name] for name, pid in pids.items()}
+                    measured.append((label, wall, busy, used, result))
     cores = os.cpu_count() or 1
-    table = Table(
-        f"CPU of every process during a cold mxselect run ({wall:.2f} s wall, {cores} cores)",
-        ["process", "CPU s", "share of one core"],
-    )
-    for name, seconds in used.items():
-        table.rows.append([name, f"{seconds:.2f}", f"{seconds / wall:.0%}"])
-    total = sum(used.values())
-    table.rows.append(["all", f"{total:.2f}", f"{total / wall:.0%} of {cores * 100}%"])
-    print(table.render())
+    for label, wall, busy, used, result in measured:
+        table = Table(
+            f"CPU of every process during a cold run: {label} ({count / wall:.0f} domains/s, "
+            f"{wall:.2f} s wall, {cores} cores)",
+            ["process", "CPU s", "share of one core"],
+        )
+        for name, seconds in used.items():
+            table.rows.append([name, f"{seconds:.2f}", f"{seconds / wall:.0%}"])
+        total = sum(used.values())
+        table.rows.append(["these processes", f"{total:.2f}", f"{total / wall:.0%}"])
+        table.rows.append(["the machine (/proc/stat)", "", f"{busy:.0%} of {cores * 100}%"])
+        if isinstance(result, list):
+            table.notes.append(
+                f"one selection, start to answer: median {statistics.median(result) * 1000:.1f}"
+                f" ms, 90th percentile {sorted(result)[len(result) * 9 // 10] * 1000:.1f} ms"
+            )
+        print(table.render())
+
+
+def _timed(resolver: object, domains: list[str], width: int) -> list[float]:
+    """aselect_targets over ``domains``, ``width`` in flight; each selection's wall time."""
+    import asyncio
+    import random
+
+    import mxselect
+
+    times: list[float] = []
+
+    async def worker(queue: list[str]) -> None:
+        while queue:
+            domain = queue.pop()
+            started = time.perf_counter()
+            with contextlib.suppress(mxselect.MXSelectError):
+                await mxselect.aselect_targets(
+                    domain,
+                    resolver=resolver,  # type: ignore[arg-type]
+                    rng=random.Random(7),
+                )
+            times.append(time.perf_counter() - started)
+
+    async def main() -> None:
+        queue = list(reversed(domains))
+        await asyncio.gather(*(worker(queue) for _ in range(width)))
+
+    asyncio.run(main())
+    return times
+
+
+def _jiffies() -> tuple[int, int]:
+    """(busy, all) clock ticks of the whole machine so far, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(fields) - fields[3] - fields[4], sum(fields)  # idle and iowait are not busy
+
+
+def _busy_since(before: tuple[int, int]) -> float:
+    """The machine's busy share since ``before``, in cores (1.0 = one core busy)."""
+    busy, total = _jiffies()
+    return (os.cpu_count() or 1) * (busy - before[0]) / max(1, total - before[1])
 
 
 def _find_proxy(port: int) -> int | None:
