@@ -779,6 +779,24 @@ def test_cancelled_waiters_give_their_slots_back(fault_server) -> None:  # type:
         limiter2.give(1)
         assert limiter2.free == 1
 
+        # a batch waits for all its slots, first come first served: a single query behind
+        # it waits too, until the batch gives up (cancelled) and the slot goes to it
+        limiter3 = stub_module._Limiter(2)
+        assert limiter3.take_now(2)
+        batch = asyncio.ensure_future(limiter3.take(loop, 1.0, 2))
+        single = asyncio.ensure_future(limiter3.take(loop, 1.0))
+        await asyncio.sleep(0)
+        limiter3.give(1)
+        await asyncio.sleep(0)
+        assert not batch.done()
+        assert not single.done()
+        assert not limiter3.take_now(1)  # nobody jumps the queue
+        batch.cancel()
+        assert await single is True
+        assert (limiter3.free, len(limiter3.waiters)) == (0, 0)
+        limiter3.give(2)
+        assert limiter3.free == 2
+
     asyncio.run(main())
     assert stub._states == {}
 
