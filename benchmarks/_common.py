@@ -24,6 +24,7 @@ for _path in (str(ROOT / "tests"), str(ROOT)):
 
 import dns.asyncresolver  # noqa: E402
 import dns.resolver  # noqa: E402
+from harness.resolvers import make_dnspython_resolver  # noqa: E402
 
 
 def three_mx_zone(origin: str) -> str:
@@ -108,24 +109,14 @@ def spread(samples: Sequence[float], scale: float = 1.0, fmt: str = ".1f") -> st
 
 def sync_resolver(port: int, lifetime: float = 5.0) -> dns.resolver.Resolver:
     """A dnspython resolver asking only 127.0.0.1@port: no system configuration, no cache."""
-    resolver = dns.resolver.Resolver(configure=False)
-    resolver.nameservers = ["127.0.0.1"]
-    resolver.port = port
-    resolver.cache = None
-    resolver.lifetime = lifetime
-    resolver.timeout = min(2.0, lifetime)
-    return resolver
+    return make_dnspython_resolver(port, lifetime=lifetime, timeout=min(2.0, lifetime))
 
 
 def async_resolver(port: int, lifetime: float = 5.0) -> dns.asyncresolver.Resolver:
     """The asyncio twin of :func:`sync_resolver`."""
-    resolver = dns.asyncresolver.Resolver(configure=False)
-    resolver.nameservers = ["127.0.0.1"]
-    resolver.port = port
-    resolver.cache = None
-    resolver.lifetime = lifetime
-    resolver.timeout = min(2.0, lifetime)
-    return resolver
+    return make_dnspython_resolver(
+        port, asynchronous=True, lifetime=lifetime, timeout=min(2.0, lifetime)
+    )
 
 
 def bytecode_env() -> dict[str, str]:

@@ -34,9 +34,10 @@ import random
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import dns.asyncresolver
 import dns.resolver
@@ -152,6 +153,25 @@ class BulkEnv(DnsEnv):
 
 # -- the contestants: each returns Counter of "ok" / "permanent" / "temporary" ------------
 
+_T = TypeVar("_T")
+
+
+def in_flight(
+    items: Sequence[_T], one: Callable[[_T], Awaitable[object]], concurrency: int = CONCURRENCY
+) -> None:
+    """``await one(item)`` for every item, in order, ``concurrency`` at a time, in a fresh
+    event loop."""
+
+    async def worker(queue: list[_T]) -> None:
+        while queue:
+            await one(queue.pop())
+
+    async def main() -> None:
+        queue = list(reversed(items))
+        await asyncio.gather(*(worker(queue) for _ in range(concurrency)))
+
+    asyncio.run(main())
+
 
 def run_mxselect(
     resolver: dns.asyncresolver.Resolver | StubResolver,
@@ -161,23 +181,17 @@ def run_mxselect(
     outcomes: Counter[str] = Counter()
     rng = random.Random(7)
 
-    async def worker(queue: list[str]) -> None:
-        while queue:
-            domain = queue.pop()
-            try:
-                await mxselect.aselect_targets(domain, resolver=resolver, rng=rng)
-            except mxselect.PermanentError:
-                outcomes["permanent"] += 1
-            except mxselect.TemporaryError:
-                outcomes["temporary"] += 1
-            else:
-                outcomes["ok"] += 1
+    async def one(domain: str) -> None:
+        try:
+            await mxselect.aselect_targets(domain, resolver=resolver, rng=rng)
+        except mxselect.PermanentError:
+            outcomes["permanent"] += 1
+        except mxselect.TemporaryError:
+            outcomes["temporary"] += 1
+        else:
+            outcomes["ok"] += 1
 
-    async def main() -> None:
-        queue = list(reversed(domains))
-        await asyncio.gather(*(worker(queue) for _ in range(concurrency)))
-
-    asyncio.run(main())
+    in_flight(domains, one, concurrency)
     return outcomes
 
 
@@ -185,8 +199,9 @@ def record_batches(resolver: dns.asyncresolver.Resolver, domains: Sequence[str])
     """The queries mxselect sends for each domain, batch by batch (for the floor)."""
     adapter = AsyncDnspythonResolver(resolver)
     RECORD_TEMPFAILS.clear()
+    out: dict[str, _Batches] = {}
 
-    async def one(domain: str) -> _Batches:
+    async def one(domain: str) -> None:
         plan = SelectionPlan(domain, rng=random.Random(7))
         batches: _Batches = []
         while not plan.done:
@@ -198,21 +213,10 @@ def record_batches(resolver: dns.asyncresolver.Resolver, domains: Sequence[str])
             )
             for query, answer in zip(batch, answers, strict=True):
                 plan.feed(query, answer)
-        return batches
+        out[domain] = batches
 
-    async def main() -> list[_Batches]:
-        out: dict[str, _Batches] = {}
-
-        async def worker(queue: list[str]) -> None:
-            while queue:
-                domain = queue.pop()
-                out[domain] = await one(domain)
-
-        queue = list(reversed(domains))
-        await asyncio.gather(*(worker(queue) for _ in range(CONCURRENCY)))
-        return [out[d] for d in domains]
-
-    return asyncio.run(main())
+    in_flight(domains, one)
+    return [out[d] for d in domains]
 
 
 def run_floor(resolver: dns.asyncresolver.Resolver, recorded: Sequence[_Batches]) -> Counter[str]:
@@ -224,17 +228,12 @@ def run_floor(resolver: dns.asyncresolver.Resolver, recorded: Sequence[_Batches]
         except Exception as exc:
             return exc
 
-    async def worker(queue: list[_Batches]) -> None:
-        while queue:
-            for batch in queue.pop():
-                await asyncio.gather(*(ask(n, t) for n, t in batch))
-            outcomes["queries"] += 1
+    async def one(batches: _Batches) -> None:
+        for batch in batches:
+            await asyncio.gather(*(ask(n, t) for n, t in batch))
+        outcomes["queries"] += 1
 
-    async def main() -> None:
-        queue = list(reversed(recorded))
-        await asyncio.gather(*(worker(queue) for _ in range(CONCURRENCY)))
-
-    asyncio.run(main())
+    in_flight(recorded, one)
     return outcomes
 
 
@@ -243,17 +242,12 @@ def run_stub_floor(resolver: StubResolver, recorded: Sequence[_Batches]) -> Coun
     outcomes: Counter[str] = Counter()
     rtypes = {t.value: t for t in RRType}
 
-    async def worker(queue: list[_Batches]) -> None:
-        while queue:
-            for batch in queue.pop():
-                await asyncio.gather(*(resolver.aresolve(Query(n, rtypes[t])) for n, t in batch))
-            outcomes["queries"] += 1
+    async def one(batches: _Batches) -> None:
+        for batch in batches:
+            await asyncio.gather(*(resolver.aresolve(Query(n, rtypes[t])) for n, t in batch))
+        outcomes["queries"] += 1
 
-    async def main() -> None:
-        queue = list(reversed(recorded))
-        await asyncio.gather(*(worker(queue) for _ in range(CONCURRENCY)))
-
-    asyncio.run(main())
+    in_flight(recorded, one)
     return outcomes
 
 

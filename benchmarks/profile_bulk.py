@@ -163,30 +163,23 @@ def main() -> None:
 
 def _timed(resolver: object, domains: list[str], width: int) -> list[float]:
     """aselect_targets over ``domains``, ``width`` in flight; each selection's wall time."""
-    import asyncio
     import random
 
     import mxselect
 
     times: list[float] = []
 
-    async def worker(queue: list[str]) -> None:
-        while queue:
-            domain = queue.pop()
-            started = time.perf_counter()
-            with contextlib.suppress(mxselect.MXSelectError):
-                await mxselect.aselect_targets(
-                    domain,
-                    resolver=resolver,  # type: ignore[arg-type]
-                    rng=random.Random(7),
-                )
-            times.append(time.perf_counter() - started)
+    async def one(domain: str) -> None:
+        started = time.perf_counter()
+        with contextlib.suppress(mxselect.MXSelectError):
+            await mxselect.aselect_targets(
+                domain,
+                resolver=resolver,  # type: ignore[arg-type]
+                rng=random.Random(7),
+            )
+        times.append(time.perf_counter() - started)
 
-    async def main() -> None:
-        queue = list(reversed(domains))
-        await asyncio.gather(*(worker(queue) for _ in range(width)))
-
-    asyncio.run(main())
+    bulk.in_flight(domains, one, width)
     return times
 
 
