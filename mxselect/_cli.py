@@ -215,7 +215,14 @@ def _parser() -> argparse.ArgumentParser:
         "--max-mx-hosts",
         type=_positive_int,
         metavar="N",
-        help="resolve at most N MX hosts, best first (default 20)",
+        help="resolve N MX hosts at a time, best first; more only while none is usable "
+        "(default 20)",
+    )
+    pol.add_argument(
+        "--max-address-queries",
+        type=_positive_int,
+        metavar="N",
+        help="send at most N address queries per domain (default 5 x --max-mx-hosts)",
     )
     pol.add_argument(
         "--no-implicit-mx",
@@ -284,7 +291,7 @@ def _policy(args: argparse.Namespace) -> Policy:
         fields["families"] = Families(args.family)
     if hasattr(args, "max_addresses"):  # given; None is "--max-addresses none"
         fields["max_addresses"] = args.max_addresses
-    for name in ("max_mx_hosts", "cname_limit"):
+    for name in ("max_mx_hosts", "max_address_queries", "cname_limit"):
         if getattr(args, name) is not None:
             fields[name] = getattr(args, name)
     for name in (

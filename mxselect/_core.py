@@ -9,7 +9,9 @@ never touches the global ``random`` (a test enforces this).
 The rules, in the order they apply (each is cited again next to its code):
 
 1. The input is normalised, or rejected before any query (``_domain``; RFC 5321 §4.1.2,
-   RFC 1035 §3.1, RFC 5891). An address literal is the single target; no DNS (RFC 5321 §4.1.3).
+   RFC 1035 §3.1, RFC 5891). An address literal is the single target; no DNS (RFC 5321 §4.1.3);
+   the policy applies to it: this host's address is a loop, a disabled family or an unsafe
+   network makes it unusable (RFC 5321 §5.2; Exim ipliteral + ``ignore_target_hosts``).
 2. Batch 1: the MX query for the absolute domain (RFC 5321 §5.1). A CNAME at the domain is
    followed and its target processed as the initial name; the caller's domain is never
    rewritten (RFC 5321 §5.1, §2.3.5). CNAME chains longer than 10 links or looping are a
@@ -28,13 +30,18 @@ The rules, in the order they apply (each is cited again next to its code):
 6. Hosts are sorted by preference (RFC 5321 §5.1 "MUST be used in sorting") and each group of
    equal preference is shuffled without bias with the injected ``rng`` (RFC 5321 §5.1 "MUST
    randomize"); the group is put in name order first, so a seed reproduces the order whatever
-   order the resolver used. At most ``Policy.max_mx_hosts`` hosts (best first) are resolved.
-7. Batch 2: AAAA and A for every exchange at once (RFC 3974 §3 steps 3-4), so a cold selection
-   costs two round trips. CNAME'd exchanges are followed (Postfix, Exim; RFC 5321 §5.1 leaves
-   it out of scope) with a warning (RFC 2181 §10.3). A family the policy disables is not
-   queried (RFC 5321 §5.2).
+   order the resolver used. This host's names are looked for over the whole list before any
+   address query (RFC 5321 §5.1 "inspect the list"): its level and worse ones are discarded;
+   as the best MX, :class:`MailLoopError`.
+7. Batch 2: AAAA and A for the best ``Policy.max_mx_hosts`` exchanges at once (RFC 3974 §3
+   steps 3-4), so a cold selection costs two round trips; while no exchange resolved so far
+   is usable, the next ``max_mx_hosts`` in a further batch, within
+   ``Policy.max_address_queries`` queries in all (CNAME follow-ups included). CNAME'd
+   exchanges are followed (Postfix, Exim; RFC 5321 §5.1 leaves it out of scope) with a
+   warning (RFC 2181 §10.3). A family the policy disables is not queried (RFC 5321 §5.2).
 8. A host is usable if either family gave an address, even if the other failed temporarily
-   (RFC 3974 §5; Exim, Postfix). Addresses in the policy's unsafe networks are dropped one by
+   (RFC 3974 §5; Exim, Postfix). An MX naming an address of a disabled family is unusable
+   (RFC 5321 §5.2). Addresses in the policy's unsafe networks are dropped one by
    one (Exim ignore_target_hosts; Haraka#3314). Within each preference level the addresses are
    ordered by family (``Policy.families``; default: IPv6 and IPv4 interleaved, RFC 8305 §4),
    each family in resolver order (RFC 5321 §5.1 "in the order presented"), never across
@@ -43,9 +50,9 @@ The rules, in the order they apply (each is cited again next to its code):
 9. Outcome: at least one usable host -> the selection (unusable hosts become warnings; RFC 7672
    §2.1.2 "delivery may proceed via any remaining MX hosts"). None usable: if any lookup
    involved failed temporarily -> :class:`DNSTemporaryError` ("a soft error dominates",
-   Postfix); otherwise :class:`NoUsableTargetsError` (RFC 5321 §5.1 "MUST be reported as an
-   error"). Addresses of the domain itself are never used when MX records exist
-   (RFC 5321 §5.1).
+   Postfix), and so does an exchange left unexamined when the query budget ran out;
+   otherwise :class:`NoUsableTargetsError` (RFC 5321 §5.1 "MUST be reported as an error").
+   Addresses of the domain itself are never used when MX records exist (RFC 5321 §5.1).
 """
 
 from __future__ import annotations
@@ -226,6 +233,8 @@ class SelectionPlan:
         self._result: Selection | None = None
         self._error: MXSelectError | None = None
         self._queries_sent = 0
+        # The preference from which MX hosts were dropped because one is this host by name.
+        self._name_cut: int | None = None
         if isinstance(normalized, str):
             self.domain: str = normalized
             self.canonical_domain: str = normalized
@@ -234,15 +243,12 @@ class SelectionPlan:
         else:
             self._gen = None
             self.domain = self.canonical_domain = _literal_text(normalized)
-            if normalized in self.policy.local_addresses:
-                # OpenSMTPD#410: a literal of one's own address loops.
-                self._error = MailLoopError(
-                    f"mail for {self.domain} loops back to myself: the address literal is this "
-                    "host's address",
-                    domain=self.domain,
-                )
-            else:
+            try:
                 self._result = self._literal(normalized)
+            except MXSelectError as exc:
+                self._step("outcome", f"{type(exc).__name__} {exc.reply_code} {exc.status}: {exc}")
+                exc.trace = LazyTrace(tuple(self._trace))
+                self._error = exc
 
     # -- driving ---------------------------------------------------------------------------
 
@@ -340,9 +346,10 @@ class SelectionPlan:
 
     def _lookup_all(
         self, keys: Iterable[_Key], budget: int | None = None
-    ) -> Generator[_Batch, _Received, dict[_Key, _Chain]]:
+    ) -> Generator[_Batch, _Received, tuple[dict[_Key, _Chain], int]]:
         """Resolve every (name, type) in one batch per CNAME step; never ask twice; never send
-        more than ``budget`` queries (CNAME follow-ups included)."""
+        more than ``budget`` queries (CNAME follow-ups included). Returns the chains and the
+        number of queries sent."""
         limit = self.policy.cname_limit
         chains = {(name, rtype): _Chain(name, rtype, limit) for name, rtype in keys}
         memo = self._memo
@@ -362,10 +369,13 @@ class SelectionPlan:
                 allowed = dict.fromkeys(list(wanted)[: max(0, budget - sent)])
                 for chain in chains.values():
                     if not chain.done and (chain.current, chain.rtype) not in allowed:
-                        chain.error = f"query budget of {budget} exhausted (max_mx_hosts)"
+                        chain.error = (
+                            f"query budget of {self.policy.address_query_budget} address "
+                            "queries exhausted (max_address_queries)"
+                        )
                 wanted = allowed
             if not wanted:
-                return chains
+                return chains, sent
             sent += len(wanted)
             batch = tuple(Query(name + ".", rtype) for name, rtype in wanted)
             received = yield batch
@@ -392,7 +402,7 @@ class SelectionPlan:
     def _run(self) -> Generator[_Batch, _Received, Selection]:
         domain = self.domain
         # Rule 2 -- RFC 5321 §5.1: "The lookup first attempts to locate an MX record".
-        mx = (yield from self._lookup_all([(domain, RRType.MX)]))[(domain, RRType.MX)]
+        mx = (yield from self._lookup_all([(domain, RRType.MX)]))[0][(domain, RRType.MX)]
         # RFC 5321 §5.1: "If a CNAME record is found, the resulting name is processed as if it
         # were the initial name."
         self.canonical_domain = mx.canonical
@@ -436,20 +446,68 @@ class SelectionPlan:
         candidates = (
             [_Candidate(self.canonical_domain, 0)] if implicit else self._candidates(answer.mx)
         )
-        # Rule 7 -- one batch for every exchange, AAAA then A (RFC 8305 §3 query order); a
+        return (yield from self._resolve_hosts(candidates, implicit))
+
+    def _resolve_hosts(
+        self, candidates: list[_Candidate], implicit: bool
+    ) -> Generator[_Batch, _Received, Selection]:
+        """Rule 7: the exchanges' addresses, best first, ``max_mx_hosts`` hosts a batch, a
+        further batch only while no host examined so far is usable, at most
+        ``max_address_queries`` queries in all; then rules 8-9 (:meth:`_outcome`)."""
+        policy = self.policy
+        # One batch for every exchange of a round, AAAA then A (RFC 8305 §3 query order); a
         # family the policy disables is not queried at all (RFC 5321 §5.2).
         rtypes = [
             t
             for t, wanted in ((RRType.AAAA, policy.wants_ipv6), (RRType.A, policy.wants_ipv4))
             if wanted
         ]
-        # At most 2 x max_mx_hosts address queries, whatever the zone (hostile CNAME chains
-        # under a resolver that does not follow them included).
-        chains = yield from self._lookup_all(
-            ((c.name, rtype) for c in candidates if c.literal is None for rtype in rtypes),
-            budget=2 * policy.max_mx_hosts,
-        )
-        return self._outcome(candidates, chains, implicit)
+        budget = policy.address_query_budget
+        best = candidates[0].preference
+        examined: list[_Examined] = []
+        start = 0
+        while start < len(candidates):
+            # The next hosts, best first: as many as max_mx_hosts and the budget allow (an MX
+            # that names an address costs no query). CNAME follow-ups share the budget, so a
+            # hostile zone costs at most max_address_queries address queries in all.
+            batch: list[_Candidate] = []
+            cost = 0
+            for candidate in candidates[start : start + policy.max_mx_hosts]:
+                need = 0 if candidate.literal is not None else len(rtypes)
+                if cost + need > budget and (batch or budget <= 0):
+                    break
+                batch.append(candidate)
+                cost += need
+            if not batch:
+                break  # the budget is used up
+            if examined:
+                self._step(
+                    "more",
+                    f"no usable target among the {len(examined)} host(s) resolved so far; "
+                    f"resolving the next {len(batch)} (max_mx_hosts)",
+                )
+            start += len(batch)
+            chains, sent = yield from self._lookup_all(
+                ((c.name, rtype) for c in batch if c.literal is None for rtype in rtypes),
+                budget=budget,
+            )
+            budget -= sent
+            examined.extend(self._examine(candidate, chains) for candidate in batch)
+            if start >= len(candidates):
+                break  # every exchange examined (the usual case: one batch)
+            hit = self._find_self(examined)
+            cut = hit[0].candidate.preference if hit is not None else None
+            if cut is not None and cut <= best:
+                break  # this host is the best MX: a loop (_outcome raises)
+            if any(
+                self._judge(e, implicit, warn=False)[0]
+                for e in examined
+                if cut is None or e.candidate.preference < cut
+            ):
+                break  # a usable host: the rest are not needed
+            if cut is not None and start < len(candidates) and candidates[start].preference >= cut:
+                start = len(candidates)  # the rest are no better than this host: never used
+        return self._outcome(examined, candidates[start:], implicit)
 
     def _candidates(self, records: tuple[MXRecord, ...]) -> list[_Candidate]:
         """Rules 4-6: null MX, per-record validation, de-duplication, order and shuffle."""
@@ -518,7 +576,7 @@ class SelectionPlan:
                         f"a valid host name ({why}); ignored",
                         name,
                     )
-                    dropped.append(f"{record.exchange!r} is not a valid host name")
+                    dropped.append(f"'{record.exchange}' is not a valid host name")
                     continue
             if name in best:
                 self._warn(
@@ -550,83 +608,142 @@ class SelectionPlan:
             else:
                 self._step("order", ("preference {}: {}".format, preference, names[0]))
             ordered.extend(_Candidate(name, preference, literals.get(name)) for name in names)
+        if policy.local_names:
+            ordered = self._cut_at_own_name(ordered)
         if len(ordered) > policy.max_mx_hosts:
-            # Bounded work for hostile zones: at most 2 x max_mx_hosts address queries.
+            # Bounded work for hostile zones: the hosts are resolved max_mx_hosts at a time and
+            # only as far as needed, within max_address_queries queries (_resolve_hosts).
             self._warn(
                 WarningCode.MX_HOSTS_CAPPED,
-                f"{domain} lists {len(ordered)} MX hosts; only the best {policy.max_mx_hosts} "
-                "are resolved (max_mx_hosts)",
+                f"{domain} lists {len(ordered)} MX hosts; they are resolved "
+                f"{policy.max_mx_hosts} at a time, best first, only while none is usable "
+                f"(max_mx_hosts), with at most {policy.address_query_budget} address queries "
+                "(max_address_queries)",
             )
-            del ordered[policy.max_mx_hosts :]
         return ordered
 
+    def _cut_at_own_name(self, ordered: list[_Candidate]) -> list[_Candidate]:
+        """Rule 6b -- RFC 5321 §5.1 loop prevention by name, over the whole MX list before any
+        batch is resolved: "The relay host MUST then inspect the list for any of the names
+        or addresses by which it might be known in mail transactions. If a matching record
+        is found, all records at that preference level and higher-numbered ones MUST be
+        discarded from consideration." Raises MailLoopError when this host is the best MX.
+        (Canonical names and addresses are known only once resolved: :meth:`_find_self`.)"""
+        names = self.policy.local_names
+        for candidate in ordered:
+            if candidate.name in names:
+                self._self_named(candidate, f"its name {candidate.name}", ordered[0].preference)
+                self._name_cut = candidate.preference
+                return [c for c in ordered if c.preference < candidate.preference]
+        return ordered
+
+    def _self_named(self, candidate: _Candidate, match: str, best: int) -> None:
+        """This host is ``candidate``: MailLoopError if it is the best MX, else the warning."""
+        preference = candidate.preference
+        if preference <= best:
+            raise MailLoopError(
+                f"mail for {self.domain} loops back to myself: MX host {candidate.name} "
+                f"(preference {preference}) is this host ({match})",
+                domain=self.domain,
+                warnings=tuple(self._warnings),
+            )
+        self._warn(
+            WarningCode.LOCAL_HOST,
+            f"MX host {candidate.name} (preference {preference}) is this host ({match}); it "
+            f"and every MX host of preference {preference} or more are dropped "
+            "(RFC 5321 §5.1)",
+            candidate.name,
+        )
+
+    def _examine(self, candidate: _Candidate, chains: dict[_Key, _Chain]) -> _Examined:
+        """What the lookups of one exchange found (an MX naming an address: that address)."""
+        if candidate.literal is not None:
+            return _Examined(candidate, [candidate.literal], candidate.name, "", False)
+        found, canonical, why, temp = self._host_addresses(candidate.name, chains)
+        self._step(
+            "lookup", (_lookup_message, candidate.name, canonical, found, why), candidate.name
+        )
+        return _Examined(candidate, found, canonical, why, temp)
+
+    def _judge(
+        self, examined: _Examined, implicit: bool, *, warn: bool
+    ) -> tuple[list[IPAddress], str, bool]:
+        """Rule 8 for one examined host: (its usable addresses, why none, temporary). With
+        ``warn``, the drops are reported (warnings and trace); without, nothing is recorded
+        (the batch loop asks whether any host is usable yet)."""
+        policy = self.policy
+        candidate = examined.candidate
+        name = candidate.name
+        if candidate.literal is not None:
+            # RFC 5321 §5.2: the family policy applies to every target, an MX naming an
+            # address (allow_mx_to_ip) included.
+            refusal = _family_refusal(candidate.literal, policy)
+            if refusal is not None:
+                return [], refusal, False
+        else:
+            if not examined.found:
+                return [], examined.why, examined.temporary
+            if examined.canonical != name and not implicit:
+                if policy.strict_cname_exchange:
+                    why = f"it is an alias (CNAME) of {examined.canonical} (strict_cname_exchange)"
+                    return [], why, False
+                if warn:
+                    self._warn(
+                        WarningCode.EXCHANGE_IS_ALIAS,
+                        f"MX exchange {name} is an alias (CNAME) of {examined.canonical}; RFC "
+                        "2181 §10.3 says it must not be; followed",
+                        name,
+                    )
+        found = examined.found
+        safe = [a for a in found if not policy.is_unsafe(a)]
+        for address in found if warn and len(safe) != len(found) else ():
+            if address not in safe:
+                self._warn(
+                    WarningCode.UNSAFE_ADDRESS,
+                    f"address {address} of {name} is in an unsafe network (loopback, "
+                    "link-local, multicast, reserved or configured); dropped",
+                    name,
+                )
+        if safe:
+            return safe, "", False
+        why = "all its addresses are in unsafe networks (" + ", ".join(map(str, found)) + ")"
+        if examined.why:
+            why += f"; {examined.why}"  # a family that failed temporarily
+        return [], why, examined.temporary
+
     def _outcome(
-        self, candidates: list[_Candidate], chains: dict[_Key, _Chain], implicit: bool
+        self, examined: list[_Examined], unexamined: list[_Candidate], implicit: bool
     ) -> Selection:
         """Rules 8-9: usable hosts, address order, and the classification of failure."""
         domain = self.domain
-        policy = self.policy
         usable: list[tuple[_Candidate, str, list[IPAddress]]] = []
         failures: list[str] = []
         temporary = False
-        resolved: list[tuple[_Candidate, list[IPAddress], str, str, bool]] = []
-        for candidate in candidates:
-            if candidate.literal is not None:
-                resolved.append((candidate, [candidate.literal], candidate.name, "", False))
-            else:
-                found, canonical, why, temp = self._host_addresses(candidate.name, chains)
-                resolved.append((candidate, found, canonical, why, temp))
-                self._step(
-                    "lookup",
-                    (_lookup_message, candidate.name, canonical, found, why),
-                    candidate.name,
-                )
-        cut = self._prune_self(resolved)
+        cut = self._prune_self(examined)
         if cut is not None:
-            resolved = [r for r in resolved if r[0].preference < cut]
-        for candidate, found, canonical, why, temp in resolved:
-            name = candidate.name
+            examined = [e for e in examined if e.candidate.preference < cut]
+            unexamined = [c for c in unexamined if c.preference < cut]
+        else:
+            cut = self._name_cut
+        for entry in examined:
+            name = entry.candidate.name
             label = f"implicit MX {name}" if implicit else name
-            if candidate.literal is None:
-                if not found:
-                    temporary = temporary or temp
-                    failures.append(f"{label}: {why}")
-                    self._warn(WarningCode.HOST_UNUSABLE, f"{label} is not usable: {why}", name)
-                    continue
-                if canonical != name and not implicit:
-                    if policy.strict_cname_exchange:
-                        why = f"it is an alias (CNAME) of {canonical} (strict_cname_exchange)"
-                        failures.append(f"{label}: {why}")
-                        self._warn(WarningCode.HOST_UNUSABLE, f"{label} is not usable: {why}", name)
-                        continue
-                    self._warn(
-                        WarningCode.EXCHANGE_IS_ALIAS,
-                        f"MX exchange {name} is an alias (CNAME) of {canonical}; RFC 2181 §10.3 "
-                        "says it must not be; followed",
-                        name,
-                    )
-            safe = [a for a in found if not policy.is_unsafe(a)]
-            for address in found if len(safe) != len(found) else ():
-                if address not in safe:
-                    self._warn(
-                        WarningCode.UNSAFE_ADDRESS,
-                        f"address {address} of {name} is in an unsafe network (loopback, "
-                        "link-local, multicast, reserved or configured); dropped",
-                        name,
-                    )
+            safe, why, temp = self._judge(entry, implicit, warn=True)
             if not safe:
-                partial = why  # a family that failed temporarily, if any
-                why = (
-                    "all its addresses are in unsafe networks (" + ", ".join(map(str, found)) + ")"
-                )
-                if partial:
-                    why += f"; {partial}"
                 temporary = temporary or temp
                 failures.append(f"{label}: {why}")
                 self._warn(WarningCode.HOST_UNUSABLE, f"{label} is not usable: {why}", name)
                 continue
-            usable.append((candidate, canonical, safe))
+            usable.append((entry.candidate, entry.canonical, safe))
         if not usable:
+            if unexamined:
+                # docs/failure-semantics.md: a permanent result needs every exchange examined.
+                failures.append(
+                    f"{len(unexamined)} more exchange(s) not examined: the budget of "
+                    f"{self.policy.address_query_budget} address queries is used up "
+                    "(max_address_queries)"
+                )
+                temporary = True
             if implicit:
                 reason = (
                     f"{domain} has no MX records and its implicit MX has no usable address: "
@@ -667,46 +784,33 @@ class SelectionPlan:
             trace=cast("tuple[TraceStep, ...]", LazyTrace(tuple(self._trace))),
         )
 
-    def _prune_self(
-        self, resolved: list[tuple[_Candidate, list[IPAddress], str, str, bool]]
-    ) -> int | None:
-        """RFC 5321 §5.1: "The relay host MUST then inspect the list for any of the names or
-        addresses by which it might be known in mail transactions. If a matching record is
-        found, all records at that preference level and higher-numbered ones MUST be
-        discarded from consideration." Returns that preference (or None); raises
-        MailLoopError when this host is the best MX. Matches by name, by canonical
-        (CNAME-expanded) name (RFC 974: an alias of the local host) and by address."""
+    def _find_self(self, examined: list[_Examined]) -> tuple[_Examined, str] | None:
+        """The first examined host that is this host, by name, by canonical (CNAME-expanded)
+        name (RFC 974: an alias of the local host) or by address, and how it matched."""
         names = self.policy.local_names
         addresses = self.policy.local_addresses
-        if not resolved or not (names or addresses):
+        if not (names or addresses):
             return None
-        for candidate, found, canonical, _, _ in resolved:
-            if candidate.name in names:
-                match = f"its name {candidate.name}"
-            elif canonical in names:
-                match = f"its canonical name {canonical}"
-            else:
-                hit = next((a for a in found if a in addresses), None)
-                if hit is None:
-                    continue
-                match = f"its address {hit}"
-            preference = candidate.preference
-            if preference <= resolved[0][0].preference:
-                raise MailLoopError(
-                    f"mail for {self.domain} loops back to myself: MX host {candidate.name} "
-                    f"(preference {preference}) is this host ({match})",
-                    domain=self.domain,
-                    warnings=tuple(self._warnings),
-                )
-            self._warn(
-                WarningCode.LOCAL_HOST,
-                f"MX host {candidate.name} (preference {preference}) is this host ({match}); it "
-                f"and every MX host of preference {preference} or more are dropped "
-                "(RFC 5321 §5.1)",
-                candidate.name,
-            )
-            return preference
+        for entry in examined:
+            if entry.candidate.name in names:
+                return entry, f"its name {entry.candidate.name}"
+            if entry.canonical in names:
+                return entry, f"its canonical name {entry.canonical}"
+            hit = next((a for a in entry.found if a in addresses), None)
+            if hit is not None:
+                return entry, f"its address {hit}"
         return None
+
+    def _prune_self(self, examined: list[_Examined]) -> int | None:
+        """RFC 5321 §5.1 loop prevention over the resolved hosts (see
+        :meth:`_cut_at_own_name`): returns the preference from which hosts are dropped (or
+        None); raises MailLoopError when this host is the best MX."""
+        hit = self._find_self(examined)
+        if hit is None:
+            return None
+        entry, match = hit
+        self._self_named(entry.candidate, match, examined[0].candidate.preference)
+        return entry.candidate.preference
 
     def _host_addresses(
         self, name: str, chains: dict[_Key, _Chain]
@@ -824,16 +928,68 @@ class SelectionPlan:
         return good, "", False
 
     def _literal(self, address: IPAddress) -> Selection:
-        """RFC 5321 §4.1.3: an address literal is the single target; no DNS query."""
+        """Rule 1b -- RFC 5321 §4.1.3: an address literal is the single target; no DNS query.
+        The policy still applies to it: this host's own address is a loop (OpenSMTPD#410), a
+        family the policy disables is unusable (RFC 5321 §5.2), and an address in an unsafe
+        network is refused like an MX host whose addresses are all unsafe (Exim's ipliteral
+        router honours ``ignore_target_hosts``): a recipient ``user@[10.0.0.5]`` must not
+        reach an internal host."""
         text = self.domain
+        policy = self.policy
+        self._step("literal", f"{text} is an address literal: the single target, no DNS query")
+        if address in policy.local_addresses:
+            raise MailLoopError(
+                f"mail for {text} loops back to myself: the address literal is this host's address",
+                domain=text,
+            )
+        why = _family_refusal(address, policy)
+        if why is None:
+            network = policy.unsafe_network_of(address)
+            if network is not None:
+                self._warn(
+                    WarningCode.UNSAFE_ADDRESS,
+                    f"address literal {text} is in the unsafe network {network} "
+                    "(Policy.unsafe_networks); refused",
+                    text,
+                )
+                why = f"it is in the unsafe network {network} (Policy.unsafe_networks)"
+        if why is not None:
+            raise NoUsableTargetsError(
+                f"address literal {text} is not usable: {why}",
+                domain=text,
+                warnings=tuple(self._warnings),
+            )
         host = Host(text, 0, (address,), text)
+        self._step("outcome", f"1 target: {address}")
         return Selection(
             domain=text,
             canonical_domain=text,
             targets=(Target(text, 0, address),),
             hosts=(host,),
             address_literal=True,
+            trace=cast("tuple[TraceStep, ...]", LazyTrace(tuple(self._trace))),
         )
+
+
+class _Examined:
+    """One exchange after its lookups: its addresses (all found, before any policy), its
+    canonical name, why it has none, and whether that failure was temporary."""
+
+    __slots__ = ("candidate", "canonical", "found", "temporary", "why")
+
+    def __init__(
+        self,
+        candidate: _Candidate,
+        found: list[IPAddress],
+        canonical: str,
+        why: str,
+        temporary: bool,
+    ) -> None:
+        self.candidate = candidate
+        self.found = found
+        self.canonical = canonical
+        self.why = why
+        self.temporary = temporary
 
 
 class _Candidate:
@@ -855,6 +1011,17 @@ def _ip_address(name: str) -> IPAddress | None:
         return ipaddress.ip_address(name)
     except ValueError:
         return None
+
+
+def _family_refusal(address: IPAddress, policy: Policy) -> str | None:
+    """Why ``address`` cannot be used under the policy's families (RFC 5321 §5.2), or None."""
+    version = 6 if type(address) is _IPv6 or address.version == 6 else 4
+    if policy.wants_family(version):
+        return None
+    return (
+        f"it is an IPv{version} address and the policy uses IPv{10 - version} only "
+        f"(families={policy.families.value})"
+    )
 
 
 def _family_order(level: list[Target], families: Families, first_count: int) -> list[Target]:

@@ -63,20 +63,59 @@ def check_ldh_name(name: str) -> str | None:
         return "empty name"
     if len(name) > MAX_NAME_LENGTH:
         return f"name is {len(name)} characters long, the limit is {MAX_NAME_LENGTH}"
-    labels = name.split(".")
+    labels = presentation_labels(name) if "\\" in name else name.split(".")
     for label in labels:
         if not label:
             return "empty label"
-        if len(label) > MAX_LABEL_LENGTH:
-            return f"label {label[:20]!r}... is {len(label)} octets long, the limit is 63"
+        octets = _label_octets(label) if "\\" in label else len(label)
+        if octets > MAX_LABEL_LENGTH:
+            return f"label '{label[:20]}'... is {octets} octets long, the limit is 63"
         if not _LDH_LABEL.match(label):
+            # The label as it is in DNS presentation format (RFC 1035 §5.1: ``\.`` is a dot
+            # inside a label, ``\DDD`` an octet), not a Python repr of it.
             return (
-                f"label {label!r} is not letters, digits and hyphens "
+                f"label '{label}' is not letters, digits and hyphens "
                 "(RFC 5321 §4.1.2; no leading or trailing hyphen, no underscore)"
             )
     if _NUMERIC_TLD.match(labels[-1]):
         return "the last label is all-numeric (an IP address must be written as [192.0.2.1])"
     return None
+
+
+def presentation_labels(name: str) -> list[str]:
+    """The labels of a name in DNS presentation format (RFC 1035 §5.1), split at the dots
+    that are not escaped; each label keeps its escapes (``mx\\.x.example`` is the two labels
+    ``mx\\.x`` and ``example``)."""
+    labels: list[str] = []
+    current: list[str] = []
+    i = 0
+    while i < len(name):
+        char = name[i]
+        if char == "\\":
+            width = 4 if name[i + 1 : i + 4].isdigit() and len(name[i + 1 : i + 4]) == 3 else 2
+            current.append(name[i : i + width])
+            i += width
+            continue
+        if char == ".":
+            labels.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+        i += 1
+    labels.append("".join(current))
+    return labels
+
+
+def _label_octets(label: str) -> int:
+    """How many octets a presentation-format label stands for (an escape is one octet)."""
+    count = i = 0
+    while i < len(label):
+        if label[i] == "\\":
+            i += 4 if label[i + 1 : i + 4].isdigit() and len(label[i + 1 : i + 4]) == 3 else 2
+        else:
+            i += 1
+        count += 1
+    return count
 
 
 def parse_address_literal(text: str) -> IPAddress:

@@ -40,7 +40,8 @@ class WarningCode(enum.Enum):
     UNSAFE_ADDRESS = "unsafe-address"
     #: This host is one of the MX hosts: it and every worse MX were dropped (RFC 5321 §5.1).
     LOCAL_HOST = "local-host"
-    #: More MX hosts than the policy resolves (``max_mx_hosts``): the worst were cut.
+    #: More MX hosts than one batch resolves (``max_mx_hosts``): the rest are resolved in
+    #: further batches only while none is usable, within ``max_address_queries``.
     MX_HOSTS_CAPPED = "mx-hosts-capped"
 
 
@@ -69,7 +70,8 @@ class TraceStep:
     Attributes:
         kind: what kind of step: ``"mx"`` (the MX answer), ``"lookup"`` (a host's address
             lookups), ``"order"`` (sorting and the shuffle of a preference group),
-            ``"families"`` (the family order of a level), ``"limit"``, ``"outcome"``, or the
+            ``"families"`` (the family order of a level), ``"limit"``, ``"more"`` (a further
+            batch of hosts), ``"literal"`` (an address literal), ``"outcome"``, or the
             value of a :class:`WarningCode` for each drop and misconfiguration.
         message: the step as a readable sentence.
         host: the host concerned, if any.

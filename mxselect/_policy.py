@@ -83,6 +83,13 @@ def _positive(_inst: object, attribute: attrs.Attribute[int], value: int) -> Non
         raise ValueError(f"{attribute.name} must be at least 1, got {value}")
 
 
+def _optional_positive(
+    _inst: object, attribute: attrs.Attribute[int | None], value: int | None
+) -> None:
+    if value is not None and value < 1:
+        raise ValueError(f"{attribute.name} must be at least 1 or None, got {value}")
+
+
 def _address_limit(_inst: object, _attribute: object, value: int | None) -> None:
     if value is not None and value < 2:
         # RFC 5321 §5.1: "the SMTP client SHOULD try at least two addresses."
@@ -107,8 +114,17 @@ class Policy:
             §5.1); ``None`` for no limit.
         keep_one_per_preference: also keep the first address of every preference level the
             limit cut off (Exim: "at least one IP address from each MX value").
-        max_mx_hosts: at most this many MX hosts are resolved at all (best first), so a zone
-            with 1,000 MX records costs at most 2 x 20 address queries. Default 20.
+        max_mx_hosts: how many MX hosts are resolved at once, best first (default 20): a zone
+            with 1,000 MX records costs 2 x 20 address queries when one of its best 20 hosts is
+            usable. Only when the hosts resolved so far give no usable target are the next
+            ones resolved, in further batches of this size, within ``max_address_queries``
+            (a permanent error needs every exchange examined; docs/failure-semantics.md).
+        max_address_queries: the most address queries (AAAA, A and their CNAME follow-ups)
+            one selection sends, over all its batches; ``None`` (the default) means
+            ``5 x max_mx_hosts`` (100: two and a half batches of dual-stack hosts; see
+            :attr:`address_query_budget`). When it runs out with exchanges still unexamined
+            and none usable, the result is a :class:`DNSTemporaryError` saying so -- never a
+            bounce.
         implicit_mx: use the implicit MX (RFC 5321 §5.1) when a domain has no MX records;
             ``False`` makes such domains fail with :class:`NoUsableTargetsError` (validators).
         strict_null_mx: treat any root-exchange record as a null MX for the whole domain
@@ -126,7 +142,9 @@ class Policy:
             :class:`MailLoopError` (5.4.6); if better MX hosts exist but none is usable:
             :class:`NoPrimaryRelayError` (4.4.4).
         unsafe_networks: addresses never returned, dropped one by one with a warning (Exim's
-            ``ignore_target_hosts``; stops an MX from pointing mail at internal services). Add
+            ``ignore_target_hosts``; stops an MX from pointing mail at internal services); an
+            address literal (``user@[10.0.0.5]``) in one of them is refused with
+            :class:`NoUsableTargetsError` naming the network. Add
             networks with :meth:`with_unsafe` (e.g. RFC 1918), take some out with
             :meth:`without_unsafe` (e.g. ``127.0.0.0/8`` for a test deployment), or pass ``()``
             to allow everything.
@@ -137,6 +155,7 @@ class Policy:
     max_addresses: int | None = attrs.field(default=5, validator=_address_limit)
     keep_one_per_preference: bool = False
     max_mx_hosts: int = attrs.field(default=20, validator=_positive)
+    max_address_queries: int | None = attrs.field(default=None, validator=_optional_positive)
     implicit_mx: bool = True
     strict_null_mx: bool = False
     allow_mx_to_ip: bool = False
@@ -185,6 +204,30 @@ class Policy:
         starts, ends = _range_table(self.unsafe_networks)[version]
         i = bisect.bisect_right(starts, value) - 1
         return i >= 0 and value <= ends[i]
+
+    @property
+    def address_query_budget(self) -> int:
+        """The address queries one selection may send: :attr:`max_address_queries`, or
+        ``5 x max_mx_hosts`` when that is ``None``."""
+        if self.max_address_queries is not None:
+            return self.max_address_queries
+        return 5 * self.max_mx_hosts
+
+    def unsafe_network_of(
+        self, address: ipaddress.IPv4Address | ipaddress.IPv6Address
+    ) -> Network | None:
+        """The first of :attr:`unsafe_networks` that holds ``address`` (an IPv4-mapped address
+        as its IPv4 address), or ``None`` when the address is safe."""
+        if not self.is_unsafe(address):
+            return None
+        mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+        probe = mapped if mapped is not None else address
+        return next(n for n in self.unsafe_networks if probe in n)
+
+    def wants_family(self, version: int) -> bool:
+        """Whether the policy uses addresses of IP ``version`` (4 or 6) at all
+        (RFC 5321 §5.2: the family policy applies to every target)."""
+        return self.wants_ipv4 if version == 4 else self.wants_ipv6
 
     @property
     def wants_ipv4(self) -> bool:

@@ -262,6 +262,14 @@ def test_address_limit_flags() -> None:
     kept = targets("--max-addresses", "2", "--keep-one-per-preference", "example.net")
     assert [h for h, _ in kept][-1] == "backup.example.net"
     assert len(targets("--max-mx-hosts", "1", "example.net")) == 2
+    # broken.example.net: gone (NXDOMAIN) at 10, backup at 20. One host a batch: the second
+    # batch reaches backup; a budget of 2 queries stops after gone: temporary (75).
+    assert [h for h, _ in targets("--max-mx-hosts", "1", "broken.example.net")] == [
+        "backup.example.net"
+    ]
+    result = demo("--max-mx-hosts", "1", "--max-address-queries", "2", "broken.example.net")
+    assert result.returncode == 75
+    assert "not examined" in result.stdout
 
 
 def test_local_name_and_address_flags() -> None:

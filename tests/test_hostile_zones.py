@@ -52,6 +52,15 @@ CASES = [
     Case("wide.hostile.test", "selection", 5),
     # 1,000 MX records: the best 20 hosts only (max_mx_hosts), 1 + 2 x 20 queries.
     Case("hugemx.test", "selection", 41, frozenset({W.MX_HOSTS_CAPPED})),
+    # 1,000 MX records, none of whose exchanges exist: batches of 20 hosts until the budget of
+    # 5 x 20 address queries is used up, then temporary (950 exchanges never examined).
+    Case(
+        "deadmx.hostile.test",
+        "DNSTemporaryError",
+        101,
+        frozenset({W.MX_HOSTS_CAPPED, W.HOST_UNUSABLE}),
+        status="4.4.3",
+    ),
     # 100-link CNAME chain at the domain: the resolver gives up (SERVFAIL): temporary.
     Case("chain.hostile.test", "DNSTemporaryError", 1, status="4.4.3"),
     # ... and at the exchange: that host fails temporarily, the only one: temporary.

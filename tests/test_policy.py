@@ -49,12 +49,18 @@ def test_defaults_are_documented_values() -> None:
         policy.max_addresses,
         policy.keep_one_per_preference,
         policy.max_mx_hosts,
+        policy.max_address_queries,
         policy.implicit_mx,
         policy.strict_null_mx,
         policy.allow_mx_to_ip,
         policy.strict_cname_exchange,
         policy.cname_limit,
-    ) == (Families.ANY, 1, 5, False, 20, True, False, False, False, 10)
+    ) == (Families.ANY, 1, 5, False, 20, None, True, False, False, False, 10)
+    assert policy.address_query_budget == 100
+    assert Policy(max_mx_hosts=100).address_query_budget == 500
+    assert Policy(max_address_queries=7).address_query_budget == 7
+    with pytest.raises(ValueError, match="max_address_queries must be at least 1"):
+        Policy(max_address_queries=0)
     assert ipaddress.ip_network("127.0.0.0/8") in policy.unsafe_networks
     assert Policy(families="ipv4-only").families is Families.IPV4_ONLY  # type: ignore[arg-type]
 
@@ -201,7 +207,7 @@ def test_max_mx_hosts_bounds_the_queries() -> None:
 
 def test_address_query_budget_holds_with_cname_chains() -> None:
     """Exchanges that are CNAME chains under a resolver that does not follow them: still at
-    most 2 x max_mx_hosts address queries; the hosts left unresolved fail temporarily."""
+    most max_address_queries address queries; the hosts left unresolved fail temporarily."""
     records: dict[str, dict[str, object]] = {
         "example.org": {"MX": [(10, f"h{i}.example.net") for i in range(3)]}
     }
@@ -210,11 +216,11 @@ def test_address_query_budget_holds_with_cname_chains() -> None:
         records[f"h{i}-1.example.net"] = {"CNAME": f"h{i}-2.example.net"}
         records[f"h{i}-2.example.net"] = {"A": [f"192.0.2.{i + 1}"]}
     fake = FakeResolver(records, follow_cnames=False)  # type: ignore[arg-type]
-    with pytest.raises(DNSTemporaryError, match="query budget of 6 exhausted"):
-        select(fake, Policy(max_mx_hosts=3))
+    with pytest.raises(DNSTemporaryError, match="query budget of 6 address queries exhausted"):
+        select(fake, Policy(max_mx_hosts=3, max_address_queries=6))
     assert len(fake.queries) - 1 <= 6
     roomy = FakeResolver(records, follow_cnames=False)  # type: ignore[arg-type]
-    assert len(select(roomy, Policy(max_mx_hosts=9))) == 3
+    assert len(select(roomy, Policy(max_mx_hosts=3, max_address_queries=18))) == 3
     assert len(roomy.queries) - 1 == 18
 
 
