@@ -77,7 +77,7 @@ async def deliver(
         except OSError as exc:  # refused, unreachable (SMTPConnectError is an OSError)
             plan.refused(target, str(exc))
             continue
-        plan.connected(target)  # it counts as a session once the handshake is done
+        plan.connected(target)  # a session: it counts unless the handshake fails
         try:
             await handshake(smtp, target, tls_context)
         except HandshakeError as exc:
@@ -132,8 +132,8 @@ async def handshake(
         except aiosmtplib.SMTPResponseException:
             raise
         except (ssl.SSLError, aiosmtplib.SMTPException, OSError) as exc:
-            stage = HandshakeStage.TLS
-            raise HandshakeError(stage, 0, str(exc) or type(exc).__name__) from exc
+            text = str(exc) or type(exc).__name__
+            raise HandshakeError(HandshakeStage.TLS, 0, text) from exc
         stage = HandshakeStage.EHLO
         await hello(smtp)
     except aiosmtplib.SMTPResponseException as exc:
