@@ -3,6 +3,9 @@
 It resolves the recipient's domain with :func:`mxselect.aselect_targets`, walks a
 :class:`mxselect.DeliveryPlan` (next target, report, next...) and sends with aiosmtplib.
 It returns the plan's outcome: delivered, deferred (keep the message queued) or bounced.
+The initial handshake (greeting, EHLO, STARTTLS and TLS) is done apart from the transaction,
+so that a host failing it is reported with ``plan.handshake_failed`` and does not use up one
+of the plan's two sessions (Postfix ``smtp_mx_session_limit``).
 
     pip install "mxselect[examples]"
     python examples/mta.py --from me@example.net --to you@example.org \\
@@ -16,12 +19,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ssl
 import sys
 
 import aiosmtplib
 
 import mxselect
-from mxselect.delivery import DeliveryPlan, DeliveryStatus, HostStatus, Outcome
+from mxselect.delivery import DeliveryPlan, DeliveryStatus, HandshakeStage, HostStatus, Outcome
 
 #: The default unsafe networks minus 127.0.0.0/8, so MX hosts on 127.0.0.2, 127.0.0.3...
 #: are used. Everything else (0.0.0.0/8, link-local, multicast, ::1...) stays unsafe.
@@ -41,9 +45,15 @@ async def deliver(
     policy: mxselect.Policy = TEST_POLICY,
     host_status: HostStatus = HOST_STATUS,
     timeout: float = 10.0,
+    tls_context: ssl.SSLContext | None = None,
 ) -> Outcome:
     """Deliver ``message`` (bytes, CRLF line endings) to ``recipient``; never raises for a
-    DNS or SMTP outcome."""
+    DNS or SMTP outcome.
+
+    ``tls_context``: require STARTTLS (RFC 3207) with this context at every target, the
+    certificate checked against the MX host name; a target that does not offer it or fails
+    the TLS handshake is skipped (RFC 7672 §2.2, RFC 8461 §5: the next server, or defer).
+    ``None``: plain SMTP."""
     domain = recipient.rpartition("@")[2]
     try:
         selection = await mxselect.aselect_targets(domain, resolver=resolver, policy=policy)
@@ -62,15 +72,18 @@ async def deliver(
             plan.timed_out(target, str(exc))
             continue
         except aiosmtplib.SMTPConnectResponseError as exc:  # a 4xx/5xx greeting
-            if exc.code >= 500:
-                plan.permanent(target, exc.code, exc.message, at_greeting=True)
-            else:
-                plan.temporary(target, exc.code, exc.message)
+            plan.handshake_failed(target, exc.code, exc.message, stage=HandshakeStage.GREETING)
             continue
         except OSError as exc:  # refused, unreachable (SMTPConnectError is an OSError)
             plan.refused(target, str(exc))
             continue
-        plan.connected(target)
+        plan.connected(target)  # a session: it counts unless the handshake fails
+        try:
+            await handshake(smtp, target, tls_context)
+        except HandshakeError as exc:
+            plan.handshake_failed(target, exc.code, exc.text, stage=exc.stage)
+            smtp.close()
+            continue
         try:
             _errors, reply = await smtp.sendmail(sender, [recipient], message)
             plan.delivered(target, 250, reply)
@@ -84,6 +97,60 @@ async def deliver(
         finally:
             smtp.close()
     return plan.outcome
+
+
+class HandshakeError(Exception):
+    """The initial handshake failed at ``stage`` with reply ``code`` (0: no reply)."""
+
+    def __init__(self, stage: HandshakeStage, code: int, text: str) -> None:
+        super().__init__(f"{stage.value}: {code} {text}")
+        self.stage, self.code, self.text = stage, code, text
+
+
+async def handshake(
+    smtp: aiosmtplib.SMTP, target: mxselect.Target, tls_context: ssl.SSLContext | None
+) -> None:
+    """EHLO, then (with ``tls_context``) STARTTLS, the TLS handshake and EHLO again (RFC 3207
+    §4.2), before the transaction, so that a failure here is told apart from one in it.
+
+    Raises:
+        HandshakeError: a 4xx/5xx reply, or no reply (a timeout, a closed connection, a
+            failed TLS handshake, STARTTLS not offered).
+    """
+    stage = HandshakeStage.EHLO
+    try:
+        await hello(smtp)
+        if tls_context is None:
+            return
+        stage = HandshakeStage.STARTTLS
+        if not smtp.supports_extension("starttls"):
+            raise HandshakeError(stage, 0, "STARTTLS not offered, and TLS is required")
+        # A reply other than 220 raises SMTPResponseException (the STARTTLS stage); anything
+        # else raised comes from the TLS handshake.
+        try:
+            await smtp.starttls(tls_context=tls_context, server_hostname=target.host)
+        except aiosmtplib.SMTPResponseException:
+            raise
+        except (ssl.SSLError, aiosmtplib.SMTPException, OSError) as exc:
+            text = str(exc) or type(exc).__name__
+            raise HandshakeError(HandshakeStage.TLS, 0, text) from exc
+        stage = HandshakeStage.EHLO
+        await hello(smtp)
+    except aiosmtplib.SMTPResponseException as exc:
+        raise HandshakeError(stage, exc.code, exc.message) from exc
+    except (aiosmtplib.SMTPException, OSError) as exc:  # timeout, connection lost
+        raise HandshakeError(stage, 0, str(exc) or type(exc).__name__) from exc
+
+
+async def hello(smtp: aiosmtplib.SMTP) -> None:
+    """EHLO, or HELO after a 5xx reply to it (RFC 5321 §3.2: an old server may not know
+    EHLO)."""
+    try:
+        await smtp.ehlo()
+    except aiosmtplib.SMTPHeloError as exc:
+        if exc.code < 500 or not smtp.is_connected:
+            raise
+        await smtp.helo()
 
 
 def report(plan: DeliveryPlan, target: mxselect.Target, code: int, text: str) -> None:

@@ -32,6 +32,17 @@ available: negative answers carry ``ttl=None`` unless you set ``negative_ttl``, 
 c-ares retries a truncated UDP answer over TCP by itself (RFC 1123 §6.1.3.2). Queries are
 absolute names sent with ``query`` (never ``search``): no search list (RFC 5321 §5.1).
 
+A malformed datagram from the server makes c-ares close the UDP socket it came in on and
+requeue *every* query in flight on that socket, each using up one of its ``tries``; when those
+run out, every one of them fails with ``ARES_EBADRESP`` -- queries for other, healthy names
+included (two garbage replies to one AAAA query failed both families of the healthy MX and so
+deferred the domain, in ``tests/test_aiodns.py``). So a query that failed with
+``ARES_EBADRESP`` is asked **once more, on a c-ares channel of its own** (no other query shares
+its socket), within what is left of its budget (``timeout`` x ``tries``). Retrying on the
+shared channel is not enough: the broken query's own retry resets the socket again. Every
+other outcome -- NXDOMAIN, NODATA, SERVFAIL, REFUSED, FORMERR, a timeout -- is what the server
+meant and is never retried. With a ``resolver`` passed in, the retry uses it (not isolated).
+
 ::
 
     resolver = AiodnsResolver(nameservers=["127.0.0.1"], port=5353)
@@ -63,6 +74,10 @@ _RCODE_ERRORS = {
     pycares.errno.ARES_ENOTIMP: "NOTIMP",
 }
 _NEGATIVE = (pycares.errno.ARES_ENODATA, pycares.errno.ARES_ENOTFOUND)
+#: What a query in flight on a socket that c-ares closed after a malformed datagram ends with.
+_SOCKET_RESET = pycares.errno.ARES_EBADRESP
+#: The most channels of their own (one c-ares thread each) open at once for retries, per loop.
+_RETRY_CHANNELS = 8
 
 
 def _data(record: pycares.DNSRecord) -> Any:
@@ -106,6 +121,7 @@ class AiodnsResolver:
         self.tries = tries
         self.negative_ttl = negative_ttl
         self._built: dict[asyncio.AbstractEventLoop, aiodns.DNSResolver] = {}
+        self._retry_slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
 
     def _resolver(self) -> aiodns.DNSResolver:
         if self._given is not None:
@@ -113,16 +129,19 @@ class AiodnsResolver:
         loop = asyncio.get_running_loop()
         resolver = self._built.get(loop)
         if resolver is None:
-            options: dict[str, Any] = {
-                "timeout": self.timeout,
-                "tries": self.tries,
-                "udp_port": self.port,
-                "tcp_port": self.port,
-            }
-            if self.nameservers is not None:
-                options["nameservers"] = self.nameservers
-            resolver = self._built[loop] = aiodns.DNSResolver(loop=loop, **options)
+            resolver = self._built[loop] = self._new_resolver(loop)
         return resolver
+
+    def _new_resolver(self, loop: asyncio.AbstractEventLoop) -> aiodns.DNSResolver:
+        options: dict[str, Any] = {
+            "timeout": self.timeout,
+            "tries": self.tries,
+            "udp_port": self.port,
+            "tcp_port": self.port,
+        }
+        if self.nameservers is not None:
+            options["nameservers"] = self.nameservers
+        return aiodns.DNSResolver(loop=loop, **options)
 
     def _servers(self, resolver: aiodns.DNSResolver) -> str:
         servers = self.nameservers if self._given is None else None
@@ -135,10 +154,17 @@ class AiodnsResolver:
         return ", ".join(where) or "the nameservers"
 
     async def aresolve(self, query: Query) -> Answer:
-        """Resolve one query; never raises for a DNS outcome."""
+        """Resolve one query; never raises for a DNS outcome. A query that failed on a
+        malformed datagram (``ARES_EBADRESP``) is asked once more (see the module docstring)."""
         resolver = self._resolver()
+        started = asyncio.get_running_loop().time()
         try:
-            result = await resolver.query_dns(query.name, _QTYPE[query.rtype])
+            try:
+                result = await resolver.query_dns(query.name, _QTYPE[query.rtype])
+            except aiodns.error.DNSError as exc:
+                if not exc.args or exc.args[0] != _SOCKET_RESET:
+                    raise
+                result = await self._retry(query, started, exc)
         except aiodns.error.DNSError as exc:
             code = exc.args[0] if exc.args else None
             if code in _NEGATIVE:
@@ -152,9 +178,43 @@ class AiodnsResolver:
                 timeout=self.timeout * self.tries,
                 negative_ttl=self.negative_ttl,
             )
+        except TimeoutError:  # the retry ran out of the budget
+            return answer_from_error(
+                query,
+                aiodns.error.DNSError(pycares.errno.ARES_ETIMEOUT, "timeout"),
+                servers=self._servers(resolver),
+                timeout=self.timeout * self.tries,
+            )
         except Exception as exc:
             return answer_from_error(query, exc, servers=self._servers(resolver))
         return answer_from_aiodns(query, result)
+
+    async def _retry(
+        self, query: Query, started: float, failure: aiodns.error.DNSError
+    ) -> pycares.DNSResult:
+        """Ask ``query`` once more after ``failure`` (``ARES_EBADRESP``), on a channel of its
+        own, within the budget left; raise ``failure`` if none is left, ``TimeoutError`` if the
+        retry outlasts it."""
+        loop = asyncio.get_running_loop()
+        left = self.timeout * self.tries - (loop.time() - started)
+        if left <= 0:
+            raise failure
+        rtype = _QTYPE[query.rtype]
+        if self._given is not None:
+            return await asyncio.wait_for(self._given.query_dns(query.name, rtype), left)
+        slots = self._retry_slots.get(loop)
+        if slots is None:
+            slots = self._retry_slots[loop] = asyncio.Semaphore(_RETRY_CHANNELS)
+
+        async def isolated() -> pycares.DNSResult:
+            async with slots:
+                resolver = self._new_resolver(loop)
+                try:
+                    return await resolver.query_dns(query.name, rtype)
+                finally:
+                    await resolver.close()
+
+        return await asyncio.wait_for(isolated(), left)
 
     async def _alias(self, resolver: aiodns.DNSResolver, name: str) -> Answer | None:
         """``Answer.alias`` if ``name`` is a CNAME, else ``None``."""
@@ -174,6 +234,7 @@ class AiodnsResolver:
     async def aclose(self) -> None:
         """Close the resolvers this adapter built (not one given to it)."""
         built, self._built = self._built, {}
+        self._retry_slots = {}
         for resolver in built.values():
             await resolver.close()
 

@@ -13,6 +13,10 @@ Pure: no sockets, no asyncio; the MTA connects and reports, the plan decides wha
             plan.refused(target); continue
         except TimeoutError:
             plan.timed_out(target); continue
+        try:
+            handshake(conn)                              # greeting, EHLO, STARTTLS + TLS
+        except HandshakeError as exc:                    # a 4xx/5xx reply, or none (code 0)
+            plan.handshake_failed(target, exc.code, exc.text, stage=exc.stage); continue
         plan.connected(target)
         reply = send(conn, message)                      # (code, text) of the final reply
         if reply.code < 300:
@@ -31,13 +35,21 @@ The rules (Postfix's smtp client is the anchor):
   it cannot reach", §5.1 MX preference order);
 * at most ``address_limit`` targets are tried (Postfix ``smtp_mx_address_limit`` = 5) and at
   most ``session_limit`` SMTP sessions are held (Postfix ``smtp_mx_session_limit`` = 2); a
-  connection that failed is not a session;
+  connection that failed is not a session, and neither is one that failed its **initial
+  handshake** -- the greeting, EHLO/HELO, STARTTLS or the TLS handshake
+  (:meth:`DeliveryPlan.handshake_failed`; Postfix ``smtp_connect.c``: "Don't count handshake
+  errors towards the session limit", ``smtp_mx_session_limit`` "ignores sessions that fail to
+  complete the SMTP initial handshake or TLS handshake");
 * a 4xx reply moves on to the next target (RFC 5321 §5.1: try the next address); a 5xx reply
-  bounces the message, except a 5xx *greeting* (``at_greeting=True``), after which the next
-  MX is tried (Postfix ``smtp_skip_5xx_greeting``);
-* when targets or limits run out, the message is deferred with the last 4xx reply, or
-  451 4.4.1 when no host answered (RFC 3463 X.4.1 "No answer from host"). A temporary
-  failure never becomes a bounce.
+  bounces the message, except a 5xx *greeting*, after which the next MX is tried (Postfix
+  ``smtp_skip_5xx_greeting``), and a 5xx reply to STARTTLS, which like a failed TLS handshake
+  moves on (RFC 7672 §2.2, RFC 8461 §5: fall back to the next server or delay delivery);
+* a failed handshake does not make the address "unreachable": the host answered, so it is not
+  remembered as down (RFC 5321 §4.5.4.1 keeps the hosts it *cannot reach*);
+* when targets or limits run out, the message is deferred with the last 4xx reply (a 421
+  greeting counts, like Postfix's "host X refused to talk to me: 421 ..."), or 451 4.4.1 when
+  no host answered with one (RFC 3463 X.4.1 "No answer from host"); the message lists every
+  failure, handshakes included. A temporary failure never becomes a bounce.
 """
 
 from __future__ import annotations
@@ -52,7 +64,14 @@ import attrs
 from ._answers import IPAddress
 from ._model import Selection, Target
 
-__all__ = ["Attempt", "DeliveryPlan", "DeliveryStatus", "HostStatus", "Outcome"]
+__all__ = [
+    "Attempt",
+    "DeliveryPlan",
+    "DeliveryStatus",
+    "HandshakeStage",
+    "HostStatus",
+    "Outcome",
+]
 
 
 class DeliveryStatus(enum.Enum):
@@ -75,16 +94,33 @@ class Attempt(enum.Enum):
     REFUSED = "refused"
     #: The connection (or the greeting) timed out.
     TIMED_OUT = "timed-out"
-    #: Connected: an SMTP session started (counts toward the session limit).
+    #: Connected: an SMTP session started (it counts toward the session limit unless its
+    #: handshake fails).
     CONNECTED = "connected"
+    #: The initial handshake failed (greeting, EHLO, STARTTLS, TLS): not a session; the next
+    #: target is tried.
+    HANDSHAKE_FAILED = "handshake-failed"
     #: A 4xx reply (greeting, MAIL, RCPT, DATA...): try the next target.
     TEMPORARY = "temporary"
-    #: A 5xx reply: bounce (or, at the greeting, try the next MX).
+    #: A 5xx reply: bounce.
     PERMANENT = "permanent"
     #: The session ended without delivering and without a reply to report (e.g. dropped).
     LOST = "lost"
     #: The message was accepted.
     DELIVERED = "delivered"
+
+
+class HandshakeStage(enum.Enum):
+    """Where the initial SMTP handshake failed (see :meth:`DeliveryPlan.handshake_failed`)."""
+
+    #: The server's greeting was not 220 (RFC 5321 §3.1), or the connection closed before it.
+    GREETING = "greeting"
+    #: EHLO (and the HELO fallback, RFC 5321 §3.2) was not accepted.
+    EHLO = "EHLO"
+    #: STARTTLS was refused, or not offered when TLS is required (RFC 3207 §4).
+    STARTTLS = "STARTTLS"
+    #: The TLS handshake after STARTTLS failed (certificate, protocol, connection lost).
+    TLS = "TLS handshake"
 
 
 @attrs.frozen
@@ -219,15 +255,17 @@ class DeliveryPlan:
     Args:
         selection: the :class:`~mxselect.Selection` for the recipient domain.
         host_status: the shared :class:`HostStatus` (``None``: no memory).
-        session_limit: the most SMTP sessions (connections that got somewhere) per delivery
-            (Postfix ``smtp_mx_session_limit``, default 2); at least 1.
+        session_limit: the most SMTP sessions per delivery (Postfix ``smtp_mx_session_limit``,
+            default 2); at least 1. A session counts once it ends with a reply (or is lost)
+            after its handshake; a failed connection or handshake does not count.
         address_limit: the most targets tried (Postfix ``smtp_mx_address_limit``, default 5);
             ``None`` for every target of the selection; at least 1.
 
     Attributes:
         targets: the targets in the order they will be tried (host status applied).
         attempts: every report so far, as ``(target, Attempt, reply_code, text)``.
-        sessions: how many sessions were started.
+        sessions: how many sessions counted toward ``session_limit`` so far (a session counts
+            when it ends; one that failed its handshake never does).
     """
 
     def __init__(
@@ -316,12 +354,56 @@ class DeliveryPlan:
         self._unreachable(target, Attempt.TIMED_OUT, reason)
 
     def connected(self, target: Target) -> None:
-        """An SMTP session started with ``target`` (counts toward ``session_limit``); a
-        reply must follow: :meth:`delivered`, :meth:`temporary`, :meth:`permanent` or
-        :meth:`lost`."""
+        """An SMTP session started with ``target``; the address is forgotten as down. A report
+        must follow: :meth:`delivered`, :meth:`temporary`, :meth:`permanent` or :meth:`lost`
+        (the session then counts toward ``session_limit``), or :meth:`handshake_failed` (it
+        does not). Call it on TCP connect or once the handshake is done: either works."""
         self._check(target, session_ok=False)
         self._start_session(target)
         self._log(target, Attempt.CONNECTED)
+
+    def handshake_failed(
+        self,
+        target: Target,
+        code: int = 0,
+        text: str = "",
+        *,
+        stage: HandshakeStage = HandshakeStage.GREETING,
+    ) -> None:
+        """The initial SMTP handshake with ``target`` failed at ``stage``: a 4xx/5xx reply
+        (``code``) to the greeting, EHLO/HELO or STARTTLS, or no reply at all (``code`` 0:
+        the connection closed, the TLS handshake failed, STARTTLS was not offered...).
+
+        It is not a session, with or without :meth:`connected` before it: it does not count
+        toward ``session_limit`` (Postfix ``smtp_mx_session_limit`` "ignores sessions that
+        fail to complete the SMTP initial handshake or TLS handshake"). The host answered, so
+        its address is not remembered as down (RFC 5321 §4.5.4.1 lists hosts it *cannot
+        reach*) -- it is forgotten as down, as by :meth:`connected`.
+
+        The next target is tried -- after a 4xx or 5xx greeting (Postfix
+        ``smtp_skip_5xx_greeting``), any STARTTLS or TLS failure (RFC 7672 §2.2, RFC 8461 §5)
+        and a 4xx EHLO -- except that a 5xx reply to EHLO (and HELO) bounces the message, like
+        Postfix (``smtp_site_fail``: "hard error: bounce all remaining recipients") and Exim.
+        A 4xx reply is the deferral's reply if nothing later replaces it.
+
+        Raises:
+            ValueError: ``code`` is neither 0 nor 4xx/5xx.
+        """
+        if code != 0 and not 400 <= code <= 599:
+            raise ValueError(f"a failed handshake has a 4xx/5xx reply or none (0), got {code}")
+        self._check(target, session_ok=True)
+        if not self._in_session:
+            self._start_session(target)  # it answered: reachable
+        self._in_session = False  # ... and not counted
+        self._log(target, Attempt.HANDSHAKE_FAILED, code, text)
+        if code:
+            self._failures.append(f"{target}: {stage.value} {code} {text}".rstrip())
+        else:
+            self._failures.append(f"{target}: {stage.value}: {text or 'failed'}")
+        if code >= 500 and stage is HandshakeStage.EHLO:
+            self._bounce(target, code, text)
+        elif 400 <= code <= 499:
+            self._temporary_reply(target, code, text)
 
     def delivered(self, target: Target, code: int = 250, text: str = "") -> None:
         """The message was accepted (2xx): done, :attr:`DeliveryStatus.DELIVERED`."""
@@ -335,28 +417,23 @@ class DeliveryPlan:
             raise ValueError(f"a temporary reply is 4xx, got {code}")
         self._reply(target)
         self._log(target, Attempt.TEMPORARY, code, text)
-        self._last_temporary = Outcome(
-            DeliveryStatus.DEFERRED, code, _status_of(text), f"{target.host}: {text}", target
-        )
+        self._temporary_reply(target, code, text)
         self._failures.append(f"{target}: {code} {text}".rstrip())
 
     def permanent(
         self, target: Target, code: int = 550, text: str = "", *, at_greeting: bool = False
     ) -> None:
-        """A 5xx reply: the message bounces -- unless ``at_greeting``, when the next MX is
-        tried instead (Postfix ``smtp_skip_5xx_greeting``)."""
+        """A 5xx reply: the message bounces -- unless ``at_greeting``, which is
+        :meth:`handshake_failed` at the greeting: the next MX is tried (Postfix
+        ``smtp_skip_5xx_greeting``) and it is not a session."""
         if not 500 <= code <= 599:
             raise ValueError(f"a permanent reply is 5xx, got {code}")
+        if at_greeting:
+            self.handshake_failed(target, code, text, stage=HandshakeStage.GREETING)
+            return
         self._reply(target)
         self._log(target, Attempt.PERMANENT, code, text)
-        if at_greeting:
-            self._failures.append(f"{target}: greeting {code} {text}".rstrip())
-            return
-        self._finish(
-            Outcome(
-                DeliveryStatus.BOUNCED, code, _status_of(text), f"{target.host}: {text}", target
-            )
-        )
+        self._bounce(target, code, text)
 
     def lost(self, target: Target, reason: str = "connection lost") -> None:
         """The session broke without a reply (dropped connection, read timeout): the
@@ -365,14 +442,25 @@ class DeliveryPlan:
         self._log(target, Attempt.LOST, 0, reason)
         self._failures.append(f"{target}: {reason}")
 
-    def report(self, target: Target, attempt: Attempt, code: int = 0, text: str = "") -> None:
-        """Report by :class:`Attempt` kind (dispatches to the methods above)."""
+    def report(
+        self,
+        target: Target,
+        attempt: Attempt,
+        code: int = 0,
+        text: str = "",
+        *,
+        stage: HandshakeStage = HandshakeStage.GREETING,
+    ) -> None:
+        """Report by :class:`Attempt` kind (dispatches to the methods above; ``stage`` is for
+        :attr:`Attempt.HANDSHAKE_FAILED`)."""
         if attempt is Attempt.REFUSED:
             self.refused(target, text or "connection refused")
         elif attempt is Attempt.TIMED_OUT:
             self.timed_out(target, text or "connection timed out")
         elif attempt is Attempt.CONNECTED:
             self.connected(target)
+        elif attempt is Attempt.HANDSHAKE_FAILED:
+            self.handshake_failed(target, code, text, stage=stage)
         elif attempt is Attempt.TEMPORARY:
             self.temporary(target, code or 451, text)
         elif attempt is Attempt.PERMANENT:
@@ -393,18 +481,32 @@ class DeliveryPlan:
             raise RuntimeError(f"the attempt on {target} was already reported")
 
     def _start_session(self, target: Target) -> None:
-        self.sessions += 1
         self._in_session = True
         self._reported = True
         if self.host_status is not None:
             self.host_status.mark_up(target.address)
 
     def _reply(self, target: Target) -> None:
-        """A reply ends the attempt; a reply without ``connected`` implies the session."""
+        """A reply ends the session, which counts toward the limit; a reply without
+        ``connected`` implies the session."""
         self._check(target, session_ok=True)
         if not self._in_session:
             self._start_session(target)
         self._in_session = False
+        self.sessions += 1
+
+    def _temporary_reply(self, target: Target, code: int, text: str) -> None:
+        """Remember a 4xx reply: the deferral gives the last one."""
+        self._last_temporary = Outcome(
+            DeliveryStatus.DEFERRED, code, _status_of(text), f"{target.host}: {text}", target
+        )
+
+    def _bounce(self, target: Target, code: int, text: str) -> None:
+        self._finish(
+            Outcome(
+                DeliveryStatus.BOUNCED, code, _status_of(text), f"{target.host}: {text}", target
+            )
+        )
 
     def _unreachable(self, target: Target, attempt: Attempt, reason: str) -> None:
         self._check(target, session_ok=False)

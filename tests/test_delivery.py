@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ipaddress
+import random
 import threading
 
 import pytest
@@ -11,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mxselect import Selection, Target
-from mxselect.delivery import Attempt, DeliveryPlan, DeliveryStatus, HostStatus
+from mxselect.delivery import Attempt, DeliveryPlan, DeliveryStatus, HandshakeStage, HostStatus
 
 
 def target(n: int, preference: int = 10, host: str | None = None) -> Target:
@@ -178,6 +179,207 @@ def test_lost_session_moves_on_and_counts_as_a_session() -> None:
     assert "connection reset" in plan.outcome.message
 
 
+# -- failed handshakes (issue 13 item 5; Postfix smtp_mx_session_limit) -------------------------
+
+#: (stage, code, text) of every kind of failed handshake that moves on to the next target.
+HANDSHAKE_FAILURES = [
+    (HandshakeStage.GREETING, 421, "4.3.2 busy"),
+    (HandshakeStage.GREETING, 554, "5.7.1 go away"),
+    (HandshakeStage.GREETING, 0, "connection closed before the greeting"),
+    (HandshakeStage.EHLO, 421, "4.7.0 closing"),
+    (HandshakeStage.EHLO, 0, "connection lost"),
+    (HandshakeStage.STARTTLS, 454, "4.7.0 TLS not available"),
+    (HandshakeStage.STARTTLS, 554, "5.7.3 no TLS for you"),
+    (HandshakeStage.STARTTLS, 0, "STARTTLS not offered"),
+    (HandshakeStage.TLS, 0, "certificate verify failed"),
+]
+
+
+@pytest.mark.parametrize(("stage", "code", "text"), HANDSHAKE_FAILURES)
+@pytest.mark.parametrize("connected_first", [False, True])
+def test_a_failed_handshake_is_not_a_session(
+    stage: HandshakeStage, code: int, text: str, connected_first: bool
+) -> None:
+    """The issue's scenario, one failed handshake of each kind: MX 10 fails its handshake, MX 20
+    answers 451 (session 1), MX 30 accepts (session 2) -- with or without ``connected()``
+    before the failure (an MTA may report it on TCP connect)."""
+    a, b, c = target(1, 10), target(2, 20), target(3, 30)
+    plan = DeliveryPlan(selection(a, b, c))
+    assert plan.next_target() == a
+    if connected_first:
+        plan.connected(a)
+    plan.handshake_failed(a, code, text, stage=stage)
+    assert plan.sessions == 0
+    assert plan.next_target() == b
+    plan.connected(b)
+    plan.temporary(b, 451, "4.3.0 try later")
+    assert plan.sessions == 1
+    assert plan.next_target() == c
+    plan.connected(c)
+    plan.delivered(c)
+    assert (plan.outcome.status, plan.outcome.target, plan.sessions) == (
+        DeliveryStatus.DELIVERED,
+        c,
+        2,
+    )
+    kinds = [kind for _, kind, _, _ in plan.attempts]
+    assert kinds[: 2 if connected_first else 1][-1] is Attempt.HANDSHAKE_FAILED
+
+
+def test_failed_handshakes_never_use_up_the_session_limit() -> None:
+    """Random runs (seeded): a target whose handshake fails never counts; the plan stops at
+    the second session, and only there (addresses unlimited)."""
+    rng = random.Random(13)
+    for _ in range(200):
+        n = rng.randint(1, 12)
+        targets = tuple(target(i + 1, 10 * (i + 1)) for i in range(n))
+        fails = [rng.random() < 0.6 for _ in targets]
+        plan = DeliveryPlan(selection(*targets), address_limit=None)
+        tried = []
+        for t in plan:
+            tried.append(t)
+            if fails[len(tried) - 1]:
+                stage, code, text = rng.choice(HANDSHAKE_FAILURES)
+                if rng.random() < 0.5:
+                    plan.connected(t)
+                plan.handshake_failed(t, code, text, stage=stage)
+            else:
+                plan.temporary(t, 451, "4.3.0 busy")
+        sessions = [i for i, failed in enumerate(fails) if not failed]
+        expected = sessions[1] + 1 if len(sessions) >= 2 else n
+        assert len(tried) == expected
+        assert plan.sessions == min(len(sessions), 2)
+        assert plan.outcome.status is DeliveryStatus.DEFERRED
+
+
+def test_temporary_still_counts_a_4xx_greeting_as_a_session() -> None:
+    """``temporary()`` cannot tell a greeting from a later reply: it counts (report a 421
+    greeting with ``handshake_failed``)."""
+    plan = DeliveryPlan(SIX)
+    for t in plan:
+        plan.temporary(t, 421, "4.3.2 busy")
+    assert plan.sessions == 2
+    assert len(plan.attempts) == 2
+
+
+def test_permanent_at_greeting_is_a_failed_handshake() -> None:
+    """``permanent(at_greeting=True)``: the next MX, and not a session."""
+    plan = DeliveryPlan(SIX)
+    tried = []
+    for t in plan:
+        tried.append(t)
+        if t == T1:
+            plan.permanent(t, 554, "5.3.2 not accepting", at_greeting=True)
+        else:
+            plan.temporary(t, 451, "4.3.0 busy")
+    assert tried == [T1, T2, T3]
+    assert plan.attempts[0][1:] == (Attempt.HANDSHAKE_FAILED, 554, "5.3.2 not accepting")
+    assert plan.outcome.status is DeliveryStatus.DEFERRED
+
+
+def test_5xx_greeting_and_starttls_never_bounce_5xx_ehlo_does() -> None:
+    """A 5xx greeting (Postfix smtp_skip_5xx_greeting) or STARTTLS reply (RFC 7672 §2.2) moves
+    on; a 5xx to EHLO and HELO bounces (Postfix smtp_site_fail, Exim)."""
+    plan = DeliveryPlan(SIX)
+    t = plan.next_target()
+    plan.handshake_failed(t, 554, "5.7.1 no", stage=HandshakeStage.GREETING)
+    t = plan.next_target()
+    plan.handshake_failed(t, 554, "5.7.3 no TLS", stage=HandshakeStage.STARTTLS)
+    assert not plan.done
+    t = plan.next_target()
+    assert t == T3
+    plan.handshake_failed(t, 550, "5.7.1 bad HELO name", stage=HandshakeStage.EHLO)
+    out = plan.outcome
+    assert (out.status, out.reply_code, out.enhanced_status, out.target) == (
+        DeliveryStatus.BOUNCED,
+        550,
+        "5.7.1",
+        T3,
+    )
+    assert out.message == "mx3.example.org: 5.7.1 bad HELO name"
+    assert plan.next_target() is None
+
+
+def test_deferral_lists_failed_handshakes_with_the_last_4xx_reply() -> None:
+    """Out of targets: deferred with the last 4xx reply -- a 421 greeting counts -- and every
+    failure, handshakes included, in the message."""
+    plan = DeliveryPlan(selection(T1, T2, T3))
+    t = plan.next_target()
+    plan.connected(t)
+    plan.temporary(t, 451, "4.3.0 busy")
+    t = plan.next_target()
+    plan.handshake_failed(t, 0, "certificate verify failed", stage=HandshakeStage.TLS)
+    t = plan.next_target()
+    plan.handshake_failed(t, 421, "4.3.2 too many connections")
+    assert plan.next_target() is None
+    out = plan.outcome
+    assert (out.status, out.reply_code, out.enhanced_status, out.target) == (
+        DeliveryStatus.DEFERRED,
+        421,
+        "4.3.2",
+        T3,
+    )
+    assert out.message == (
+        "all 3 targets tried; last reply from mx3.example.org: 4.3.2 too many connections ("
+        "mx1.example.org [192.0.2.1] (preference 10): 451 4.3.0 busy; "
+        "mx2.example.org [192.0.2.2] (preference 10): TLS handshake: certificate verify failed; "
+        "mx3.example.org [192.0.2.3] (preference 20): greeting 421 4.3.2 too many connections)"
+    )
+
+
+def test_deferral_without_a_4xx_reply_is_451_4_4_1_naming_the_handshakes() -> None:
+    plan = DeliveryPlan(selection(T1, T2))
+    t = plan.next_target()
+    plan.handshake_failed(t, 0, "STARTTLS not offered", stage=HandshakeStage.STARTTLS)
+    t = plan.next_target()
+    plan.handshake_failed(t, 554, "5.7.1 go away")
+    assert plan.next_target() is None
+    out = plan.outcome
+    assert (out.status, out.reply_code, out.enhanced_status) == (
+        DeliveryStatus.DEFERRED,
+        451,
+        "4.4.1",
+    )
+    assert out.message == (
+        "all 2 targets tried: mx1.example.org [192.0.2.1] (preference 10): STARTTLS: "
+        "STARTTLS not offered; mx2.example.org [192.0.2.2] (preference 10): greeting 554 "
+        "5.7.1 go away"
+    )
+
+
+def test_a_failed_handshake_is_not_unreachable() -> None:
+    """The host answered: it is not remembered as down, and a remembered failure is
+    forgotten (RFC 5321 §4.5.4.1 keeps the hosts it cannot reach)."""
+    status = HostStatus(clock=Clock())
+    status.mark_down(T2.address, "timeout")
+    plan = DeliveryPlan(SIX, status)
+    assert plan.targets[:2] == (T1, T2)  # T2 down: after T1 (it already was)
+    for stage, code, text in HANDSHAKE_FAILURES[:2]:
+        t = plan.next_target()
+        plan.handshake_failed(t, code, text, stage=stage)
+    assert len(status) == 0
+    assert DeliveryPlan(SIX, status).targets == SIX.targets
+
+
+def test_failed_handshake_misuse_is_an_error() -> None:
+    plan = DeliveryPlan(SIX)
+    t = plan.next_target()
+    for code in (250, 354, 399, 600, -1):
+        with pytest.raises(ValueError, match="4xx/5xx reply or none"):
+            plan.handshake_failed(t, code)
+    plan.handshake_failed(t, 421)
+    with pytest.raises(RuntimeError, match="already reported"):
+        plan.handshake_failed(t, 421)
+    with pytest.raises(RuntimeError, match="already reported"):
+        plan.temporary(t, 451)
+    t = plan.next_target()
+    with pytest.raises(ValueError, match="not the current target"):
+        plan.handshake_failed(T1)
+    plan.delivered(t)
+    with pytest.raises(RuntimeError, match="done"):
+        plan.handshake_failed(t)
+
+
 def test_report_dispatches_every_kind() -> None:
     plan = DeliveryPlan(SIX, session_limit=5, address_limit=None)
     kinds = [Attempt.REFUSED, Attempt.TIMED_OUT, Attempt.LOST, Attempt.TEMPORARY]
@@ -192,6 +394,17 @@ def test_report_dispatches_every_kind() -> None:
     t = plan2.next_target()
     plan2.report(t, Attempt.DELIVERED)
     assert plan2.outcome.reply_code == 250
+    plan3 = DeliveryPlan(SIX)
+    t = plan3.next_target()
+    plan3.report(t, Attempt.HANDSHAKE_FAILED, 421, "4.7.0 closing", stage=HandshakeStage.EHLO)
+    assert (plan3.attempts, plan3.sessions) == (
+        [(T1, Attempt.HANDSHAKE_FAILED, 421, "4.7.0 closing")],
+        0,
+    )
+    assert plan3.next_target() == T2
+    plan3.report(T2, Attempt.HANDSHAKE_FAILED)
+    assert plan3.outcome.status is DeliveryStatus.PENDING
+    assert plan3.next_target() == T3
 
 
 def test_misuse_is_an_error() -> None:
