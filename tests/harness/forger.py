@@ -17,7 +17,7 @@ import struct
 import threading
 from collections.abc import Callable, Sequence
 
-__all__ = ["EchoServer", "mx_reply", "question_of", "spray"]
+__all__ = ["EchoServer", "HostileTcpServer", "mx_reply", "question_of", "spray"]
 
 GOOD = "good.example."
 EVIL = "evil.attacker.test."
@@ -200,3 +200,107 @@ def _text(question: bytes) -> str:
         labels.append(question[off + 1 : off + 1 + question[off]].decode("ascii").lower())
         off += 1 + question[off]
     return ".".join(labels) + "."
+
+
+class HostileTcpServer:
+    """UDP: TC=1 for every query (so the client asks again over TCP). TCP: after reading the
+    query, ``mode`` ``"flood"`` streams 65,535-octet messages with a wrong ID as fast as the
+    client reads them; ``"trickle"`` sends a 65,535-octet length and then one octet every
+    ``trickle_ms``. Either stops only when the client closes the connection or after
+    ``safety`` octets / seconds (so a client that never stops does not hang the test).
+
+    Attributes:
+        connections: one ``[octets sent, closed by the client]`` per TCP connection.
+    """
+
+    def __init__(self, mode: str, *, safety_octets: int = 64 << 20, safety_s: float = 8.0) -> None:
+        self.mode = mode
+        self.safety_octets = safety_octets
+        self.safety_s = safety_s
+        self.trickle_ms = 20.0
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind(("127.0.0.1", 0))
+        self.port = int(self.udp.getsockname()[1])
+        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.tcp.bind(("127.0.0.1", self.port))
+        self.tcp.listen(8)
+        self.udp.settimeout(0.05)
+        self.tcp.settimeout(0.05)
+        self.connections: list[list[object]] = []
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._serve_udp, daemon=True),
+            threading.Thread(target=self._serve_tcp, daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _serve_udp(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, peer = self.udp.recvfrom(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            question = question_of(data)
+            reply = data[:2] + struct.pack(">HHHHH", 0x8380, 1, 0, 0, 0) + question
+            self.udp.sendto(reply, peer)
+
+    def _serve_tcp(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.tcp.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            record: list[object] = [0, False]
+            self.connections.append(record)
+            threading.Thread(target=self._stream, args=(conn, record), daemon=True).start()
+
+    def _stream(self, conn: socket.socket, record: list[object]) -> None:
+        import time
+
+        started = time.monotonic()
+        with conn:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 16)
+            conn.settimeout(1.0)
+            try:
+                size = struct.unpack(">H", conn.recv(2))[0]
+                query = conn.recv(size)
+                wrong = bytes([query[0] ^ 0xFF, query[1]])
+                message = b"\xff\xff" + wrong + bytes(65533)
+                if self.mode == "trickle":
+                    conn.sendall(b"\xff\xff")
+                    record[0] = 2
+                while not self._stop.is_set():
+                    if int(record[0]) >= self.safety_octets:  # type: ignore[call-overload]
+                        return
+                    if time.monotonic() - started > self.safety_s:
+                        return
+                    if self.mode == "flood":
+                        conn.sendall(message)
+                        record[0] = int(record[0]) + len(message)  # type: ignore[call-overload]
+                    else:
+                        conn.sendall(b"\x00")
+                        record[0] = int(record[0]) + 1  # type: ignore[call-overload]
+                        time.sleep(self.trickle_ms / 1000)
+            except (BrokenPipeError, ConnectionResetError):
+                record[1] = True  # the client closed first
+            except (TimeoutError, OSError):
+                return
+
+    def close(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+        self.udp.close()
+        self.tcp.close()
+
+    def __enter__(self) -> HostileTcpServer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
