@@ -414,7 +414,8 @@ def test_no_socket_outlives_a_burst_or_the_loop(fault_server) -> None:  # type: 
     for _ in range(3):
         asyncio.run(main())
         assert open_fds() == before
-    assert seen_during[0] == 50  # 50 queries in flight: a socket each (RFC 5452 §9.2)
+    # 50 queries in flight: a socket each (RFC 5452 §9.2), and on Linux the epoll set
+    assert seen_during[0] in (50, 51)
     for _ in range(3):
         asyncio.run(mxselect.aselect_targets("d.stub.test", resolver=stub))
         assert open_fds() == before
