@@ -11,6 +11,9 @@ Peers, on the same domains in the same run:
 * mxselect: ``aselect_targets`` with ``CONCURRENCY`` selections in flight, through its own stub
   resolver (``mxselect.stub.StubResolver``: the figure the targets use) and through the
   dnspython adapter; ``select_targets`` in 32 threads (both resolvers), as email-validator runs;
+* the previous design of the stub resolver (``benchmarks/_pooled_stub.py``: pooled UDP sockets,
+  one source port for up to 4,096 queries, before issue 14 / RFC 5452): the same selections and
+  the same raw queries, so the run reports what a fresh socket per query costs;
 * the floor: raw ``dns.asyncresolver`` queries for exactly the messages mxselect sends (recorded
   per domain, batch by batch), same concurrency, no selection logic; and the same queries sent
   raw through ``StubResolver.aresolve`` (what the selection logic adds to its transport);
@@ -23,7 +26,7 @@ Peers, on the same domains in the same run:
 CPU seconds per domain is the client process's CPU time (``time.process_time``, all threads)
 divided by the domains resolved; Unbound, Knot and the proxy run in other processes.
 
-    python benchmarks/bulk.py [--smoke]
+    python benchmarks/bulk.py [--smoke] [--quick] [--domains N] [--repeat N]
 """
 
 from __future__ import annotations
@@ -50,9 +53,9 @@ from _common import (
     median,
     server_process,
     spread,
-    standalone,
 )
 from _common import sync_resolver as make_sync_resolver
+from _pooled_stub import StubResolver as PooledStubResolver
 from harness.dnsenv import DnsEnv, free_port, missing_programs
 
 import mxselect
@@ -61,6 +64,8 @@ from mxselect.dnspython import AsyncDnspythonResolver
 from mxselect.stub import StubResolver
 
 NAME = "bulk"
+#: The contestants ``--quick`` runs: the headline, the previous design, the floors, the peers.
+QUICK = ("StubResolver (", "previous design", "raw StubResolver", "email-validator", "naive")
 
 CONCURRENCY = 100
 #: A second, wider run of the headline contestant: where throughput stops growing.
@@ -174,7 +179,7 @@ def in_flight(
 
 
 def run_mxselect(
-    resolver: dns.asyncresolver.Resolver | StubResolver,
+    resolver: dns.asyncresolver.Resolver | StubResolver | PooledStubResolver,
     domains: Sequence[str],
     concurrency: int = CONCURRENCY,
 ) -> Counter[str]:
@@ -237,7 +242,9 @@ def run_floor(resolver: dns.asyncresolver.Resolver, recorded: Sequence[_Batches]
     return outcomes
 
 
-def run_stub_floor(resolver: StubResolver, recorded: Sequence[_Batches]) -> Counter[str]:
+def run_stub_floor(
+    resolver: StubResolver | PooledStubResolver, recorded: Sequence[_Batches]
+) -> Counter[str]:
     """The floor's queries sent raw through the stub resolver: no selection logic."""
     outcomes: Counter[str] = Counter()
     rtypes = {t.value: t for t in RRType}
@@ -349,8 +356,16 @@ def _measure(fn: Callable[[], Counter[str]]) -> tuple[float, float, Counter[str]
     return time.perf_counter() - wall, time.process_time() - cpu, outcomes
 
 
-def run(smoke: bool = False) -> Report:
+def run(
+    smoke: bool = False,
+    quick: bool = False,
+    domains_count: int | None = None,
+    repeat_count: int | None = None,
+) -> Report:
     count, sequential, repeat = (20, 10, 1) if smoke else (DOMAINS, SEQUENTIAL, 3)
+    count = domains_count or count
+    sequential = min(sequential, count)
+    repeat = repeat_count or repeat
     zone_text, domains = generate(count)
     if missing_programs():
         raise Skipped(
@@ -368,9 +383,12 @@ def run(smoke: bool = False) -> Report:
                 recorded = record_batches(aio, domains)
                 queries = sum(len(b) for batches in recorded for b in batches)
                 stub = StubResolver([("127.0.0.1", env.resolver_port)])
+                pooled = PooledStubResolver([("127.0.0.1", env.resolver_port)])
                 contestants: list[tuple[str, Callable[[], Counter[str]], int]] = [
                     (f"mxselect aselect_targets + StubResolver ({CONCURRENCY} in flight)",
                      lambda: run_mxselect(stub, domains), count),
+                    (f"previous design: aselect_targets + pooled stub ({CONCURRENCY} in flight)",
+                     lambda: run_mxselect(pooled, domains), count),
                     (f"mxselect aselect_targets + StubResolver ({WIDE} in flight)",
                      lambda: run_mxselect(stub, domains, WIDE), count),
                     (f"mxselect aselect_targets + dnspython adapter ({CONCURRENCY} in flight)",
@@ -379,6 +397,8 @@ def run(smoke: bool = False) -> Report:
                      lambda: run_floor(aio, recorded), count),
                     (f"raw StubResolver queries, same queries ({CONCURRENCY} in flight)",
                      lambda: run_stub_floor(stub, recorded), count),
+                    (f"previous design: raw pooled-socket stub queries ({CONCURRENCY} in flight)",
+                     lambda: run_stub_floor(pooled, recorded), count),
                     ("email-validator, 32 threads (no exchange addresses)",
                      lambda: run_email_validator(sync, domains), count),
                     (f"naive sequential loop (first {len(head)})",
@@ -390,6 +410,8 @@ def run(smoke: bool = False) -> Report:
                     (f"resolve_name per host, sequential (first {len(head)})",
                      lambda: run_resolve_name(sync, head), len(head)),
                 ]  # fmt: skip
+                if quick:
+                    contestants = [c for c in contestants if any(k in c[0] for k in QUICK)]
                 results: dict[tuple[str, str], list[tuple[float, float, Counter[str]]]] = {}
                 for _ in range(repeat):
                     for name, fn, _n in contestants:
@@ -451,32 +473,78 @@ def run(smoke: bool = False) -> Report:
         "uses too, so a selection waits longer as more are in flight.",
     ]
     report = Report([table])
-    adapter, floor, ev, naive = (contestants[i][0] for i in (2, 3, 5, 6))
+    names = [name for name, _, _ in contestants]
+
+    def named(start: str) -> str | None:
+        return next((n for n in names if n.startswith(start)), None)
+
+    adapter = named("mxselect aselect_targets + dnspython adapter")
+    floor = named("floor: raw dns.asyncresolver")
+    ev = named("email-validator")
+    naive = named("naive sequential loop")
+    pooled = named("previous design: aselect_targets")
+    stub_raw = named("raw StubResolver queries")
+    pooled_raw = named("previous design: raw pooled")
     for cache in ("cold", "warm"):
-        r = rates[(mx_name, cache)] / rates[(naive, cache)]
-        report.targets.append(Target(f"bulk vs naive loop, {cache}", "≥ 20×", f"{r:.1f}×", r >= 20))
-        r = rates[(mx_name, cache)] / rates[(ev, cache)]
-        report.targets.append(
-            Target(f"bulk vs email-validator 32 threads, {cache}", "≥ 3×", f"{r:.1f}×", r >= 3)
-        )
-        r = cpus[(mx_name, cache)] / cpus[(floor, cache)]
-        report.targets.append(
-            Target(f"CPU per domain vs floor, {cache}", "≤ 1.3×", f"{r:.2f}×", r <= 1.3)
-        )
-        r = cpus[(adapter, cache)] / cpus[(floor, cache)]
-        report.targets.append(
-            Target(
-                f"CPU per domain vs floor, dnspython adapter, {cache}",
-                "≤ 1.3×",
-                f"{r:.2f}×",
-                r <= 1.3,
+        if pooled is not None:
+            table.notes.append(
+                f"{cache}: a fresh socket per query (RFC 5452 §9.2) vs the previous pooled "
+                f"design, same run: {rates[(mx_name, cache)] / rates[(pooled, cache)]:.2f}× the "
+                f"domains/s, {cpus[(mx_name, cache)] / cpus[(pooled, cache)]:.2f}× the CPU per "
+                f"domain (+{(cpus[(mx_name, cache)] - cpus[(pooled, cache)]) * 1e6:.0f} µs)"
+                + (
+                    f"; raw queries {cpus[(stub_raw, cache)] / cpus[(pooled_raw, cache)]:.2f}× "
+                    "the CPU"
+                    if stub_raw is not None and pooled_raw is not None
+                    else ""
+                )
+                + "."
             )
-        )
+        if naive is not None:
+            r = rates[(mx_name, cache)] / rates[(naive, cache)]
+            report.targets.append(
+                Target(f"bulk vs naive loop, {cache}", "≥ 20×", f"{r:.1f}×", r >= 20)
+            )
+        if ev is not None:
+            r = rates[(mx_name, cache)] / rates[(ev, cache)]
+            report.targets.append(
+                Target(f"bulk vs email-validator 32 threads, {cache}", "≥ 3×", f"{r:.1f}×", r >= 3)
+            )
+        if floor is not None:
+            r = cpus[(mx_name, cache)] / cpus[(floor, cache)]
+            report.targets.append(
+                Target(f"CPU per domain vs floor, {cache}", "≤ 1.3×", f"{r:.2f}×", r <= 1.3)
+            )
+        if floor is not None and adapter is not None:
+            r = cpus[(adapter, cache)] / cpus[(floor, cache)]
+            report.targets.append(
+                Target(
+                    f"CPU per domain vs floor, dnspython adapter, {cache}",
+                    "≤ 1.3×",
+                    f"{r:.2f}×",
+                    r <= 1.3,
+                )
+            )
     return report
 
 
 def main() -> None:
-    standalone(run, __doc__)
+    import argparse
+
+    from _common import print_report
+
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="once, at a tiny size")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="only the headline, the previous stub design, the raw-query floors, "
+        "email-validator and the naive loop",
+    )
+    parser.add_argument("--domains", type=int, help=f"domains (default {DOMAINS})")
+    parser.add_argument("--repeat", type=int, help="runs per contestant (default 3)")
+    args = parser.parse_args()
+    print_report(run(args.smoke, args.quick, args.domains, args.repeat))
 
 
 if __name__ == "__main__":

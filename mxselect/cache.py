@@ -15,9 +15,12 @@ The rules, each from the RFC cited next to the code:
   the top bit set counts as 0 (RFC 2181 §8); an answer without a TTL is not kept;
 * NXDOMAIN and NODATA are kept for their negative TTL, the SOA-derived TTL the resolver
   reports (RFC 2308 §5), capped at ``max_negative_ttl`` (default 3 hours, RFC 2308 §5); a
-  negative answer without one (no SOA) is not kept (RFC 2308 §5); an NXDOMAIN also answers
-  the other types of the same name (RFC 2308 §5) -- for a CNAME chain it is recorded for the
-  last name of the chain (RFC 6604 §3, RFC 8020 §2);
+  negative answer without one (no SOA) is not kept (RFC 2308 §5); an NXDOMAIN for the name
+  asked also answers the other types of that name (RFC 2308 §5);
+* an answer is stored only under the question that was asked (RFC 5452 §6): records met on
+  the way -- CNAME targets, an NXDOMAIN at the end of a chain (RFC 6604 §3) -- are part of
+  that answer, never facts about other names, so a forged reply for a random name cannot
+  poison another;
 * temporary failures are kept at most ``tempfail_ttl`` seconds (default 30, at most 300,
   0 = never; RFC 2308 §7.1, RFC 1123 §6.1.3.3); a cached one says ``(cached)`` in its reason;
 * at most ``max_entries`` entries, least recently used dropped first;
@@ -98,6 +101,13 @@ class _Flight:
     def __init__(self) -> None:
         self.done = threading.Event()
         self.answer: Answer | None = None
+
+
+def _same_name(canonical: str | None, name: str) -> bool:
+    """Whether ``canonical`` (an Answer's, or None: no CNAME) is ``name`` itself."""
+    if canonical is None:
+        return True
+    return canonical.rstrip(".").lower() == name.rstrip(".").lower()
 
 
 def _check_ttl(name: str, value: int, limit: int | None) -> None:
@@ -209,12 +219,13 @@ class CachingResolver:
             )
             return
         self._put(query, _Entry(answer, expires))
-        if answer.status is Status.NXDOMAIN:
-            # RFC 2308 §5: the name does not exist, whatever the type; with a CNAME chain the
-            # name that does not exist is the last one (RFC 6604 §3, RFC 8020 §2 warning).
-            missing = (answer.canonical_name or query.name).lower()
-            missing = missing if missing.endswith(".") else missing + "."
-            self._put((missing, None), _Entry(Answer.nxdomain(ttl=seconds), expires))
+        if answer.status is Status.NXDOMAIN and _same_name(answer.canonical_name, query.name):
+            # RFC 2308 §5: the name asked does not exist, whatever the type. At the end of a
+            # CNAME chain (RFC 6604 §3) the name that does not exist is another one: that
+            # NXDOMAIN is part of the answer to this question only, never a fact about the
+            # chain's last name (RFC 5452 §6, RFC 2181 §5.4.1) -- one forged reply for a
+            # random name would otherwise make any victim domain "not exist" for hours.
+            self._put((query.name, None), _Entry(Answer.nxdomain(ttl=seconds), expires))
 
     def _put(self, key: Query | tuple[str, None], entry: _Entry) -> None:
         self._entries[key] = entry

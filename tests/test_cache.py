@@ -207,16 +207,61 @@ def test_R2308_5_d_negative_cap_configurable_up_to_one_day() -> None:
         CachingResolver(FakeResolver(), max_negative_ttl=86401)
 
 
-def test_R8020_2_b_nxdomain_through_a_cname_is_for_the_last_name(clock: Clock) -> None:
+def test_R5452_6_nxdomain_through_a_cname_is_kept_only_for_the_question(clock: Clock) -> None:
+    """An NXDOMAIN at the end of a CNAME chain is part of the answer to the question asked,
+    not a fact about the chain's last name (RFC 5452 §6): asking that name goes upstream."""
     fake = zone("alias CNAME gone\n@ MX 10 mx")
     cache = cached(fake, clock)
     first = cache.resolve(Query("alias.example.org.", RRType.A))
     assert first.status is Status.NXDOMAIN
     assert first.canonical_name == "gone.example.org"
-    # The alias itself exists: its MX is asked; the missing target is answered from cache.
-    cache.resolve(Query("alias.example.org.", RRType.MX))
+    assert cache.resolve(Query("alias.example.org.", RRType.A)).status is Status.NXDOMAIN
     assert cache.resolve(Query("gone.example.org.", RRType.AAAA)).status is Status.NXDOMAIN
-    assert [str(q) for q in fake.queries] == ["alias.example.org. A", "alias.example.org. MX"]
+    assert [str(q) for q in fake.queries] == ["alias.example.org. A", "gone.example.org. AAAA"]
+
+
+VICTIM_MX = Query("victim.example.", RRType.MX)
+RND1_MX = Query("rnd1.attacker.test.", RRType.MX)
+
+
+def _poisoning_upstream() -> Scripted:
+    """What one accepted reply for ``rnd1.attacker.test MX`` says (CNAME victim.example +
+    NXDOMAIN, 3 h negative TTL), and the truth about victim.example."""
+    return Scripted(
+        {
+            RND1_MX: Answer.nxdomain(
+                ttl=10800, canonical_name="victim.example.", aliases=["rnd1.attacker.test."]
+            ),
+            VICTIM_MX: Answer.from_mx([(10, "mx.victim.example.")], ttl=300),
+            Query("mx.victim.example.", RRType.A): Answer.from_addresses(["192.0.2.25"], ttl=300),
+            Query("mx.victim.example.", RRType.AAAA): Answer.nodata(ttl=300),
+        }
+    )
+
+
+def test_R5452_6_cross_name_nxdomain_not_cached_sync(clock: Clock) -> None:
+    """RFC 5452 §6: a reply is trusted only for the question asked. One reply for
+    rnd1.attacker.test MX naming victim.example as a missing CNAME target must not make
+    victim.example a cached NXDOMAIN (before: 550 5.1.2 with no query, for 3 hours)."""
+    upstream = _poisoning_upstream()
+    cache = cached(upstream, clock)
+    assert cache.resolve(RND1_MX).status is Status.NXDOMAIN
+    selection = mxselect.select_targets("victim.example", resolver=cache)
+    assert [str(t.address) for t in selection.targets] == ["192.0.2.25"]
+    assert VICTIM_MX in upstream.calls
+
+
+def test_R5452_6_cross_name_nxdomain_not_cached_async(clock: Clock) -> None:
+    upstream = _poisoning_upstream()
+    cache = cached(upstream, clock)
+
+    async def main() -> mxselect.Selection:
+        assert (await cache.aresolve(RND1_MX)).status is Status.NXDOMAIN
+        return await mxselect.aselect_targets("victim.example", resolver=cache)
+
+    selection = asyncio.run(main())
+    assert [str(t.address) for t in selection.targets] == ["192.0.2.25"]
+    assert VICTIM_MX in upstream.calls
 
 
 def test_R2308_7_1_a_tempfail_kept_at_most_the_configured_time(clock: Clock) -> None:
