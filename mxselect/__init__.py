@@ -13,7 +13,7 @@ from __future__ import annotations
 from ._answers import Answer, MXRecord, Query, RRType, Status
 from ._core import CNAME_CHAIN_LIMIT, SelectionPlan
 from ._drivers import aselect_targets, select_targets
-from ._model import Host, Selection, SelectionWarning, Target, TraceStep, WarningCode
+from ._model import Host, Selection, SelectionWarning, Target, Trace, TraceStep, WarningCode
 from ._policy import DEFAULT_UNSAFE_NETWORKS as DEFAULT_UNSAFE_NETWORKS
 from ._policy import Families, Policy
 from .cache import CacheStats, CachingResolver
@@ -65,6 +65,7 @@ __all__ = [
     "Status",
     "Target",
     "TemporaryError",
+    "Trace",
     "TraceStep",
     "WarningCode",
     "aselect_targets",

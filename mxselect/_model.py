@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, overload
 
 import attrs
 
 from ._answers import IPAddress
 
-__all__ = ["Host", "Selection", "SelectionWarning", "Target", "TraceStep", "WarningCode"]
+__all__ = [
+    "Host",
+    "Selection",
+    "SelectionWarning",
+    "Target",
+    "Trace",
+    "TraceStep",
+    "WarningCode",
+]
 
 
 class WarningCode(enum.Enum):
@@ -85,7 +93,7 @@ class TraceStep:
         return self.message
 
 
-def explain(trace: tuple[TraceStep, ...]) -> str:
+def explain(trace: Sequence[TraceStep]) -> str:
     """The trace as numbered lines."""
     return "\n".join(f"{i:2d}. [{step.kind}] {step.message}" for i, step in enumerate(trace, 1))
 
@@ -95,24 +103,78 @@ def explain(trace: tuple[TraceStep, ...]) -> str:
 RawStep = tuple[str, "str | tuple[Any, ...]", "str | None"]
 
 
-class LazyTrace:
-    """The steps of a selection as recorded, made into :class:`TraceStep` objects (and their
-    messages formatted) only when the trace is first read: most callers never read it.
+class Trace(Sequence[TraceStep]):
+    """The explain trace of a selection or an error: a read-only sequence of
+    :class:`TraceStep`, in order.
 
+    The core records its steps unformatted and a :class:`Trace` formats them when it is first
+    read (most callers never read it); its length is known without formatting. It compares
+    equal to any sequence of the same steps (a tuple included), and pickles as its steps.
     The arguments of a deferred message must not change after they are recorded (the core
     records immutable values, or lists it never touches again).
     """
 
-    __slots__ = ("_raw",)
+    __slots__ = ("_raw", "_steps")
 
-    def __init__(self, raw: tuple[RawStep, ...]) -> None:
-        self._raw = raw
+    def __init__(self, raw: Iterable[RawStep] = ()) -> None:
+        self._raw: tuple[RawStep, ...] = tuple(raw)
+        self._steps: tuple[TraceStep, ...] | None = None
 
-    def __call__(self) -> tuple[TraceStep, ...]:
-        return tuple(
-            TraceStep(kind, message if isinstance(message, str) else message[0](*message[1:]), host)
-            for kind, message, host in self._raw
-        )
+    @classmethod
+    def of(cls, steps: Iterable[TraceStep]) -> Trace:
+        """A trace of steps already made."""
+        trace = cls()
+        trace._steps = tuple(steps)
+        return trace
+
+    @property
+    def steps(self) -> tuple[TraceStep, ...]:
+        """The steps as a tuple (formatted now if they were not yet)."""
+        steps = self._steps
+        if steps is None:
+            steps = self._steps = tuple(
+                TraceStep(
+                    kind, message if isinstance(message, str) else message[0](*message[1:]), host
+                )
+                for kind, message, host in self._raw
+            )
+            self._raw = ()
+        return steps
+
+    @overload
+    def __getitem__(self, index: int) -> TraceStep: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[TraceStep, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> TraceStep | tuple[TraceStep, ...]:
+        return self.steps[index]
+
+    def __len__(self) -> int:
+        return len(self._raw) if self._steps is None else len(self._steps)
+
+    def __iter__(self) -> Iterator[TraceStep]:
+        return iter(self.steps)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Trace):
+            return self.steps == other.steps
+        if isinstance(other, Sequence) and not isinstance(other, str | bytes):
+            return self.steps == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.steps)
+
+    def __repr__(self) -> str:
+        return f"Trace({list(self.steps)!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Trace.of, (self.steps,))
+
+
+def _as_trace(value: Iterable[TraceStep]) -> Trace:
+    return value if isinstance(value, Trace) else Trace.of(value)
 
 
 @attrs.frozen
@@ -178,8 +240,8 @@ class Selection:
         ttl: the smallest TTL among the DNS answers used (seconds), i.e. how long this selection
             may be reused; ``None`` when no DNS answer was used or no TTL was known.
         warnings: misconfigurations that were worked around.
-        trace: every decision, in order (:class:`TraceStep`); see :meth:`explain`. Not part of
-            equality.
+        trace: every decision, in order: a :class:`Trace` (a sequence of :class:`TraceStep`);
+            see :meth:`explain`. Not part of equality.
     """
 
     domain: str
@@ -190,7 +252,7 @@ class Selection:
     address_literal: bool = False
     ttl: int | None = None
     warnings: tuple[SelectionWarning, ...] = ()
-    trace: tuple[TraceStep, ...] = attrs.field(default=(), eq=False, repr=False)
+    trace: Trace = attrs.field(factory=Trace, converter=_as_trace, eq=False, repr=False)
 
     def explain(self) -> str:
         """Every decision taken, in order, as readable lines: the MX set received, each host's
@@ -208,30 +270,3 @@ class Selection:
     def addresses(self) -> tuple[IPAddress, ...]:
         """The addresses alone, in try order."""
         return tuple(t.address for t in self.targets)
-
-
-class _TraceSlot:
-    """``Selection.trace``: the attrs slot, except that a :class:`LazyTrace` stored there by
-    the core is turned into the tuple of steps when first read (and kept). Every reader --
-    attribute access, ``attrs.asdict``, ``attrs.evolve``, pickling -- sees the tuple."""
-
-    def __init__(self, slot: Any) -> None:
-        self._get: Callable[[object, type | None], Any] = slot.__get__
-        self._set: Callable[[object, object], None] = slot.__set__
-
-    def __get__(self, obj: object, cls: type | None = None) -> Any:
-        if obj is None:
-            return self
-        value = self._get(obj, cls)
-        if type(value) is LazyTrace:
-            value = value()
-            self._set(obj, value)
-        return value
-
-    def __set__(self, obj: object, value: object) -> None:
-        # Only attrs' own __init__/__setstate__ get here (object.__setattr__): the frozen
-        # class's __setattr__ refuses every other assignment first.
-        self._set(obj, value)
-
-
-setattr(Selection, "trace", _TraceSlot(Selection.__dict__["trace"]))  # noqa: B010

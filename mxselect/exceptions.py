@@ -37,7 +37,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Sequence
 
     from ._model import SelectionWarning, TraceStep
 
@@ -84,19 +84,16 @@ class MXSelectError(Exception):
         self.reason = reason
         self.domain = domain
         self.warnings = warnings
-        self._trace: tuple[TraceStep, ...] | Callable[[], tuple[TraceStep, ...]] = ()
+        self._trace: Sequence[TraceStep] = ()
 
     @property
-    def trace(self) -> tuple[TraceStep, ...]:
-        """The decisions taken before the failure (set by the core); see :meth:`explain`."""
-        trace = self._trace
-        if not isinstance(trace, tuple):
-            # The core stores its steps unformatted (a LazyTrace): formatted on first read.
-            trace = self._trace = trace()
-        return trace
+    def trace(self) -> Sequence[TraceStep]:
+        """The decisions taken before the failure (set by the core; a
+        :class:`~mxselect.Trace`, formatted when first read); see :meth:`explain`."""
+        return self._trace
 
     @trace.setter
-    def trace(self, value: tuple[TraceStep, ...] | Callable[[], tuple[TraceStep, ...]]) -> None:
+    def trace(self, value: Sequence[TraceStep]) -> None:
         self._trace = value
 
     def explain(self) -> str:
@@ -113,7 +110,7 @@ class MXSelectError(Exception):
 
     def __reduce__(self) -> tuple[object, ...]:
         # Keyword-only constructor arguments: teach pickle (multiprocessing, task queues).
-        self.trace  # noqa: B018 -- a lazy trace is formatted now: pickle the steps
+        # (a Trace pickles as its formatted steps)
         return (_rebuild, (type(self), self.reason, self.domain, self.warnings), self.__dict__)
 
     @property

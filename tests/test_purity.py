@@ -14,9 +14,20 @@ CORE_MODULES = [
     "mxselect._answers",
     "mxselect._core",
     "mxselect._domain",
+    "mxselect._lookup",
     "mxselect._model",
+    "mxselect._policy",
+    "mxselect._rules",
     "mxselect.exceptions",
     "mxselect.typing",
+]
+#: The core's layers, lowest first (the header of mxselect/_core.py): a module imports from
+#: its own layer or those below it, never from a layer above.
+LAYERS = [
+    {"_answers", "_domain", "_model", "_policy", "exceptions", "typing"},  # the values
+    {"_lookup"},  # the lookup engine: chains, memo, budget
+    {"_rules"},  # the rules, one pure function each
+    {"_core"},  # the plan: its API and the glue
 ]
 FORBIDDEN = ("dns", "asyncio", "socket", "time", "selectors", "ssl")
 PACKAGE = Path(mxselect.__file__).parent
@@ -92,3 +103,22 @@ def test_import_mxselect_does_not_load_dnspython_or_asyncio() -> None:
         check=True,
     ).stdout
     assert json.loads(out) == []
+
+
+def test_core_layers_import_only_downwards() -> None:
+    """Values <- lookup engine <- rules <- plan: no core module imports a higher layer, and
+    no core module imports a driver, an adapter or a service module."""
+    layer_of = {name: i for i, layer in enumerate(LAYERS) for name in layer}
+    assert sorted(layer_of) == sorted(m.split(".")[1] for m in CORE_MODULES)
+    for name, level in layer_of.items():
+        tree = ast.parse((PACKAGE / f"{name}.py").read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                targets = [node.module] if node.module else [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mxselect"):
+                targets = [(node.module or "").partition(".")[2] or "__init__"]
+            else:
+                continue
+            for target in targets:
+                assert target in layer_of, (name, target)  # nothing outside the core
+                assert layer_of[target] <= level, (name, "imports the higher layer", target)

@@ -1,0 +1,157 @@
+"""The lookup engine of the core: CNAME chains, the memo of answers, the query budget (pure).
+
+:class:`Chain` follows one (name, type) lookup through the answers it is fed, link by link,
+to an answer or an error (RFC 1034 §3.6.2: loops and over-long chains are errors).
+:class:`Lookups` resolves a set of (name, type) keys as a generator: it yields one batch of
+queries per CNAME step, never asks a question twice in one selection (the memo), and never
+sends more queries than its budget. It knows nothing of MX rules (``_rules``) or of the plan's
+API (``_core``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterable
+
+from ._answers import Answer, Query, RRType, Status
+from ._domain import check_ldh_name, normalize_exchange
+
+__all__ = ["Batch", "Chain", "Key", "Lookups", "Received", "norm_ttl"]
+
+Key = tuple[str, RRType]
+Batch = tuple[Query, ...]
+Received = list[Answer]  # the answers of a batch, in the batch's order
+
+
+def norm_ttl(ttl: int | None) -> int | None:
+    """RFC 2181 §8: a TTL with the most significant bit set is treated as zero."""
+    if ttl is None:
+        return None
+    if ttl < 0 or ttl >= 2**31:
+        return 0
+    return ttl
+
+
+class Chain:
+    """One lookup (name, type) followed through its CNAME chain to an answer or an error."""
+
+    __slots__ = (
+        "answer",
+        "canonical",
+        "current",
+        "error",
+        "limit",
+        "links",
+        "rtype",
+        "start",
+        "ttl",
+    )
+
+    def __init__(self, name: str, rtype: RRType, limit: int) -> None:
+        self.limit = limit
+        self.start = name
+        self.rtype = rtype
+        self.current = name
+        self.links: list[str] = []
+        self.answer: Answer | None = None
+        self.error: str | None = None
+        self.ttl: int | None = None
+        self.canonical = name
+
+    @property
+    def done(self) -> bool:
+        return self.answer is not None or self.error is not None
+
+    def absorb(self, answer: Answer) -> None:
+        """Take one answer for ``(current, rtype)``; follow an ALIAS or finish."""
+        ttl = norm_ttl(answer.ttl)
+        if ttl is not None:
+            self.ttl = ttl if self.ttl is None else min(self.ttl, ttl)
+        if answer.status is Status.TEMPFAIL:
+            self.answer = answer
+            return
+        if not answer.aliases and not answer.canonical_name:
+            # No CNAME in the answer (the common case): what the general steps below do then.
+            if answer.status is Status.ALIAS:
+                self.error = "alias answer without a target"
+            else:
+                self.answer = answer
+            return
+        links = [normalize_exchange(a) for a in answer.aliases]
+        target = normalize_exchange(answer.canonical_name) if answer.canonical_name else None
+        if links and links[0] != self.current:
+            links.insert(0, self.current)
+        if target is not None and target != self.current and not links:
+            links = [self.current]
+        if target is None and answer.status is Status.ALIAS:
+            self.error = "alias answer without a target"
+            return
+        self.links.extend(links)
+        if target is not None and links:
+            # RFC 1034 §3.6.2: CNAME loops are signalled as an error.
+            seen = [*self.links, target]
+            if len(set(seen)) != len(seen):
+                self.error = "CNAME loop: " + " -> ".join(seen)
+                return
+            if len(self.links) > self.limit:
+                self.error = f"CNAME chain longer than {self.limit} links"
+                return
+            why = check_ldh_name(target)
+            if why is not None:
+                self.error = f"CNAME target {target!r} is not a valid host name: {why}"
+                return
+            self.canonical = target
+        if answer.status is Status.ALIAS:
+            assert target is not None
+            self.current = target
+            return
+        self.answer = answer
+
+
+class Lookups:
+    """The lookups of one selection: the memo of every answer fed, and the batches.
+
+    Args:
+        cname_limit: the longest CNAME chain followed (``Policy.cname_limit``).
+        budget_text: how a lookup cut off by the budget explains itself.
+    """
+
+    __slots__ = ("budget_text", "cname_limit", "memo")
+
+    def __init__(self, cname_limit: int, budget_text: str) -> None:
+        self.cname_limit = cname_limit
+        self.budget_text = budget_text
+        self.memo: dict[Key, Answer] = {}
+
+    def resolve(
+        self, keys: Iterable[Key], budget: int | None = None
+    ) -> Generator[Batch, Received, tuple[dict[Key, Chain], int]]:
+        """Resolve every (name, type) in one batch per CNAME step; never ask twice; never send
+        more than ``budget`` queries (CNAME follow-ups included). Returns the chains and the
+        number of queries sent."""
+        limit = self.cname_limit
+        chains = {(name, rtype): Chain(name, rtype, limit) for name, rtype in keys}
+        memo = self.memo
+        sent = 0
+        while True:
+            # Each chain takes what is known, then asks for the rest (in chain order, once).
+            wanted: dict[Key, None] = {}
+            for chain in chains.values():
+                while chain.answer is None and chain.error is None:
+                    key = (chain.current, chain.rtype)
+                    known = memo.get(key)
+                    if known is None:
+                        wanted[key] = None
+                        break
+                    chain.absorb(known)
+            if budget is not None and sent + len(wanted) > budget:
+                allowed = dict.fromkeys(list(wanted)[: max(0, budget - sent)])
+                for chain in chains.values():
+                    if not chain.done and (chain.current, chain.rtype) not in allowed:
+                        chain.error = self.budget_text
+                wanted = allowed
+            if not wanted:
+                return chains, sent
+            sent += len(wanted)
+            batch = tuple(Query(name + ".", rtype) for name, rtype in wanted)
+            received = yield batch
+            memo.update(zip(wanted, received, strict=True))

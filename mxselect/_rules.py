@@ -1,0 +1,778 @@
+"""The rules of RFC 5321 §5.1 / RFC 7505 MX target selection, as pure functions (no I/O).
+
+Each rule is one function over immutable values (``NamedTuple`` records, frozen policy,
+answers and chains it only reads). A rule returns what it decided and the *notes* it made --
+warnings and explain-trace steps, in order -- and never raises a selection error: it says which
+outcome applies (:class:`Outcome`) and the plan (``_core``) turns that into the
+:class:`~mxselect.MXSelectError`. The plan is the glue that runs them in this order:
+
+====  ========================  ==============================================================
+rule  function                  what, and where it is written
+====  ========================  ==============================================================
+1     :func:`literal_target`    an address literal is the single target, no DNS; the policy
+                                still applies (RFC 5321 §4.1.3, §5.2; Exim ``ignore_target_
+                                hosts``; OpenSMTPD#410)
+2     (the plan)                the MX query for the absolute domain; a CNAME at the domain is
+                                processed as the initial name (RFC 5321 §5.1, §2.3.5)
+3     :func:`mx_outcome`        TEMPFAIL -> temporary, never an A/AAAA fallback; NXDOMAIN ->
+                                permanent; NODATA -> the implicit MX (RFC 5321 §5.1, RFC 6604
+                                §3, RFC 3974 §3; postal#2833)
+4     :func:`null_mx`           only root exchanges: null MX (RFC 7505 §3, §4.1); mixed with
+                                real ones: ignored (Exim) unless ``strict_null_mx`` (Postfix)
+5     :func:`valid_exchanges`   each record validated on its own; duplicates keep their best
+                                preference (RFC 2181 §11, RFC 5321 §4.1.2, §5.1, RFC 1035 §3.1)
+6     :func:`ordered_hosts`     sorted by preference, equal ones shuffled with the injected
+                                ``rng`` (RFC 5321 §5.1 "MUST randomize")
+6b    :func:`cut_at_own_name`,  loop prevention: this host's level and worse ones discarded;
+      :func:`find_self`         as the best MX, a loop (RFC 5321 §5.1 "inspect the list")
+7     :func:`next_batch`        AAAA and A of ``max_mx_hosts`` exchanges at a time, within the
+                                address query budget (RFC 3974 §3, RFC 8305 §3, RFC 5321 §5.2)
+8a    :func:`host_addresses`    a host is usable if either family answered (RFC 3974 §5)
+8b    :func:`judge`             the family policy, CNAME'd exchanges, unsafe networks
+                                (RFC 5321 §5.2, RFC 2181 §10.3; Exim, Haraka#3314)
+8c    :func:`order_targets`     family order within each preference level, duplicates, the
+                                address limit (RFC 8305 §4, RFC 3974 §3, RFC 5321 §5.1)
+9     :func:`classify_failure`  none usable: temporary if anything failed temporarily or was
+                                left unexamined, else permanent (RFC 5321 §5.1; Postfix)
+====  ========================  ==============================================================
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import random
+from typing import Any, NamedTuple
+
+from ._answers import Answer, IPAddress, MXRecord, RRType, Status
+from ._domain import check_ldh_name, normalize_exchange
+from ._lookup import Chain
+from ._model import Target, WarningCode
+from ._policy import Families, Policy
+
+__all__ = [
+    "Candidate",
+    "Examined",
+    "LookupFailure",
+    "Note",
+    "Outcome",
+    "classify_failure",
+    "cut_at_own_name",
+    "find_self",
+    "host_addresses",
+    "judge",
+    "literal_target",
+    "mx_outcome",
+    "next_batch",
+    "null_mx",
+    "order_targets",
+    "ordered_hosts",
+    "self_found",
+    "valid_exchanges",
+]
+
+_IPv4 = ipaddress.IPv4Address
+_IPv6 = ipaddress.IPv6Address
+
+#: A note a rule made: ``(kind, message, host)``. ``kind`` is a :class:`WarningCode` for a
+#: warning (recorded in the trace too) or a trace step's kind; ``message`` is the text or
+#: ``(function, *arguments)`` formatting it when the trace is read.
+Note = tuple["WarningCode | str", "str | tuple[Any, ...]", "str | None"]
+Notes = list[Note]
+
+
+class Outcome(enum.Enum):
+    """What a rule decided for the whole selection, when it decided it."""
+
+    #: Go on: nothing final yet.
+    CONTINUE = "continue"
+    #: :class:`~mxselect.DNSTemporaryError` (451 4.4.3).
+    TEMPORARY = "temporary"
+    #: :class:`~mxselect.NoSuchDomainError` (550 5.1.2).
+    NO_SUCH_DOMAIN = "no-such-domain"
+    #: :class:`~mxselect.NullMXError` (556 5.1.10).
+    NULL_MX = "null-mx"
+    #: :class:`~mxselect.NoUsableTargetsError` (550 5.4.4).
+    NO_USABLE_TARGETS = "no-usable-targets"
+    #: :class:`~mxselect.MailLoopError` (554 5.4.6).
+    MAIL_LOOP = "mail-loop"
+    #: :class:`~mxselect.NoPrimaryRelayError` (451 4.4.4).
+    NO_PRIMARY_RELAY = "no-primary-relay"
+
+
+class LookupFailure(enum.Enum):
+    """Why one family's lookup of an exchange gave no address."""
+
+    #: The name does not exist.
+    NXDOMAIN = "NXDOMAIN"
+    #: The name exists without records of the type.
+    NODATA = "NODATA"
+    #: A temporary failure (the text says which).
+    TEMPORARY = "temporary"
+    #: The policy disables the family: not asked.
+    NOT_QUERIED = "not queried"
+
+
+class Candidate(NamedTuple):
+    """An exchange to resolve: its name, preference, and the address if the MX names one."""
+
+    name: str
+    preference: int
+    literal: IPAddress | None = None
+
+
+class Examined(NamedTuple):
+    """One exchange after its lookups: every address found (before any policy), its
+    canonical name, why it has none (or which family failed), and whether that was
+    temporary."""
+
+    candidate: Candidate
+    found: list[IPAddress]
+    canonical: str
+    why: str
+    temporary: bool
+
+
+class Family(NamedTuple):
+    """One family's lookup of an exchange: its addresses, or why none."""
+
+    addresses: list[IPAddress]
+    failure: LookupFailure | None
+    text: str
+
+    @property
+    def temporary(self) -> bool:
+        return self.failure is LookupFailure.TEMPORARY
+
+
+_NOT_QUERIED = Family([], LookupFailure.NOT_QUERIED, "not queried")
+
+
+# -- rule 1 --------------------------------------------------------------------------------
+
+
+def literal_target(text: str, address: IPAddress, policy: Policy) -> tuple[Outcome, str, Notes]:
+    """Rule 1 -- RFC 5321 §4.1.3: an address literal is the single target; no DNS query.
+    The policy still applies to it: this host's own address is a loop (OpenSMTPD#410), a
+    family the policy disables is unusable (RFC 5321 §5.2), and an address in an unsafe
+    network is refused like an MX host whose addresses are all unsafe (Exim's ipliteral
+    router honours ``ignore_target_hosts``): a recipient ``user@[10.0.0.5]`` must not reach an
+    internal host. Returns the outcome (``CONTINUE``: use it), the reason and the notes."""
+    notes: Notes = [
+        ("literal", f"{text} is an address literal: the single target, no DNS query", None)
+    ]
+    if address in policy.local_addresses:
+        reason = f"mail for {text} loops back to myself: the address literal is this host's address"
+        return Outcome.MAIL_LOOP, reason, notes
+    why = family_refusal(address, policy)
+    if why is None:
+        network = policy.unsafe_network_of(address)
+        if network is not None:
+            notes.append(
+                (
+                    WarningCode.UNSAFE_ADDRESS,
+                    f"address literal {text} is in the unsafe network {network} "
+                    "(Policy.unsafe_networks); refused",
+                    text,
+                )
+            )
+            why = f"it is in the unsafe network {network} (Policy.unsafe_networks)"
+    if why is not None:
+        return Outcome.NO_USABLE_TARGETS, f"address literal {text} is not usable: {why}", notes
+    notes.append(("outcome", f"1 target: {address}", None))
+    return Outcome.CONTINUE, "", notes
+
+
+def family_refusal(address: IPAddress, policy: Policy) -> str | None:
+    """Why ``address`` cannot be used under the policy's families (RFC 5321 §5.2), or None."""
+    version = 6 if type(address) is _IPv6 or address.version == 6 else 4
+    if policy.wants_family(version):
+        return None
+    return (
+        f"it is an IPv{version} address and the policy uses IPv{10 - version} only "
+        f"(families={policy.families.value})"
+    )
+
+
+# -- rule 3 --------------------------------------------------------------------------------
+
+
+def mx_outcome(domain: str, chain: Chain, policy: Policy) -> tuple[Outcome, str, Notes]:
+    """Rule 3: what the MX lookup of ``domain`` (followed through its CNAMEs) established.
+
+    ``CONTINUE`` with records or, for NODATA, the implicit MX; otherwise the outcome and its
+    reason. Returns the notes too (the "mx" trace step)."""
+    via = f" (via CNAME {chain.canonical})" if chain.canonical != domain else ""
+    notes: Notes = [("mx", (_mx_message, domain, via, chain.error, chain.answer), None)]
+    if chain.error is not None:
+        return Outcome.TEMPORARY, f"MX lookup for {domain}: {chain.error}", notes
+    answer = chain.answer
+    assert answer is not None
+    if answer.status is Status.TEMPFAIL:
+        # RFC 5321 §5.1: "If a temporary error is returned, the message MUST be queued and
+        # retried later" -- and never a fallback to the domain's A/AAAA records.
+        return Outcome.TEMPORARY, f"MX lookup for {domain}{via}: {answer.reason or 'failed'}", notes
+    if answer.status is Status.NXDOMAIN:
+        # RFC 5321 §5.1: "If a non-existent domain error is returned, this situation MUST be
+        # reported as an error." RFC 6604 §3: at the end of a CNAME chain too.
+        reason = f"MX lookup for {domain}{via}: NXDOMAIN (the domain does not exist)"
+        return Outcome.NO_SUCH_DOMAIN, reason, notes
+    if answer.status is Status.RECORDS and not answer.mx:
+        # A resolver that claims records but gives none has established nothing: never read
+        # it as NODATA (that would send mail to the implicit MX; postal#2833).
+        reason = f"MX lookup for {domain}{via}: the resolver answered without MX records"
+        return Outcome.TEMPORARY, reason, notes
+    if answer.status is Status.NODATA and not policy.implicit_mx:
+        reason = f"{domain}{via} has no MX records and the implicit MX is disabled by the policy"
+        return Outcome.NO_USABLE_TARGETS, reason, notes
+    return Outcome.CONTINUE, "", notes
+
+
+# -- rules 4-6 -----------------------------------------------------------------------------
+
+
+def null_mx(domain: str, records: tuple[MXRecord, ...], policy: Policy) -> tuple[bool, Notes]:
+    """Rule 4 -- RFC 7505 §3: whether the records are a null MX ("a zero-length label ... as
+    the exchange domain": the domain accepts no mail; §4.1: 556 5.1.10; no further query).
+    With ``strict_null_mx`` any root exchange poisons the whole set (Postfix); otherwise a
+    root exchange beside real records is ignored with a warning (Exim)."""
+    null = [r for r in records if normalize_exchange(r.exchange) == ""]
+    notes: Notes = []
+    if null and (len(null) == len(records) or policy.strict_null_mx):
+        if any(r.preference != 0 for r in null):
+            notes.append(
+                (
+                    WarningCode.NULL_MX_PREFERENCE,
+                    f"null MX of {domain} has preference "
+                    f"{', '.join(str(r.preference) for r in null)}; RFC 7505 §3 says 0",
+                    None,
+                )
+            )
+        if len(null) != len(records):
+            notes.append(
+                (
+                    WarningCode.NULL_MX_MIXED,
+                    f"{domain} mixes a null MX record with {len(records) - len(null)} other MX "
+                    "record(s) (RFC 7505 §3 forbids it); strict_null_mx treats it as a null MX",
+                    None,
+                )
+            )
+        return True, notes
+    if null:
+        # RFC 7505 §3: "A domain that advertises a null MX MUST NOT advertise any other MX
+        # RR." The sender's behaviour is unspecified: use the real records (Exim).
+        notes.append(
+            (
+                WarningCode.NULL_MX_MIXED,
+                f"{domain} mixes a null MX record with {len(records) - len(null)} other MX "
+                "record(s) (RFC 7505 §3 forbids it); the null record is ignored",
+                None,
+            )
+        )
+    return False, notes
+
+
+def valid_exchanges(
+    domain: str, records: tuple[MXRecord, ...], policy: Policy
+) -> tuple[dict[str, int], dict[str, IPAddress], list[str], Notes]:
+    """Rule 5: each MX record validated on its own (RFC 2181 §11: the client "is solely
+    responsible for validating the data"; RFC 5321 §4.1.2): one bad record never hides the
+    good ones. Returns each exchange's best preference (RFC 1035 §3.1: names compare
+    case-insensitively), the exchanges that name an address (``allow_mx_to_ip``), why each
+    dropped record was dropped, and the notes."""
+    best: dict[str, int] = {}
+    literals: dict[str, IPAddress] = {}
+    dropped: list[str] = []
+    notes: Notes = []
+    for record in records:
+        name = normalize_exchange(record.exchange)
+        if name == "":
+            continue
+        address = ip_address(name)
+        if address is not None:
+            # RFC 5321 §5.1: the data field "MUST contain a domain name" (Exim rejects;
+            # Postfix accepts; RFC 7672 §2.2: DANE does not apply to it).
+            accepted = policy.allow_mx_to_ip
+            notes.append(
+                (
+                    WarningCode.MX_IS_ADDRESS,
+                    f"MX record '{record.preference} {record.exchange}' of {domain} points to "
+                    "an IP address instead of a host name (RFC 5321 §5.1); "
+                    + ("used as an address (allow_mx_to_ip)" if accepted else "ignored"),
+                    name,
+                )
+            )
+            if not accepted:
+                dropped.append(f"{record.exchange} is an IP address")
+                continue
+            literals[name] = address
+        else:
+            why = check_ldh_name(name)
+            if why is not None:
+                notes.append(
+                    (
+                        WarningCode.INVALID_EXCHANGE,
+                        f"MX record '{record.preference} {record.exchange}' of {domain} is "
+                        f"not a valid host name ({why}); ignored",
+                        name,
+                    )
+                )
+                dropped.append(f"'{record.exchange}' is not a valid host name")
+                continue
+        if name in best:
+            notes.append(
+                (
+                    WarningCode.DUPLICATE_HOST,
+                    f"{name} is listed more than once in the MX records of {domain}; "
+                    f"kept at preference {min(best[name], record.preference)}",
+                    name,
+                )
+            )
+            best[name] = min(best[name], record.preference)
+        else:
+            best[name] = record.preference
+    return best, literals, dropped, notes
+
+
+def ordered_hosts(
+    best: dict[str, int], literals: dict[str, IPAddress], rng: random.Random
+) -> tuple[list[Candidate], Notes]:
+    """Rule 6 -- RFC 5321 §5.1: "Lower numbers are more preferred than higher ones." and "the
+    sender-SMTP MUST randomize them" (equal preferences): Fisher-Yates via ``rng.shuffle``.
+    Each group is put in name order first, so a seed reproduces the order whatever order
+    the resolver used."""
+    groups: dict[int, list[str]] = {}
+    for name, preference in best.items():
+        groups.setdefault(preference, []).append(name)
+    ordered: list[Candidate] = []
+    notes: Notes = []
+    for preference in sorted(groups):
+        names = sorted(groups[preference])
+        if len(names) > 1:
+            rng.shuffle(names)
+            notes.append(("order", (_shuffled_message, preference, names), None))
+        else:
+            notes.append(("order", ("preference {}: {}".format, preference, names[0]), None))
+        ordered.extend(Candidate(name, preference, literals.get(name)) for name in names)
+    return ordered, notes
+
+
+def capped(domain: str, count: int, policy: Policy) -> Notes:
+    """The warning that the hosts are resolved in batches (rule 7), if there are more of them
+    than one batch holds."""
+    if count <= policy.max_mx_hosts:
+        return []
+    # Bounded work for hostile zones: the hosts are resolved max_mx_hosts at a time and only
+    # as far as needed, within max_address_queries queries.
+    return [
+        (
+            WarningCode.MX_HOSTS_CAPPED,
+            f"{domain} lists {count} MX hosts; they are resolved {policy.max_mx_hosts} at a "
+            "time, best first, only while none is usable (max_mx_hosts), with at most "
+            f"{policy.address_query_budget} address queries (max_address_queries)",
+            None,
+        )
+    ]
+
+
+# -- rule 6b: loop prevention ------------------------------------------------------------------
+
+
+def cut_at_own_name(
+    domain: str, ordered: list[Candidate], policy: Policy
+) -> tuple[list[Candidate], int | None, str, Notes]:
+    """Rule 6b -- RFC 5321 §5.1 loop prevention by name, over the whole MX list before any
+    address is resolved: "The relay host MUST then inspect the list for any of the names or
+    addresses by which it might be known in mail transactions. If a matching record is found,
+    all records at that preference level and higher-numbered ones MUST be discarded from
+    consideration." Returns the hosts kept, the preference cut at (or None), the loop reason
+    when this host is the best MX (else ""), and the notes. (Canonical names and addresses are
+    known only once resolved: :func:`find_self`.)"""
+    names = policy.local_names
+    for candidate in ordered if names else ():
+        if candidate.name in names:
+            loop, notes = self_found(
+                domain, candidate, f"its name {candidate.name}", ordered[0].preference
+            )
+            kept = [c for c in ordered if c.preference < candidate.preference]
+            return kept, candidate.preference, loop, notes
+    return ordered, None, "", []
+
+
+def find_self(examined: list[Examined], policy: Policy) -> tuple[Examined, str] | None:
+    """Rule 6b over resolved hosts: the first that is this host, by name, by canonical
+    (CNAME-expanded) name (RFC 974: an alias of the local host) or by address, and how."""
+    names = policy.local_names
+    addresses = policy.local_addresses
+    if not (names or addresses):
+        return None
+    for entry in examined:
+        if entry.candidate.name in names:
+            return entry, f"its name {entry.candidate.name}"
+        if entry.canonical in names:
+            return entry, f"its canonical name {entry.canonical}"
+        hit = next((a for a in entry.found if a in addresses), None)
+        if hit is not None:
+            return entry, f"its address {hit}"
+    return None
+
+
+def self_found(domain: str, candidate: Candidate, match: str, best: int) -> tuple[str, Notes]:
+    """This host is ``candidate``: the loop reason if it is the best MX (RFC 5321 §5.1: an
+    error), else "" and the warning that it and every worse MX are dropped."""
+    preference = candidate.preference
+    if preference <= best:
+        return (
+            f"mail for {domain} loops back to myself: MX host {candidate.name} "
+            f"(preference {preference}) is this host ({match})"
+        ), []
+    return "", [
+        (
+            WarningCode.LOCAL_HOST,
+            f"MX host {candidate.name} (preference {preference}) is this host ({match}); it "
+            f"and every MX host of preference {preference} or more are dropped "
+            "(RFC 5321 §5.1)",
+            candidate.name,
+        )
+    ]
+
+
+# -- rule 7 --------------------------------------------------------------------------------
+
+
+def address_types(policy: Policy) -> list[RRType]:
+    """AAAA then A (RFC 8305 §3 query order); a family the policy disables is not queried at
+    all (RFC 5321 §5.2)."""
+    return [
+        t
+        for t, wanted in ((RRType.AAAA, policy.wants_ipv6), (RRType.A, policy.wants_ipv4))
+        if wanted
+    ]
+
+
+def next_batch(
+    candidates: list[Candidate], start: int, per_host: int, budget: int, policy: Policy
+) -> list[Candidate]:
+    """Rule 7: the next hosts to resolve at once, best first: as many as ``max_mx_hosts`` and
+    the budget left allow (an MX that names an address costs no query; a host that does not
+    fit whole still goes alone while any budget is left, its lookups cut off there). CNAME
+    follow-ups share the budget, so a hostile zone costs at most ``max_address_queries``
+    address queries in all."""
+    batch: list[Candidate] = []
+    cost = 0
+    for candidate in candidates[start : start + policy.max_mx_hosts]:
+        need = 0 if candidate.literal is not None else per_host
+        if cost + need > budget and (batch or budget <= 0):
+            break
+        batch.append(candidate)
+        cost += need
+    return batch
+
+
+# -- rule 8 --------------------------------------------------------------------------------
+
+
+def family_result(chain: Chain, host: str) -> tuple[Family, Notes]:
+    """One family's lookup of ``host``: its addresses, or the typed failure."""
+    if chain.error is not None:
+        return Family([], LookupFailure.TEMPORARY, chain.error), []
+    answer = chain.answer
+    assert answer is not None
+    if answer.status is Status.TEMPFAIL:
+        return Family([], LookupFailure.TEMPORARY, answer.reason or "failed"), []
+    if answer.status is Status.NXDOMAIN:
+        return Family([], LookupFailure.NXDOMAIN, "NXDOMAIN"), []
+    if answer.status is Status.NODATA:
+        return Family([], LookupFailure.NODATA, "NODATA"), []
+    version, cls = (6, _IPv6) if chain.rtype is RRType.AAAA else (4, _IPv4)
+    # ``type(a) is cls``: the version test without the property call, for the usual types.
+    good = [a for a in answer.addresses if type(a) is cls or a.version == version]
+    notes: Notes = []
+    if len(good) != len(answer.addresses):
+        notes.append(
+            (
+                WarningCode.BAD_ANSWER,
+                f"the resolver answered {chain.rtype} for {host} with addresses of the wrong "
+                "family; ignored",
+                host,
+            )
+        )
+    if not good:
+        # Records claimed but none usable: a resolver fault, not a DNS fact -- temporary.
+        text = f"the resolver answered without {chain.rtype} records"
+        return Family([], LookupFailure.TEMPORARY, text), notes
+    return Family(good, None, ""), notes
+
+
+def host_addresses(
+    candidate: Candidate, six: Chain | None, four: Chain | None
+) -> tuple[Examined, list[int | None], Notes]:
+    """Rule 8a: what the lookups of one exchange found (an MX naming an address: that
+    address). A host with addresses of one family is usable even if the other failed
+    temporarily (RFC 3974 §5; Exim, Postfix), with a warning. Returns the record, the TTLs of
+    the lookups it used, and the notes (a "lookup" trace step last)."""
+    name = candidate.name
+    if candidate.literal is not None:
+        return Examined(candidate, [candidate.literal], name, "", False), [], []
+    notes: Notes = []
+    if six is not None:
+        r6, n6 = family_result(six, name)
+        notes += n6
+    else:
+        r6 = _NOT_QUERIED
+    if four is not None:
+        r4, n4 = family_result(four, name)
+        notes += n4
+    else:
+        r4 = _NOT_QUERIED
+    if not r6.addresses and not r4.addresses:
+        if six is None or four is None:
+            only, result = ("AAAA", r6) if four is None else ("A", r4)
+            why = (
+                f"{only} lookup: {result.text} (the policy uses {only} only)"
+                if r6.temporary or r4.temporary
+                else f"no {only} records (the policy uses {only} only)"
+            )
+        elif r6.failure is r4.failure is LookupFailure.NXDOMAIN:
+            why = "the host does not exist (NXDOMAIN)"
+        elif not r6.temporary and not r4.temporary:
+            why = "no A or AAAA records"
+        else:
+            why = f"AAAA lookup: {r6.text}; A lookup: {r4.text}"
+        examined = Examined(candidate, [], name, why, r6.temporary or r4.temporary)
+        notes.append(("lookup", (_lookup_message, name, name, [], why), name))
+        return examined, [], notes
+    partial = ""
+    failed = [(family, r) for family, r in (("AAAA", r6), ("A", r4)) if r.temporary]
+    for family, result in failed:
+        # RFC 3974 §5, Exim, Postfix: proceed with the family that answered.
+        notes.append(
+            (
+                WarningCode.PARTIAL_ADDRESS_FAILURE,
+                f"{family} lookup for {name} failed ({result.text}); using its other addresses",
+                name,
+            )
+        )
+    if failed:
+        partial = "; ".join(f"{family} lookup: {r.text}" for family, r in failed)
+    chain = four if four is not None and r4.addresses else six
+    assert chain is not None
+    ttls = [c.ttl for c in (six, four) if c is not None]
+    found = r6.addresses + r4.addresses
+    # The temporary flag stays set: if every address found is later dropped (unsafe), the
+    # family that failed might have had a usable one -- that host's failure is temporary.
+    examined = Examined(candidate, found, chain.canonical, partial, bool(failed))
+    notes.append(("lookup", (_lookup_message, name, chain.canonical, found, partial), name))
+    return examined, ttls, notes
+
+
+def judge(
+    examined: Examined, policy: Policy, implicit: bool, *, notes: Notes | None = None
+) -> tuple[list[IPAddress], str, bool]:
+    """Rule 8b for one examined host: (its usable addresses, why none, temporary). The drops
+    are noted in ``notes`` when given; without it nothing is recorded (the batch loop asks
+    whether any host is usable yet)."""
+    candidate = examined.candidate
+    name = candidate.name
+    if candidate.literal is not None:
+        # RFC 5321 §5.2: the family policy applies to every target, an MX naming an address
+        # (allow_mx_to_ip) included.
+        refusal = family_refusal(candidate.literal, policy)
+        if refusal is not None:
+            return [], refusal, False
+    else:
+        if not examined.found:
+            return [], examined.why, examined.temporary
+        if examined.canonical != name and not implicit:
+            if policy.strict_cname_exchange:
+                why = f"it is an alias (CNAME) of {examined.canonical} (strict_cname_exchange)"
+                return [], why, False
+            if notes is not None:
+                notes.append(
+                    (
+                        WarningCode.EXCHANGE_IS_ALIAS,
+                        f"MX exchange {name} is an alias (CNAME) of {examined.canonical}; RFC "
+                        "2181 §10.3 says it must not be; followed",
+                        name,
+                    )
+                )
+    found = examined.found
+    safe = [a for a in found if not policy.is_unsafe(a)]
+    for address in found if notes is not None and len(safe) != len(found) else ():
+        if address not in safe:
+            assert notes is not None
+            notes.append(
+                (
+                    WarningCode.UNSAFE_ADDRESS,
+                    f"address {address} of {name} is in an unsafe network (loopback, "
+                    "link-local, multicast, reserved or configured); dropped",
+                    name,
+                )
+            )
+    if safe:
+        return safe, "", False
+    why = "all its addresses are in unsafe networks (" + ", ".join(map(str, found)) + ")"
+    if examined.why:
+        why += f"; {examined.why}"  # a family that failed temporarily
+    return [], why, examined.temporary
+
+
+def order_targets(
+    usable: list[tuple[Candidate, str, list[IPAddress]]], policy: Policy
+) -> tuple[list[Target], Notes]:
+    """Rule 8c: family order within each preference level (``Policy.families``; RFC 8305 §4),
+    each family in resolver order (RFC 5321 §5.1 "in the order presented"), never across
+    levels (RFC 3974 §3); an address already listed for a better-placed host is not repeated;
+    then the address limit (``Policy.max_addresses``, RFC 5321 §5.1)."""
+    levels: dict[int, list[Target]] = {}
+    seen: dict[IPAddress, str] = {}
+    notes: Notes = []
+    for candidate, _, addresses in usable:
+        level = levels.setdefault(candidate.preference, [])
+        for address in addresses:
+            listed = seen.get(address)  # one hash: IPv4Address.__hash__ is Python code
+            if listed is not None:
+                if listed != candidate.name:
+                    notes.append(
+                        (
+                            WarningCode.DUPLICATE_ADDRESS,
+                            f"address {address} of {candidate.name} is already listed for {listed}",
+                            candidate.name,
+                        )
+                    )
+                continue
+            seen[address] = candidate.name
+            level.append(Target(candidate.name, candidate.preference, address))
+    ordered = [
+        family_order(levels[p], policy.families, policy.first_family_count)
+        for p in sorted(levels)
+        if levels[p]  # a level whose addresses were all listed already is empty
+    ]
+    for level in ordered:
+        notes.append(("families", (_families_message, policy.families.value, level), None))
+    targets = [t for level in ordered for t in level]
+    limit = policy.max_addresses
+    if limit is None or len(targets) <= limit:
+        return targets, notes
+    notes.append(
+        ("limit", f"kept the first {limit} of {len(targets)} addresses (max_addresses)", None)
+    )
+    # RFC 5321 §5.1: "there MAY also be a configurable limit on the number of alternate
+    # addresses that can be tried" (Postfix smtp_mx_address_limit, Exim hosts_max_try).
+    kept = targets[:limit]
+    if policy.keep_one_per_preference:
+        present = {t.preference for t in kept}
+        kept += [level[0] for level in ordered if level[0].preference not in present]
+    return kept, notes
+
+
+def family_order(level: list[Target], families: Families, first_count: int) -> list[Target]:
+    """Order one preference level's addresses by family; never across levels (RFC 3974 §3)."""
+    six: list[Target] = []
+    four: list[Target] = []
+    for t in level:  # by address.version; ``type() is``: the same without the property call
+        cls = type(t.address)
+        if cls is _IPv6 or (cls is not _IPv4 and t.address.version == 6):
+            six.append(t)
+        elif cls is _IPv4 or t.address.version == 4:
+            four.append(t)
+    if families is Families.PREFER_IPV4:
+        return four + six
+    if families is not Families.ANY or not six or not four:
+        return six + four
+    # RFC 8305 §4: first_count addresses of the first family, then alternate.
+    out = six[:first_count]
+    rest6, rest4 = six[first_count:], four
+    for i in range(max(len(rest6), len(rest4))):
+        if i < len(rest4):
+            out.append(rest4[i])
+        if i < len(rest6):
+            out.append(rest6[i])
+    return out
+
+
+# -- rule 9 --------------------------------------------------------------------------------
+
+
+def classify_failure(
+    domain: str,
+    implicit: bool,
+    failures: list[str],
+    temporary: bool,
+    self_cut: bool,
+    unexamined: int,
+    budget: int,
+) -> tuple[Outcome, str]:
+    """Rule 9: no host is usable. A backup MX (this host) with no usable better MX defers
+    (Postfix: "unable to find primary relay"); a temporary failure anywhere, or an exchange
+    left unexamined when the budget ran out, is temporary (Postfix: "A soft error dominates
+    past and future hard errors"; docs/failure-semantics.md: a permanent result needs every
+    exchange examined); otherwise :class:`NoUsableTargetsError` (RFC 5321 §5.1: "MUST be
+    reported as an error")."""
+    if unexamined:
+        failures = [
+            *failures,
+            f"{unexamined} more exchange(s) not examined: the budget of {budget} address "
+            "queries is used up (max_address_queries)",
+        ]
+        temporary = True
+    if self_cut:
+        return Outcome.NO_PRIMARY_RELAY, (
+            f"unable to find primary relay for {domain}: " + "; ".join(failures)
+        )
+    if implicit:
+        reason = (
+            f"{domain} has no MX records and its implicit MX has no usable address: "
+            + "; ".join(failures)
+        )
+    else:
+        reason = f"no usable mail exchanger for {domain}: " + "; ".join(failures)
+    return (Outcome.TEMPORARY if temporary else Outcome.NO_USABLE_TARGETS), reason
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def ip_address(name: str) -> IPAddress | None:
+    """The address an exchange name spells, if it is one."""
+    # Only digits and dots (IPv4) or a colon (IPv6) can parse: skip the exception otherwise.
+    if ":" not in name and not name.replace(".", "").isdigit():
+        return None
+    try:
+        return ipaddress.ip_address(name)
+    except ValueError:
+        return None
+
+
+# The trace messages, formatted only when a trace is read.
+
+
+def _mx_message(domain: str, via: str, error: str | None, answer: Answer | None) -> str:
+    return f"MX lookup for {domain}{via}: {_describe_mx(error, answer)}"
+
+
+def _shuffled_message(preference: int, names: list[str]) -> str:
+    return f"preference {preference}: shuffled to {', '.join(names)}"
+
+
+def _lookup_message(name: str, canonical: str, found: list[IPAddress], why: str) -> str:
+    via = f" (CNAME {canonical})" if canonical != name else ""
+    shown = ", ".join(map(str, found)) if found else why
+    return f"{name}{via}: {shown}"
+
+
+def _families_message(families: str, level: list[Target]) -> str:
+    return f"preference {level[0].preference}, families {families}: " + ", ".join(
+        f"{t.host} {t.address!s}" for t in level
+    )
+
+
+def _describe_mx(error: str | None, answer: Answer | None) -> str:
+    if error is not None:
+        return error
+    assert answer is not None
+    if answer.status is Status.RECORDS:
+        return ", ".join(f"{r.preference} {r.exchange}" for r in answer.mx) or "no records"
+    if answer.status is Status.TEMPFAIL:
+        return answer.reason or "failed"
+    return answer.status.name
