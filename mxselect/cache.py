@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ._answers import Answer, Query, Status
+from ._resolvers import AsyncPort, SyncPort, async_port, pool, sync_port
 
 if TYPE_CHECKING:
     import asyncio
@@ -165,8 +166,8 @@ class CachingResolver:
         self._entries: OrderedDict[Query | tuple[str, None], _Entry] = OrderedDict()
         self._flights: dict[Query, _Flight] = {}
         self._tasks: dict[tuple[asyncio.AbstractEventLoop, Query], asyncio.Future[Answer]] = {}
-        self._sync: Resolver | None = None
-        self._async: AsyncResolver | None = None
+        self._sync: SyncPort | None = None
+        self._async: AsyncPort | None = None
 
     # -- the rules ---------------------------------------------------------------------------
 
@@ -245,16 +246,10 @@ class CachingResolver:
 
     # -- sync --------------------------------------------------------------------------------
 
-    def _sync_resolver(self) -> Resolver:
+    def _sync_port(self) -> SyncPort:
         if self._sync is None:
-            from ._drivers import _sync_resolver
-
-            self._sync = _sync_resolver(self.resolver)
+            self._sync = sync_port(self.resolver)
         return self._sync
-
-    #: The drivers pass the time left before their deadline as ``lifetime``; it goes on to a
-    #: wrapped resolver that takes one (the dnspython adapters).
-    _mxselect_lifetime = True
 
     def resolve(self, query: Query, lifetime: float | None = None) -> Answer:
         """Answer from the cache, or ask the wrapped resolver once for all waiting threads.
@@ -266,7 +261,7 @@ class CachingResolver:
         Raises:
             TypeError: the wrapped resolver has no synchronous ``resolve``.
         """
-        upstream = self._sync_resolver()
+        upstream = self._sync_port()
         with self._lock:
             cached = self._lookup(query, self.clock())
             if cached is not None:
@@ -286,10 +281,8 @@ class CachingResolver:
             return flight.answer
         answer: Answer | None = None
         try:
-            from ._drivers import _call
-
             # the drivers' own call: lifetime passed on, exceptions and non-Answers -> TEMPFAIL
-            answer = _call(upstream, query, lifetime)
+            answer = upstream.answer(query, lifetime)
             return answer
         finally:
             if answer is None:  # KeyboardInterrupt and the like: release the waiters
@@ -305,7 +298,7 @@ class CachingResolver:
     def resolve_batch(self, queries: Sequence[Query]) -> list[Answer]:
         """Answer a batch (used by the sync driver): hits at once, without threads; the
         misses through :meth:`resolve`, concurrently on the driver's thread pool."""
-        upstream = self._sync_resolver()
+        upstream = self._sync_port()
         answers: list[Answer | None] = [None] * len(queries)
         misses: list[int] = []
         with self._lock:
@@ -322,10 +315,7 @@ class CachingResolver:
             first, rest = misses[0], misses[1:]
             futures = []
             if rest:
-                from ._drivers import _get_pool
-
-                pool = _get_pool()
-                futures = [(i, pool.submit(self.resolve, queries[i])) for i in rest]
+                futures = [(i, pool().submit(self.resolve, queries[i])) for i in rest]
             answers[first] = self.resolve(queries[first])
             for i, future in futures:
                 answers[i] = future.result()
@@ -333,11 +323,9 @@ class CachingResolver:
 
     # -- asyncio -----------------------------------------------------------------------------
 
-    def _async_resolver(self) -> AsyncResolver:
+    def _async_port(self) -> AsyncPort:
         if self._async is None:
-            from ._drivers import _async_resolver
-
-            self._async = _async_resolver(self.resolver)
+            self._async = async_port(self.resolver)
         return self._async
 
     async def aresolve(self, query: Query, lifetime: float | None = None) -> Answer:
@@ -367,9 +355,7 @@ class CachingResolver:
     ) -> Answer:
         answer: Answer | None = None
         try:
-            from ._drivers import _acall
-
-            answer = await _acall(self._async_resolver(), query, lifetime)
+            answer = await self._async_port().answer(query, lifetime)
             return answer
         finally:
             with self._lock:

@@ -24,7 +24,6 @@ Every query is absolute and sent with ``search=False``: the search list is never
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 from typing import TYPE_CHECKING, cast
 
@@ -55,17 +54,6 @@ _RDTYPE = {
 }
 
 
-@functools.cache
-def _system_resolver() -> dns.resolver.Resolver:
-    """A resolver built from the system configuration, created once and shared."""
-    return dns.resolver.Resolver()
-
-
-@functools.cache
-def _system_async_resolver() -> dns.asyncresolver.Resolver:
-    return dns.asyncresolver.Resolver()
-
-
 class DnspythonResolver:
     """Synchronous :class:`mxselect.typing.Resolver` over a ``dns.resolver.Resolver``.
 
@@ -75,11 +63,10 @@ class DnspythonResolver:
         tcp: send every query over TCP (default: UDP, retried over TCP when truncated).
     """
 
-    #: The drivers pass the time left before their deadline as ``lifetime``.
-    _mxselect_lifetime = True
-
     def __init__(self, resolver: dns.resolver.Resolver | None = None, *, tcp: bool = False) -> None:
-        self.resolver = resolver if resolver is not None else _system_resolver()
+        # None: the system configuration (/etc/resolv.conf), read now -- no module-global
+        # default resolver (a process that rereads its configuration gets the new one).
+        self.resolver = resolver if resolver is not None else dns.resolver.Resolver()
         self.tcp = tcp
 
     def resolve(self, query: Query, lifetime: float | None = None) -> Answer:
@@ -109,12 +96,10 @@ class AsyncDnspythonResolver:
         tcp: send every query over TCP (default: UDP, retried over TCP when truncated).
     """
 
-    _mxselect_lifetime = True
-
     def __init__(
         self, resolver: dns.asyncresolver.Resolver | None = None, *, tcp: bool = False
     ) -> None:
-        self.resolver = resolver if resolver is not None else _system_async_resolver()
+        self.resolver = resolver if resolver is not None else dns.asyncresolver.Resolver()
         self.tcp = tcp
 
     async def aresolve(self, query: Query, lifetime: float | None = None) -> Answer:

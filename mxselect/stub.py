@@ -498,9 +498,6 @@ class StubResolver:
         ValueError: no nameserver, a name instead of an address, a bad port or timeout.
     """
 
-    #: The drivers pass the time left before their deadline as ``lifetime``.
-    _mxselect_lifetime = True
-
     def __init__(
         self,
         nameservers: Iterable[str | tuple[str, int]],

@@ -32,7 +32,7 @@ from typing import Any
 
 from ._answers import Answer, IPAddress, MXRecord, Query, RRType
 from ._domain import normalize_exchange
-from ._drivers import _failed
+from ._resolvers import failed as _failed
 
 __all__ = ["FakeResolver", "Fault"]
 

@@ -511,9 +511,8 @@ ZONE_BODY = "@ MX 10 mx1\n@ MX 20 mx2\nmx1 A 192.0.2.1\nmx2 AAAA 2001:db8::2\n"
 
 class LifetimeRecorder:
     """A resolver that takes the drivers' ``lifetime`` (as the dnspython adapters do), records
-    it, and answers from a FakeResolver after ``delay`` seconds."""
-
-    _mxselect_lifetime = True
+    it, and answers from a FakeResolver after ``delay`` seconds (the ``lifetime`` keyword is
+    what the drivers look for: mxselect.typing.LifetimeResolver)."""
 
     def __init__(self, fake: FakeResolver, delay: float = 0.0) -> None:
         self.fake, self.delay = fake, delay

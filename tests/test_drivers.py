@@ -173,19 +173,16 @@ def test_dnspython_resolvers_are_accepted_as_is() -> None:
 def test_resolver_none_uses_the_system_dnspython_resolver(monkeypatch: pytest.MonkeyPatch) -> None:
     """resolver=None builds the dnspython adapter with the system configuration (here
     replaced by a loopback resolver, so no test ever asks the machine's resolver)."""
-    import mxselect.dnspython as adapter
-
     built: list[object] = []
 
-    def fake_system() -> dns.resolver.Resolver:
-        resolver = dns.resolver.Resolver(configure=False)
+    def fake_system(resolver: dns.resolver.Resolver, filename: object = None) -> None:
+        # What reading /etc/resolv.conf would set, pointed at a loopback port nobody serves.
         resolver.nameservers = ["127.0.0.1"]
         resolver.port = 9
         resolver.lifetime = 0.2
         built.append(resolver)
-        return resolver
 
-    monkeypatch.setattr(adapter, "_system_resolver", fake_system)
+    monkeypatch.setattr(dns.resolver.Resolver, "read_resolv_conf", fake_system)
     with pytest.raises(DNSTemporaryError):
         mxselect.select_targets("example.org")
     assert len(built) == 1
