@@ -246,6 +246,15 @@ class CachingResolver:
 
     # -- sync --------------------------------------------------------------------------------
 
+    def _counted_lookup(self, query: Query) -> Answer | None:
+        """The cached answer now, counted as a hit or a miss (the lock is held)."""
+        cached = self._lookup(query, self.clock())
+        if cached is not None:
+            self.stats.hits += 1
+        else:
+            self.stats.misses += 1
+        return cached
+
     def _sync_port(self) -> SyncPort:
         if self._sync is None:
             self._sync = sync_port(self.resolver)
@@ -263,11 +272,9 @@ class CachingResolver:
         """
         upstream = self._sync_port()
         with self._lock:
-            cached = self._lookup(query, self.clock())
+            cached = self._counted_lookup(query)
             if cached is not None:
-                self.stats.hits += 1
                 return cached
-            self.stats.misses += 1
             flight = self._flights.get(query)
             leader = flight is None
             if flight is None:
@@ -334,11 +341,9 @@ class CachingResolver:
 
         loop = asyncio.get_running_loop()
         with self._lock:
-            cached = self._lookup(query, self.clock())
+            cached = self._counted_lookup(query)
             if cached is not None:
-                self.stats.hits += 1
                 return cached
-            self.stats.misses += 1
             future = self._tasks.get((loop, query))
             if future is None:
                 future = self._tasks[(loop, query)] = loop.create_task(

@@ -25,7 +25,7 @@ Every query is absolute and sent with ``search=False``: the search list is never
 from __future__ import annotations
 
 import ipaddress
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import dns.asyncresolver
 import dns.exception
@@ -73,13 +73,7 @@ class DnspythonResolver:
         """Resolve one query; never raises for a DNS outcome. ``lifetime`` (seconds) lowers
         the resolver's own lifetime for this query."""
         try:
-            answer = self.resolver.resolve(
-                dns.name.from_text(query.name),
-                _RDTYPE[query.rtype],
-                tcp=self.tcp,
-                search=False,
-                lifetime=_lifetime(self.resolver, lifetime),
-            )
+            answer = self.resolver.resolve(*_question(query), **_options(self, lifetime))
         except Exception as exc:
             return answer_from_exception(query, exc)
         return answer_from_dnspython(query, answer)
@@ -106,19 +100,29 @@ class AsyncDnspythonResolver:
         """Resolve one query; never raises for a DNS outcome. ``lifetime`` (seconds) lowers
         the resolver's own lifetime for this query."""
         try:
-            answer = await self.resolver.resolve(
-                dns.name.from_text(query.name),
-                _RDTYPE[query.rtype],
-                tcp=self.tcp,
-                search=False,
-                lifetime=_lifetime(self.resolver, lifetime),
-            )
+            answer = await self.resolver.resolve(*_question(query), **_options(self, lifetime))
         except Exception as exc:
             return answer_from_exception(query, exc)
         return answer_from_dnspython(query, answer)
 
     def __repr__(self) -> str:
         return f"AsyncDnspythonResolver({_describe(self.resolver)})"
+
+
+def _question(query: Query) -> tuple[dns.name.Name, dns.rdatatype.RdataType]:
+    return dns.name.from_text(query.name), _RDTYPE[query.rtype]
+
+
+def _options(
+    adapter: DnspythonResolver | AsyncDnspythonResolver, lifetime: float | None
+) -> dict[str, Any]:
+    """The keyword arguments of one query, the same for both adapters: the transport, never
+    the search list (RFC 5321 §5.1: absolute names), the smaller lifetime."""
+    return {
+        "tcp": adapter.tcp,
+        "search": False,
+        "lifetime": _lifetime(adapter.resolver, lifetime),
+    }
 
 
 def _lifetime(resolver: dns.resolver.BaseResolver, lifetime: float | None) -> float | None:
