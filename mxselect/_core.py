@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Generator
-from typing import Any, cast
+from typing import Any
 
 from . import _rules as rules
 from ._answers import Answer, IPAddress, MXRecord, Query, RRType, Status
@@ -165,7 +165,7 @@ class SelectionPlan:
         self._answers[slot] = answer
         self._missing -= 1
         if not self._missing:
-            received = cast("Received", self._answers)  # every slot is filled now
+            received: Received = self._answers  # type: ignore[assignment]  # all filled now
             self._batch, self._slots, self._answers = (), {}, []
             self._advance(received)
 
@@ -222,13 +222,15 @@ class SelectionPlan:
 
     def _note(self, notes: Notes) -> None:
         """Record what a rule noted, in order: warnings (also in the trace) and trace steps."""
-        for kind, message, host in notes:
-            if type(kind) is WarningCode:
+        for note in notes:
+            kind = note[0]
+            if isinstance(kind, WarningCode):
+                message = note[1]
                 assert isinstance(message, str)
-                self._warnings.append(SelectionWarning(kind, message, host))
-                self._trace.append((kind.value, message, host))
+                self._warnings.append(SelectionWarning(kind, message, note[2]))
+                self._trace.append((kind.value, message, note[2]))
             else:
-                self._trace.append((cast("str", kind), message, host))
+                self._trace.append(note)  # type: ignore[arg-type]  # kind is a str here
 
     def _step(self, kind: str, message: str | tuple[Any, ...], host: str | None = None) -> None:
         """Record a trace step; ``message`` is the text or ``(function, *arguments)`` that
@@ -381,7 +383,10 @@ class SelectionPlan:
         )
         for ttl in ttls:
             self._use_ttl(ttl)
-        self._note(notes)
+        if len(notes) == 1 and type(notes[0][0]) is str:
+            self._trace.append(notes[0])  # type: ignore[arg-type]  # the lookup step alone
+        else:
+            self._note(notes)
         return examined
 
     def _outcome(
@@ -399,12 +404,12 @@ class SelectionPlan:
         hit = rules.find_self(examined, policy)
         if hit is not None:
             entry, match = hit
-            loop, notes = rules.self_found(
+            loop, found = rules.self_found(
                 domain, entry.candidate, match, examined[0].candidate.preference
             )
             if loop:
                 raise self._error_for(Outcome.MAIL_LOOP, loop)
-            self._note(notes)
+            self._note(found)
             cut = entry.candidate.preference
             examined = [e for e in examined if e.candidate.preference < cut]
             unexamined = [c for c in unexamined if c.preference < cut]
@@ -413,12 +418,14 @@ class SelectionPlan:
         usable: list[tuple[Candidate, str, list[IPAddress]]] = []
         failures: list[str] = []
         temporary = False
+        notes: Notes = []
         for entry in examined:
             name = entry.candidate.name
             label = f"implicit MX {name}" if implicit else name
-            notes = []
             safe, why, temp = rules.judge(entry, policy, implicit, notes=notes)
-            self._note(notes)
+            if notes:
+                self._note(notes)
+                notes.clear()
             if not safe:
                 temporary = temporary or temp
                 failures.append(f"{label}: {why}")

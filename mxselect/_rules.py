@@ -145,7 +145,12 @@ class Family(NamedTuple):
         return self.failure is LookupFailure.TEMPORARY
 
 
+#: ``tuple.__new__``: makes a NamedTuple from a tuple without its Python-level ``__new__``.
+_new = tuple.__new__
+
 _NOT_QUERIED = Family([], LookupFailure.NOT_QUERIED, "not queried")
+#: No notes (shared: a rule returning it never appends to it).
+_NONE: Notes = []
 
 
 # -- rule 1 --------------------------------------------------------------------------------
@@ -353,7 +358,8 @@ def ordered_hosts(
             notes.append(("order", (_shuffled_message, preference, names), None))
         else:
             notes.append(("order", ("preference {}: {}".format, preference, names[0]), None))
-        ordered.extend(Candidate(name, preference, literals.get(name)) for name in names)
+        # tuple.__new__: a NamedTuple without its Python-level __new__ (the same value).
+        ordered.extend(_new(Candidate, (name, preference, literals.get(name))) for name in names)
     return ordered, notes
 
 
@@ -475,18 +481,22 @@ def next_batch(
 def family_result(chain: Chain, host: str) -> tuple[Family, Notes]:
     """One family's lookup of ``host``: its addresses, or the typed failure."""
     if chain.error is not None:
-        return Family([], LookupFailure.TEMPORARY, chain.error), []
+        return _new(Family, ([], LookupFailure.TEMPORARY, chain.error)), _NONE
     answer = chain.answer
     assert answer is not None
-    if answer.status is Status.TEMPFAIL:
-        return Family([], LookupFailure.TEMPORARY, answer.reason or "failed"), []
-    if answer.status is Status.NXDOMAIN:
-        return Family([], LookupFailure.NXDOMAIN, "NXDOMAIN"), []
-    if answer.status is Status.NODATA:
-        return Family([], LookupFailure.NODATA, "NODATA"), []
-    version, cls = (6, _IPv6) if chain.rtype is RRType.AAAA else (4, _IPv4)
-    # ``type(a) is cls``: the version test without the property call, for the usual types.
-    good = [a for a in answer.addresses if type(a) is cls or a.version == version]
+    status = answer.status
+    if status is Status.RECORDS:
+        version, cls = (6, _IPv6) if chain.rtype is RRType.AAAA else (4, _IPv4)
+        # ``type(a) is cls``: the version test without the property call, for the usual types.
+        good = [a for a in answer.addresses if type(a) is cls or a.version == version]
+        if good and len(good) == len(answer.addresses):
+            return _new(Family, (good, None, "")), _NONE  # the common case
+    elif status is Status.TEMPFAIL:
+        return _new(Family, ([], LookupFailure.TEMPORARY, answer.reason or "failed")), _NONE
+    elif status is Status.NXDOMAIN:
+        return _new(Family, ([], LookupFailure.NXDOMAIN, "NXDOMAIN")), _NONE
+    else:
+        return _new(Family, ([], LookupFailure.NODATA, "NODATA")), _NONE
     notes: Notes = []
     if len(good) != len(answer.addresses):
         notes.append(
@@ -500,8 +510,8 @@ def family_result(chain: Chain, host: str) -> tuple[Family, Notes]:
     if not good:
         # Records claimed but none usable: a resolver fault, not a DNS fact -- temporary.
         text = f"the resolver answered without {chain.rtype} records"
-        return Family([], LookupFailure.TEMPORARY, text), notes
-    return Family(good, None, ""), notes
+        return _new(Family, ([], LookupFailure.TEMPORARY, text)), notes
+    return _new(Family, (good, None, "")), notes
 
 
 def host_addresses(
@@ -514,17 +524,9 @@ def host_addresses(
     name = candidate.name
     if candidate.literal is not None:
         return Examined(candidate, [candidate.literal], name, "", False), [], []
-    notes: Notes = []
-    if six is not None:
-        r6, n6 = family_result(six, name)
-        notes += n6
-    else:
-        r6 = _NOT_QUERIED
-    if four is not None:
-        r4, n4 = family_result(four, name)
-        notes += n4
-    else:
-        r4 = _NOT_QUERIED
+    r6, n6 = family_result(six, name) if six is not None else (_NOT_QUERIED, _NONE)
+    r4, n4 = family_result(four, name) if four is not None else (_NOT_QUERIED, _NONE)
+    notes: Notes = [*n6, *n4] if n6 or n4 else []
     if not r6.addresses and not r4.addresses:
         if six is None or four is None:
             only, result = ("AAAA", r6) if four is None else ("A", r4)
@@ -543,7 +545,11 @@ def host_addresses(
         notes.append(("lookup", (_lookup_message, name, name, [], why), name))
         return examined, [], notes
     partial = ""
-    failed = [(family, r) for family, r in (("AAAA", r6), ("A", r4)) if r.temporary]
+    failed = (
+        [(family, r) for family, r in (("AAAA", r6), ("A", r4)) if r.temporary]
+        if r6.failure is LookupFailure.TEMPORARY or r4.failure is LookupFailure.TEMPORARY
+        else ()
+    )
     for family, result in failed:
         # RFC 3974 §5, Exim, Postfix: proceed with the family that answered.
         notes.append(
@@ -561,7 +567,7 @@ def host_addresses(
     found = r6.addresses + r4.addresses
     # The temporary flag stays set: if every address found is later dropped (unsafe), the
     # family that failed might have had a usable one -- that host's failure is temporary.
-    examined = Examined(candidate, found, chain.canonical, partial, bool(failed))
+    examined = _new(Examined, (candidate, found, chain.canonical, partial, bool(failed)))
     notes.append(("lookup", (_lookup_message, name, chain.canonical, found, partial), name))
     return examined, ttls, notes
 
