@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
+import attrs
+
 from . import __version__
 from ._output import (
     EX_INTERRUPTED,
@@ -84,6 +86,169 @@ _positive_int.__name__ = "positive integer"
 _limit.__name__ = "integer or 'none'"
 _network.__name__ = "network"
 _seconds.__name__ = "number of seconds"
+
+
+# ---------------------------------------------------------------------------- policy flags
+
+
+@attrs.frozen
+class _Kind:
+    """How a kind of policy flag is parsed, and what its value does to the :class:`Policy`."""
+
+    action: str = "store"
+    type: Callable[[str], Any] | None = None
+    choices: tuple[str, ...] | None = None
+    #: The parsed value -> the value of the Policy field.
+    to_field: Callable[[Any], Any] = lambda value: value
+    #: The flag names a Policy method, called with the values on the constructed policy.
+    method: bool = False
+
+    def arguments(self) -> dict[str, Any]:
+        """The keywords of ``add_argument`` for this kind (a switch takes no type)."""
+        given = {"type": self.type, "choices": self.choices}
+        return {"action": self.action} | {k: v for k, v in given.items() if v is not None}
+
+
+_SWITCH_ON = _Kind("store_true", to_field=lambda _: True)
+_SWITCH_OFF = _Kind("store_true", to_field=lambda _: False)  # --no-X sets X to False
+_COUNT = _Kind(type=_positive_int)
+_LIMIT = _Kind(type=_limit)  # an integer, or 'none' for None
+_REPEATED = _Kind("append")  # the list of every value given
+_NETWORKS = _Kind("append", _network, method=True)
+_FAMILY = _Kind(choices=tuple(f.value for f in Families), to_field=Families)
+
+
+@attrs.frozen
+class _PolicyFlag:
+    """One policy flag: the option, the Policy field (or method) it sets, its kind and help.
+
+    A flag not given leaves its field at the Policy default. ``shortcuts`` are flags that stand
+    for one value (``-4``: ``--family ipv4-only``), mutually exclusive with the flag.
+    """
+
+    option: str
+    field: str
+    kind: _Kind
+    help: str
+    metavar: str | None = None
+    shortcuts: tuple[tuple[str, Families, str], ...] = ()
+
+    def add_to(self, group: argparse._ArgumentGroup) -> None:
+        """Add the flag and its shortcuts; given or not is told by the attribute's presence."""
+        if self.shortcuts:
+            group = group.add_mutually_exclusive_group()
+        common: dict[str, Any] = {"dest": self.field, "default": argparse.SUPPRESS}
+        own = self.kind.arguments() | ({} if self.metavar is None else {"metavar": self.metavar})
+        group.add_argument(self.option, help=self.help, **own, **common)
+        for option, value, text in self.shortcuts:
+            group.add_argument(option, action="store_const", const=value.value, help=text, **common)
+
+
+#: The policy flags, in the order of ``--help``; the networks are added before some are allowed.
+_POLICY_FLAGS = (
+    _PolicyFlag(
+        "--family",
+        "families",
+        _FAMILY,
+        "address families and their order (default any: interleaved, IPv6 first)",
+        shortcuts=(
+            ("-4", Families.IPV4_ONLY, "IPv4 only"),
+            ("-6", Families.IPV6_ONLY, "IPv6 only"),
+        ),
+    ),
+    _PolicyFlag(
+        "--max-addresses",
+        "max_addresses",
+        _LIMIT,
+        "return at most N addresses, at least 2, or 'none' (default 5)",
+        "N",
+    ),
+    _PolicyFlag(
+        "--keep-one-per-preference",
+        "keep_one_per_preference",
+        _SWITCH_ON,
+        "also keep the first address of every preference level the limit cut off",
+    ),
+    _PolicyFlag(
+        "--max-mx-hosts",
+        "max_mx_hosts",
+        _COUNT,
+        "resolve N MX hosts at a time, best first; more only while none is usable (default 20)",
+        "N",
+    ),
+    _PolicyFlag(
+        "--max-address-queries",
+        "max_address_queries",
+        _COUNT,
+        "send at most N address queries per domain (default 5 x --max-mx-hosts)",
+        "N",
+    ),
+    _PolicyFlag(
+        "--no-implicit-mx",
+        "implicit_mx",
+        _SWITCH_OFF,
+        "a domain without MX records has no usable host (no A/AAAA fallback)",
+    ),
+    _PolicyFlag(
+        "--strict-null-mx",
+        "strict_null_mx",
+        _SWITCH_ON,
+        "any null MX record makes the domain refuse mail, even beside real records",
+    ),
+    _PolicyFlag(
+        "--allow-mx-to-ip",
+        "allow_mx_to_ip",
+        _SWITCH_ON,
+        "use an MX record naming an IP address as that address",
+    ),
+    _PolicyFlag(
+        "--strict-cname-exchange",
+        "strict_cname_exchange",
+        _SWITCH_ON,
+        "an exchange that is a CNAME is unusable (RFC 2181 §10.3)",
+    ),
+    _PolicyFlag(
+        "--cname-limit", "cname_limit", _COUNT, "longest CNAME chain followed (default 10)", "N"
+    ),
+    _PolicyFlag(
+        "--local-name",
+        "local_names",
+        _REPEATED,
+        "a name of this host: MX records at or after it are dropped (repeatable)",
+        "NAME",
+    ),
+    _PolicyFlag(
+        "--local-address",
+        "local_addresses",
+        _REPEATED,
+        "an address of this host (repeatable)",
+        "ADDR",
+    ),
+    _PolicyFlag(
+        "--unsafe-network",
+        "with_unsafe",
+        _NETWORKS,
+        "never return addresses in this network, e.g. 10.0.0.0/8 (repeatable)",
+        "CIDR",
+    ),
+    _PolicyFlag(
+        "--allow-network",
+        "without_unsafe",
+        _NETWORKS,
+        "take this network out of the unsafe ones, e.g. 127.0.0.0/8 for tests (repeatable)",
+        "CIDR",
+    ),
+)
+
+
+def _policy(args: argparse.Namespace) -> Policy:
+    """The Policy the flags given ask for (a ValueError names a value it refuses)."""
+    given = [(f, getattr(args, f.field)) for f in _POLICY_FLAGS if hasattr(args, f.field)]
+    policy = Policy(**{f.field: f.kind.to_field(v) for f, v in given if not f.kind.method})
+    for flag, values in given:
+        if flag.kind.method:
+            policy = getattr(policy, flag.field)(*values)
+    return policy
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -167,129 +332,11 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     pol = parser.add_argument_group("policy (see mxselect.Policy)")
-    fam = pol.add_mutually_exclusive_group()
-    fam.add_argument(
-        "--family",
-        choices=[f.value for f in Families],
-        help="address families and their order (default any: interleaved, IPv6 first)",
-    )
-    fam.add_argument("-4", dest="family", action="store_const", const="ipv4-only", help="IPv4 only")
-    fam.add_argument("-6", dest="family", action="store_const", const="ipv6-only", help="IPv6 only")
-    pol.add_argument(
-        "--max-addresses",
-        type=_limit,
-        default=argparse.SUPPRESS,
-        metavar="N",
-        help="return at most N addresses, at least 2, or 'none' (default 5)",
-    )
-    pol.add_argument(
-        "--keep-one-per-preference",
-        action="store_true",
-        help="also keep the first address of every preference level the limit cut off",
-    )
-    pol.add_argument(
-        "--max-mx-hosts",
-        type=_positive_int,
-        metavar="N",
-        help="resolve N MX hosts at a time, best first; more only while none is usable "
-        "(default 20)",
-    )
-    pol.add_argument(
-        "--max-address-queries",
-        type=_positive_int,
-        metavar="N",
-        help="send at most N address queries per domain (default 5 x --max-mx-hosts)",
-    )
-    pol.add_argument(
-        "--no-implicit-mx",
-        action="store_true",
-        help="a domain without MX records has no usable host (no A/AAAA fallback)",
-    )
-    pol.add_argument(
-        "--strict-null-mx",
-        action="store_true",
-        help="any null MX record makes the domain refuse mail, even beside real records",
-    )
-    pol.add_argument(
-        "--allow-mx-to-ip",
-        action="store_true",
-        help="use an MX record naming an IP address as that address",
-    )
-    pol.add_argument(
-        "--strict-cname-exchange",
-        action="store_true",
-        help="an exchange that is a CNAME is unusable (RFC 2181 §10.3)",
-    )
-    pol.add_argument(
-        "--cname-limit",
-        type=_positive_int,
-        metavar="N",
-        help="longest CNAME chain followed (default 10)",
-    )
-    pol.add_argument(
-        "--local-name",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="a name of this host: MX records at or after it are dropped (repeatable)",
-    )
-    pol.add_argument(
-        "--local-address",
-        action="append",
-        default=[],
-        metavar="ADDR",
-        help="an address of this host (repeatable)",
-    )
-    pol.add_argument(
-        "--unsafe-network",
-        action="append",
-        default=[],
-        type=_network,
-        metavar="CIDR",
-        help="never return addresses in this network, e.g. 10.0.0.0/8 (repeatable)",
-    )
-    pol.add_argument(
-        "--allow-network",
-        action="append",
-        default=[],
-        type=_network,
-        metavar="CIDR",
-        help="take this network out of the unsafe ones, e.g. 127.0.0.0/8 for tests (repeatable)",
-    )
+    for flag in _POLICY_FLAGS:
+        flag.add_to(pol)
     parser.add_argument("--seed", type=int, help="seed the shuffle of equal preferences")
     parser.add_argument("--version", action="version", version=f"mxselect {__version__}")
     return parser
-
-
-def _policy(args: argparse.Namespace) -> Policy:
-    fields: dict[str, Any] = {}
-    if args.family is not None:
-        fields["families"] = Families(args.family)
-    if hasattr(args, "max_addresses"):  # given; None is "--max-addresses none"
-        fields["max_addresses"] = args.max_addresses
-    for name in ("max_mx_hosts", "max_address_queries", "cname_limit"):
-        if getattr(args, name) is not None:
-            fields[name] = getattr(args, name)
-    for name in (
-        "keep_one_per_preference",
-        "strict_null_mx",
-        "allow_mx_to_ip",
-        "strict_cname_exchange",
-    ):
-        if getattr(args, name):
-            fields[name] = True
-    if args.no_implicit_mx:
-        fields["implicit_mx"] = False
-    if args.local_name:
-        fields["local_names"] = args.local_name
-    if args.local_address:
-        fields["local_addresses"] = args.local_address
-    policy = Policy(**fields)
-    if args.unsafe_network:
-        policy = policy.with_unsafe(*args.unsafe_network)
-    if args.allow_network:
-        policy = policy.without_unsafe(*args.allow_network)
-    return policy
 
 
 def _split_server(text: str) -> tuple[str, int]:
