@@ -53,11 +53,26 @@ DEFAULT_CONCURRENCY = 50
 # ---------------------------------------------------------------------------------- arguments
 
 
+class _Exit(Exception):
+    """The command ends before any lookup (a usage error, ``--help``): :func:`main` returns
+    ``code`` instead of exiting the interpreter, so that it can be called in-process."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         """Usage errors exit 64 (EX_USAGE), not argparse's 2."""
         self.print_usage(sys.stderr)
         self.exit(EX_USAGE, f"{self.prog}: error: {message}\n")
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        """Print the message as argparse does, then end :func:`main` with ``status``."""
+        if message:
+            self._print_message(message, sys.stderr)
+        raise _Exit(status)
 
 
 def _positive_int(text: str) -> int:
@@ -528,19 +543,37 @@ def _stats(resolver: object) -> CacheStats | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; returns the exit code (Ctrl-C during the lookups: 130)."""
-    import asyncio
-
+    """Run the command on ``argv`` (default ``sys.argv[1:]``) and return its exit code: 64 after
+    a usage error, 0 after ``--help``, 130 when Ctrl-C stops the lookups. It never exits the
+    interpreter (:func:`entry_point` does), so it can be called in-process."""
     for stream in (sys.stdout, sys.stderr):
         stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     parser = _parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+        policy, items, resolver = _setup(args, parser)
+    except _Exit as exc:
+        return exc.code
+    return _run(args, policy, items, resolver)
+
+
+def _setup(
+    args: argparse.Namespace, parser: argparse.ArgumentParser
+) -> tuple[Policy, list[Item], AsyncResolver]:
+    """What the arguments ask for; a usage error ends the command (:class:`_Exit`)."""
     try:
         policy = _policy(args)
     except ValueError as exc:
         parser.error(str(exc))
-    items = _items(args, parser)
-    resolver = _resolver(args, parser)
+    return policy, _items(args, parser), _resolver(args, parser)
+
+
+def _run(
+    args: argparse.Namespace, policy: Policy, items: list[Item], resolver: AsyncResolver
+) -> int:
+    """Look the items up, print each result and the batch summary; the exit code."""
+    import asyncio
+
     batch = args.file is not None
     tally = Tally()  # not the results themselves: a batch may be millions of domains
     enabled = batch and not args.quiet and sys.stderr.isatty()
