@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import json
 import random
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
@@ -28,51 +26,40 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 import attrs
 
 from . import __version__
-from ._model import Selection, explain
+from ._output import (
+    EX_INTERRUPTED,
+    EX_TEMPFAIL,
+    EX_USAGE,
+    Item,
+    Progress,
+    Result,
+    Tally,
+    render,
+    summary,
+)
+from ._output import worst as worst  # re-exported: the rule for several outcomes' exit code
 from ._policy import Families, Network, Policy
-from .exceptions import InvalidDomainError, MXSelectError, NoSuchDomainError, TemporaryError
+from .exceptions import MXSelectError
 
 if TYPE_CHECKING:
     from .cache import CacheStats
     from .typing import AsyncResolver
 
-EX_OK = 0
-EX_USAGE = 64
-EX_DATAERR = 65
-EX_NOHOST = 68
-EX_UNAVAILABLE = 69
-EX_TEMPFAIL = 75
-EX_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
-
-_SEVERITY = [EX_OK, EX_DATAERR, EX_NOHOST, EX_UNAVAILABLE, EX_TEMPFAIL]
-
 #: Concurrent selections in batch mode (``--concurrency``). Each selection has at most a few
 #: queries in flight, so 50 selections keep a local caching resolver busy without flooding it.
 DEFAULT_CONCURRENCY = 50
 
-#: Version of the ``--json`` object layout (the ``schema`` key of every object).
-JSON_SCHEMA = 1
-
-
-def exit_code(error: MXSelectError | None) -> int:
-    """The sysexits code for an outcome."""
-    if error is None:
-        return EX_OK
-    if isinstance(error, TemporaryError):
-        return EX_TEMPFAIL
-    if isinstance(error, InvalidDomainError):
-        return EX_DATAERR
-    if isinstance(error, NoSuchDomainError):
-        return EX_NOHOST
-    return EX_UNAVAILABLE
-
-
-def worst(codes: Sequence[int]) -> int:
-    """The exit code that wins among several outcomes (75 > 69 > 68 > 65 > 0)."""
-    return max(codes, key=_SEVERITY.index, default=EX_OK)
-
 
 # ---------------------------------------------------------------------------------- arguments
+
+
+class _Exit(Exception):
+    """The command ends before any lookup (a usage error, ``--help``): :func:`main` returns
+    ``code`` instead of exiting the interpreter, so that it can be called in-process."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
 
 
 class _Parser(argparse.ArgumentParser):
@@ -80,6 +67,12 @@ class _Parser(argparse.ArgumentParser):
         """Usage errors exit 64 (EX_USAGE), not argparse's 2."""
         self.print_usage(sys.stderr)
         self.exit(EX_USAGE, f"{self.prog}: error: {message}\n")
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        """Print the message as argparse does, then end :func:`main` with ``status``."""
+        if message:
+            self._print_message(message, sys.stderr)
+        raise _Exit(status)
 
 
 def _positive_int(text: str) -> int:
@@ -108,6 +101,169 @@ _positive_int.__name__ = "positive integer"
 _limit.__name__ = "integer or 'none'"
 _network.__name__ = "network"
 _seconds.__name__ = "number of seconds"
+
+
+# ---------------------------------------------------------------------------- policy flags
+
+
+@attrs.frozen
+class _Kind:
+    """How a kind of policy flag is parsed, and what its value does to the :class:`Policy`."""
+
+    action: str = "store"
+    type: Callable[[str], Any] | None = None
+    choices: tuple[str, ...] | None = None
+    #: The parsed value -> the value of the Policy field.
+    to_field: Callable[[Any], Any] = lambda value: value
+    #: The flag names a Policy method, called with the values on the constructed policy.
+    method: bool = False
+
+    def arguments(self) -> dict[str, Any]:
+        """The keywords of ``add_argument`` for this kind (a switch takes no type)."""
+        given = {"type": self.type, "choices": self.choices}
+        return {"action": self.action} | {k: v for k, v in given.items() if v is not None}
+
+
+_SWITCH_ON = _Kind("store_true", to_field=lambda _: True)
+_SWITCH_OFF = _Kind("store_true", to_field=lambda _: False)  # --no-X sets X to False
+_COUNT = _Kind(type=_positive_int)
+_LIMIT = _Kind(type=_limit)  # an integer, or 'none' for None
+_REPEATED = _Kind("append")  # the list of every value given
+_NETWORKS = _Kind("append", _network, method=True)
+_FAMILY = _Kind(choices=tuple(f.value for f in Families), to_field=Families)
+
+
+@attrs.frozen
+class _PolicyFlag:
+    """One policy flag: the option, the Policy field (or method) it sets, its kind and help.
+
+    A flag not given leaves its field at the Policy default. ``shortcuts`` are flags that stand
+    for one value (``-4``: ``--family ipv4-only``), mutually exclusive with the flag.
+    """
+
+    option: str
+    field: str
+    kind: _Kind
+    help: str
+    metavar: str | None = None
+    shortcuts: tuple[tuple[str, Families, str], ...] = ()
+
+    def add_to(self, group: argparse._ArgumentGroup) -> None:
+        """Add the flag and its shortcuts; given or not is told by the attribute's presence."""
+        if self.shortcuts:
+            group = group.add_mutually_exclusive_group()
+        common: dict[str, Any] = {"dest": self.field, "default": argparse.SUPPRESS}
+        own = self.kind.arguments() | ({} if self.metavar is None else {"metavar": self.metavar})
+        group.add_argument(self.option, help=self.help, **own, **common)
+        for option, value, text in self.shortcuts:
+            group.add_argument(option, action="store_const", const=value.value, help=text, **common)
+
+
+#: The policy flags, in the order of ``--help``; the networks are added before some are allowed.
+_POLICY_FLAGS = (
+    _PolicyFlag(
+        "--family",
+        "families",
+        _FAMILY,
+        "address families and their order (default any: interleaved, IPv6 first)",
+        shortcuts=(
+            ("-4", Families.IPV4_ONLY, "IPv4 only"),
+            ("-6", Families.IPV6_ONLY, "IPv6 only"),
+        ),
+    ),
+    _PolicyFlag(
+        "--max-addresses",
+        "max_addresses",
+        _LIMIT,
+        "return at most N addresses, at least 2, or 'none' (default 5)",
+        "N",
+    ),
+    _PolicyFlag(
+        "--keep-one-per-preference",
+        "keep_one_per_preference",
+        _SWITCH_ON,
+        "also keep the first address of every preference level the limit cut off",
+    ),
+    _PolicyFlag(
+        "--max-mx-hosts",
+        "max_mx_hosts",
+        _COUNT,
+        "resolve N MX hosts at a time, best first; more only while none is usable (default 20)",
+        "N",
+    ),
+    _PolicyFlag(
+        "--max-address-queries",
+        "max_address_queries",
+        _COUNT,
+        "send at most N address queries per domain (default 5 x --max-mx-hosts)",
+        "N",
+    ),
+    _PolicyFlag(
+        "--no-implicit-mx",
+        "implicit_mx",
+        _SWITCH_OFF,
+        "a domain without MX records has no usable host (no A/AAAA fallback)",
+    ),
+    _PolicyFlag(
+        "--strict-null-mx",
+        "strict_null_mx",
+        _SWITCH_ON,
+        "any null MX record makes the domain refuse mail, even beside real records",
+    ),
+    _PolicyFlag(
+        "--allow-mx-to-ip",
+        "allow_mx_to_ip",
+        _SWITCH_ON,
+        "use an MX record naming an IP address as that address",
+    ),
+    _PolicyFlag(
+        "--strict-cname-exchange",
+        "strict_cname_exchange",
+        _SWITCH_ON,
+        "an exchange that is a CNAME is unusable (RFC 2181 §10.3)",
+    ),
+    _PolicyFlag(
+        "--cname-limit", "cname_limit", _COUNT, "longest CNAME chain followed (default 10)", "N"
+    ),
+    _PolicyFlag(
+        "--local-name",
+        "local_names",
+        _REPEATED,
+        "a name of this host: MX records at or after it are dropped (repeatable)",
+        "NAME",
+    ),
+    _PolicyFlag(
+        "--local-address",
+        "local_addresses",
+        _REPEATED,
+        "an address of this host (repeatable)",
+        "ADDR",
+    ),
+    _PolicyFlag(
+        "--unsafe-network",
+        "with_unsafe",
+        _NETWORKS,
+        "never return addresses in this network, e.g. 10.0.0.0/8 (repeatable)",
+        "CIDR",
+    ),
+    _PolicyFlag(
+        "--allow-network",
+        "without_unsafe",
+        _NETWORKS,
+        "take this network out of the unsafe ones, e.g. 127.0.0.0/8 for tests (repeatable)",
+        "CIDR",
+    ),
+)
+
+
+def _policy(args: argparse.Namespace) -> Policy:
+    """The Policy the flags given ask for (a ValueError names a value it refuses)."""
+    given = [(f, getattr(args, f.field)) for f in _POLICY_FLAGS if hasattr(args, f.field)]
+    policy = Policy(**{f.field: f.kind.to_field(v) for f, v in given if not f.kind.method})
+    for flag, values in given:
+        if flag.kind.method:
+            policy = getattr(policy, flag.field)(*values)
+    return policy
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -191,129 +347,11 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     pol = parser.add_argument_group("policy (see mxselect.Policy)")
-    fam = pol.add_mutually_exclusive_group()
-    fam.add_argument(
-        "--family",
-        choices=[f.value for f in Families],
-        help="address families and their order (default any: interleaved, IPv6 first)",
-    )
-    fam.add_argument("-4", dest="family", action="store_const", const="ipv4-only", help="IPv4 only")
-    fam.add_argument("-6", dest="family", action="store_const", const="ipv6-only", help="IPv6 only")
-    pol.add_argument(
-        "--max-addresses",
-        type=_limit,
-        default=argparse.SUPPRESS,
-        metavar="N",
-        help="return at most N addresses, at least 2, or 'none' (default 5)",
-    )
-    pol.add_argument(
-        "--keep-one-per-preference",
-        action="store_true",
-        help="also keep the first address of every preference level the limit cut off",
-    )
-    pol.add_argument(
-        "--max-mx-hosts",
-        type=_positive_int,
-        metavar="N",
-        help="resolve N MX hosts at a time, best first; more only while none is usable "
-        "(default 20)",
-    )
-    pol.add_argument(
-        "--max-address-queries",
-        type=_positive_int,
-        metavar="N",
-        help="send at most N address queries per domain (default 5 x --max-mx-hosts)",
-    )
-    pol.add_argument(
-        "--no-implicit-mx",
-        action="store_true",
-        help="a domain without MX records has no usable host (no A/AAAA fallback)",
-    )
-    pol.add_argument(
-        "--strict-null-mx",
-        action="store_true",
-        help="any null MX record makes the domain refuse mail, even beside real records",
-    )
-    pol.add_argument(
-        "--allow-mx-to-ip",
-        action="store_true",
-        help="use an MX record naming an IP address as that address",
-    )
-    pol.add_argument(
-        "--strict-cname-exchange",
-        action="store_true",
-        help="an exchange that is a CNAME is unusable (RFC 2181 §10.3)",
-    )
-    pol.add_argument(
-        "--cname-limit",
-        type=_positive_int,
-        metavar="N",
-        help="longest CNAME chain followed (default 10)",
-    )
-    pol.add_argument(
-        "--local-name",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="a name of this host: MX records at or after it are dropped (repeatable)",
-    )
-    pol.add_argument(
-        "--local-address",
-        action="append",
-        default=[],
-        metavar="ADDR",
-        help="an address of this host (repeatable)",
-    )
-    pol.add_argument(
-        "--unsafe-network",
-        action="append",
-        default=[],
-        type=_network,
-        metavar="CIDR",
-        help="never return addresses in this network, e.g. 10.0.0.0/8 (repeatable)",
-    )
-    pol.add_argument(
-        "--allow-network",
-        action="append",
-        default=[],
-        type=_network,
-        metavar="CIDR",
-        help="take this network out of the unsafe ones, e.g. 127.0.0.0/8 for tests (repeatable)",
-    )
+    for flag in _POLICY_FLAGS:
+        flag.add_to(pol)
     parser.add_argument("--seed", type=int, help="seed the shuffle of equal preferences")
     parser.add_argument("--version", action="version", version=f"mxselect {__version__}")
     return parser
-
-
-def _policy(args: argparse.Namespace) -> Policy:
-    fields: dict[str, Any] = {}
-    if args.family is not None:
-        fields["families"] = Families(args.family)
-    if hasattr(args, "max_addresses"):  # given; None is "--max-addresses none"
-        fields["max_addresses"] = args.max_addresses
-    for name in ("max_mx_hosts", "max_address_queries", "cname_limit"):
-        if getattr(args, name) is not None:
-            fields[name] = getattr(args, name)
-    for name in (
-        "keep_one_per_preference",
-        "strict_null_mx",
-        "allow_mx_to_ip",
-        "strict_cname_exchange",
-    ):
-        if getattr(args, name):
-            fields[name] = True
-    if args.no_implicit_mx:
-        fields["implicit_mx"] = False
-    if args.local_name:
-        fields["local_names"] = args.local_name
-    if args.local_address:
-        fields["local_addresses"] = args.local_address
-    policy = Policy(**fields)
-    if args.unsafe_network:
-        policy = policy.with_unsafe(*args.unsafe_network)
-    if args.allow_network:
-        policy = policy.without_unsafe(*args.allow_network)
-    return policy
 
 
 def _split_server(text: str) -> tuple[str, int]:
@@ -377,16 +415,6 @@ def _resolver(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Asyn
 # -------------------------------------------------------------------------------------- input
 
 
-@attrs.frozen
-class Item:
-    """One thing to look up: the text given, where it came from, and the domain part."""
-
-    index: int
-    text: str
-    line: int | None
-    domain: str
-
-
 def domain_of(text: str) -> str:
     """The domain to look up for a command-line or batch entry.
 
@@ -418,237 +446,6 @@ def read_items(stream: TextIO) -> list[Item]:
         if text:
             items.append(Item(len(items), text, number, domain_of(text)))
     return items
-
-
-# ------------------------------------------------------------------------------------- output
-
-
-@attrs.frozen
-class Result:
-    """The outcome for one item."""
-
-    item: Item
-    selection: Selection | None
-    error: MXSelectError | None
-
-    @property
-    def code(self) -> int:
-        return exit_code(self.error)
-
-    @property
-    def label(self) -> str:
-        """The summary bucket: ``ok`` or the error class name."""
-        return "ok" if self.error is None else type(self.error).__name__
-
-
-def _warnings(result: Result) -> list[dict[str, Any]]:
-    source = result.selection if result.selection is not None else result.error
-    assert source is not None
-    return [{"code": w.code.value, "message": w.message, "host": w.host} for w in source.warnings]
-
-
-def as_json(result: Result, with_trace: bool) -> dict[str, Any]:
-    """The ``--json`` object for one result; every key is always present (schema 1)."""
-    selection, error = result.selection, result.error
-    data: dict[str, Any] = {
-        "schema": JSON_SCHEMA,
-        "input": result.item.text,
-        "line": result.item.line,
-        "domain": result.item.domain,
-        "outcome": "ok"
-        if error is None
-        else "temporary"
-        if isinstance(error, TemporaryError)
-        else "permanent",
-        "exit_code": result.code,
-        "error": None if error is None else type(error).__name__,
-        "reply_code": None if error is None else error.reply_code,
-        "status": None if error is None else error.status,
-        "reason": None if error is None else error.reason,
-        "retry_after": error.retry_after if isinstance(error, TemporaryError) else None,
-        "canonical_domain": None if selection is None else selection.canonical_domain,
-        "implicit": None if selection is None else selection.implicit,
-        "address_literal": None if selection is None else selection.address_literal,
-        "ttl": None if selection is None else selection.ttl,
-        "targets": []
-        if selection is None
-        else [
-            {
-                "rank": rank,
-                "host": t.host,
-                "preference": t.preference,
-                "address": str(t.address),
-                "family": t.family,
-            }
-            for rank, t in enumerate(selection, 1)
-        ],
-        "hosts": []
-        if selection is None
-        else [
-            {
-                "name": h.name,
-                "preference": h.preference,
-                "canonical_name": h.canonical_name,
-                "addresses": [str(a) for a in h.addresses],
-            }
-            for h in selection.hosts
-        ],
-        "warnings": _warnings(result),
-    }
-    if with_trace:
-        trace = selection.trace if selection is not None else error.trace if error else ()
-        data["trace"] = [{"kind": t.kind, "message": t.message, "host": t.host} for t in trace]
-    return data
-
-
-def _where(item: Item) -> str:
-    return item.text if item.line is None else f"line {item.line}: {item.text}"
-
-
-def as_text(result: Result, with_trace: bool) -> str:
-    """The readable block for one result: a target table and warnings, or the error."""
-    selection, error = result.selection, result.error
-    name = _where(result.item)
-    if error is not None:
-        lines = [f"{name}: {type(error).__name__} {error.reply_code} {error.status}"]
-        lines.append(f"  {error.reason}")
-        lines += [f"  warning: {w.message}" for w in error.warnings]
-        trace = error.trace
-    else:
-        assert selection is not None
-        how = (
-            "address literal"
-            if selection.address_literal
-            else ("implicit MX" if selection.implicit else "MX")
-        )
-        ttl = f", TTL {selection.ttl}" if selection.ttl is not None else ""
-        via = (
-            f", via CNAME {selection.canonical_domain}"
-            if selection.canonical_domain != selection.domain
-            else ""
-        )
-        lines = [f"{name}: {len(selection)} target(s) ({how}{via}{ttl})"]
-        rows = [("rank", "pref", "host", "address", "family")]
-        rows += [
-            (str(i), str(t.preference), t.host, str(t.address), f"IPv{t.family}")
-            for i, t in enumerate(selection, 1)
-        ]
-        widths = [max(len(r[c]) for r in rows) for c in range(5)]
-        lines += [
-            "  " + "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()
-            for r in rows
-        ]
-        lines += [f"  warning: {w.message}" for w in selection.warnings]
-        trace = selection.trace
-    if with_trace:
-        lines += ["  " + line for line in explain(trace).splitlines()]
-    return "\n".join(lines)
-
-
-def as_line(result: Result) -> str:
-    """The compact one-line form used in batch mode."""
-    selection, error = result.selection, result.error
-    name = _where(result.item)
-    if error is not None:
-        return f"{name}  {error.reply_code} {error.status} {type(error).__name__}: {error.reason}"
-    assert selection is not None
-    first = next(iter(selection))
-    warned = f", {len(selection.warnings)} warning(s)" if selection.warnings else ""
-    return f"{name}  ok  {len(selection)} target(s), first {first.host} {first.address}{warned}"
-
-
-class _Progress:
-    """A progress bar on stderr: tqdm's when the ``cli`` extra is installed, else a plain one."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total = total
-        self.done = 0
-        self.enabled = enabled
-        self.started = time.monotonic()
-        self._last = 0.0
-        self._tqdm: Any = None
-        if enabled:
-            try:
-                from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
-            except ImportError:
-                self._draw(force=True)
-            else:
-                self._tqdm = tqdm(total=total, unit="domain", file=sys.stderr, leave=False)
-
-    def write(self, text: str) -> None:
-        """Print a result on stdout without tearing the bar."""
-        if self._tqdm is not None:
-            self._tqdm.write(text, file=sys.stdout)
-        else:
-            if self.enabled:
-                sys.stderr.write("\r\x1b[K")
-            sys.stdout.write(text + "\n")
-            sys.stdout.flush()
-        self.done += 1
-        if self._tqdm is not None:
-            self._tqdm.update(1)
-        elif self.enabled:
-            self._draw()
-
-    def _draw(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._last < 0.1 and self.done < self.total:
-            return
-        self._last = now
-        width = 30
-        filled = width * self.done // self.total if self.total else width
-        rate = self.done / max(now - self.started, 1e-9)
-        sys.stderr.write(
-            f"\r\x1b[K[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
-            f"domains, {rate:.1f}/s"
-        )
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self._tqdm is not None:
-            self._tqdm.close()
-        elif self.enabled:
-            sys.stderr.write("\r\x1b[K")
-            sys.stderr.flush()
-
-
-@attrs.define
-class Tally:
-    """What the batch summary needs: counts per outcome and the worst exit code so far."""
-
-    counts: Counter[str] = attrs.field(factory=Counter)
-    code: int = EX_OK
-
-    def add(self, result: Result) -> None:
-        self.counts[result.label] += 1
-        self.code = worst([self.code, result.code])
-
-    @property
-    def done(self) -> int:
-        return sum(self.counts.values())
-
-
-def summary(
-    tally: Tally, total: int, elapsed: float, interrupted: bool, cache: CacheStats | None = None
-) -> str:
-    """The batch summary: counts per outcome, elapsed time, rate, DNS queries, the exit code."""
-    counts, done = tally.counts, tally.done
-    rate = done / elapsed if elapsed > 0 else 0.0
-    head = f"{done} of {total} domains" if interrupted else f"{done} domains"
-    lines = [f"mxselect: {head} in {elapsed:.2f} s ({rate:.1f} domains/s)"]
-    order = sorted(counts, key=lambda label: (label != "ok", -counts[label], label))
-    width = max((len(label) for label in order), default=0)
-    lines += [f"  {label.ljust(width)}  {counts[label]}" for label in order]
-    if cache is not None:
-        lines.append(
-            f"  DNS: {cache.upstream} queries sent, "
-            f"{cache.hits + cache.coalesced} answered by the cache"
-        )
-    if interrupted:
-        lines.append(f"  interrupted: {total - done} not looked up; exit 130")
-    else:
-        lines.append(f"  exit {tally.code}")
-    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------- run
@@ -746,32 +543,45 @@ def _stats(resolver: object) -> CacheStats | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; returns the exit code (Ctrl-C during the lookups: 130)."""
-    import asyncio
-
+    """Run the command on ``argv`` (default ``sys.argv[1:]``) and return its exit code: 64 after
+    a usage error, 0 after ``--help``, 130 when Ctrl-C stops the lookups. It never exits the
+    interpreter (:func:`entry_point` does), so it can be called in-process."""
     for stream in (sys.stdout, sys.stderr):
         stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     parser = _parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+        policy, items, resolver = _setup(args, parser)
+    except _Exit as exc:
+        return exc.code
+    return _run(args, policy, items, resolver)
+
+
+def _setup(
+    args: argparse.Namespace, parser: argparse.ArgumentParser
+) -> tuple[Policy, list[Item], AsyncResolver]:
+    """What the arguments ask for; a usage error ends the command (:class:`_Exit`)."""
     try:
         policy = _policy(args)
     except ValueError as exc:
         parser.error(str(exc))
-    items = _items(args, parser)
-    resolver = _resolver(args, parser)
+    return policy, _items(args, parser), _resolver(args, parser)
+
+
+def _run(
+    args: argparse.Namespace, policy: Policy, items: list[Item], resolver: AsyncResolver
+) -> int:
+    """Look the items up, print each result and the batch summary; the exit code."""
+    import asyncio
+
     batch = args.file is not None
     tally = Tally()  # not the results themselves: a batch may be millions of domains
-    progress = _Progress(len(items), batch and not args.quiet and sys.stderr.isatty())
+    enabled = batch and not args.quiet and sys.stderr.isatty()
+    progress = Progress(len(items), enabled, sys.stdout, sys.stderr)
 
     def emit(result: Result) -> None:
         tally.add(result)
-        if args.json:
-            text = json.dumps(as_json(result, args.explain), ensure_ascii=False)
-        elif batch and not args.explain:
-            text = as_line(result)
-        else:
-            text = as_text(result, args.explain)
-        progress.write(text)
+        progress.write(render(result, json_lines=args.json, batch=batch, explained=args.explain))
 
     def select(item: Item) -> Any:
         return _select(item, resolver, policy, args.seed, args.deadline)

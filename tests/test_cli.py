@@ -1,8 +1,14 @@
-"""The `mxselect` command, run as a subprocess: demo zone, Knot + Unbound, batch mode against a
-loopback server, the progress bar under a pseudo-terminal, Ctrl-C, policy flags, exit codes."""
+"""The `mxselect` command: demo zone, Knot + Unbound, batch mode against a loopback server, the
+progress bar under a pseudo-terminal, Ctrl-C, policy flags, exit codes.
+
+Most tests call `main(argv)` in-process (`run`, `demo`), with their own stdin, stdout and
+stderr; a few smoke tests run a real process (`run_subprocess`, `Popen`): `python -m mxselect`
+and the console script, exit codes through `entry_point`, the progress bar on a terminal, a
+broken pipe, Ctrl-C."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import io
 import json
@@ -18,12 +24,14 @@ import termios
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mxselect._cli import _parser, domain_of, read_items, worst
+from mxselect._cli import _parser, domain_of, main, read_items, worst
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "examples" / "demo.zone"
@@ -35,9 +43,54 @@ WITHOUT_TQDM = (
 )
 
 
-def run(
+@dataclass
+class Ran:
+    """What an in-process run gave: the fields of `subprocess.CompletedProcess` that tests use."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def _text_stream(data: str = "") -> io.TextIOWrapper:
+    """A text stream over bytes, UTF-8 and strict, like a process's standard streams here."""
+    return io.TextIOWrapper(io.BytesIO(data.encode()), encoding="utf-8")
+
+
+def _written(stream: io.TextIOWrapper) -> str:
+    stream.flush()
+    buffer = stream.buffer
+    assert isinstance(buffer, io.BytesIO)
+    return buffer.getvalue().decode()
+
+
+@contextlib.contextmanager
+def _stdin(stream: io.TextIOWrapper) -> Iterator[None]:
+    saved, sys.stdin = sys.stdin, stream
+    try:
+        yield
+    finally:
+        sys.stdin = saved
+
+
+def run(*args: str, stdin: str | None = None) -> Ran:
+    """`mxselect ARGS` in-process: `main(argv)` in the repository root (relative paths as in the
+    README) with its own stdin (empty unless given), stdout and stderr."""
+    out, err = _text_stream(), _text_stream()
+    with (
+        contextlib.chdir(ROOT),
+        _stdin(_text_stream(stdin or "")),
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
+        code = main(list(args))
+    return Ran(code, _written(out), _written(err))
+
+
+def run_subprocess(
     *args: str, stdin: str | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
+    """`python -m mxselect ARGS` as a real process."""
     return subprocess.run(
         [sys.executable, "-m", "mxselect", *args],
         capture_output=True,
@@ -55,6 +108,20 @@ def demo(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[st
 
 def json_lines(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines()]
+
+
+@pytest.fixture(autouse=True)
+def _no_state_leaks() -> Iterator[None]:
+    """An in-process run leaves the process as it found it: the working directory, the standard
+    streams and the SIGINT handler (asyncio.run installs its own while it runs)."""
+
+    def state() -> tuple[object, ...]:
+        streams = (sys.stdin, sys.stdout, sys.stderr)
+        return os.getcwd(), streams, signal.getsignal(signal.SIGINT)
+
+    before = state()
+    yield
+    assert state() == before
 
 
 # ------------------------------------------------------------------------ the demo zone
@@ -231,8 +298,30 @@ def test_console_script_is_the_same_as_python_m() -> None:
         pytest.fail("the mxselect console script is not installed (pip install -e .)")
     args = ["--zone", str(DEMO), "--seed", "5", "example.net", "nomail.example.net"]
     scripted = subprocess.run([script, *args], capture_output=True, text=True, check=False)
-    assert scripted.stdout == run(*args).stdout
+    assert scripted.stdout == run_subprocess(*args).stdout
     assert scripted.returncode == 69
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--seed", "x", "example.net"),
+        ("--zone", "does-not-exist.zone", "example.net"),
+        ("--help",),
+        ("--version",),
+        ("--zone", str(DEMO), "--seed", "2", "example.net", "nomail.example.net", "a..b"),
+        ("--zone", str(DEMO), "--json", "--explain", "missing.example.net"),
+    ],
+)
+def test_a_process_gives_what_main_returns(
+    args: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`python -m mxselect` (main through entry_point) exits with the code main(argv) returns
+    in-process, usage errors and --help included, and prints the same."""
+    monkeypatch.setenv("COLUMNS", "80")  # --help's width, in the process and in here
+    process = run_subprocess(*args)
+    assert "Traceback" not in process.stderr
+    assert (process.returncode, process.stdout, process.stderr) == astuple(run(*args))
 
 
 # ------------------------------------------------------------------------------ policy flags

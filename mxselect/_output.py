@@ -1,0 +1,315 @@
+"""What the ``mxselect`` command reports, and how it looks.
+
+The records of one outcome (:class:`Item`, :class:`Result`), the sysexits code an outcome maps
+to, and their renderings: the target table (:func:`as_text`), the batch line (:func:`as_line`),
+the ``--json`` object (:func:`as_json`), the batch summary (:func:`summary`). These are pure
+functions of a result; the only writer is :class:`Progress`, which puts the rendered results on
+stdout and a progress bar on stderr. Argument handling and running live in ``_cli``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, TextIO
+
+import attrs
+
+from ._model import Selection, explain
+from .exceptions import InvalidDomainError, MXSelectError, NoSuchDomainError, TemporaryError
+
+if TYPE_CHECKING:
+    from .cache import CacheStats
+
+EX_OK = 0
+EX_USAGE = 64
+EX_DATAERR = 65
+EX_NOHOST = 68
+EX_UNAVAILABLE = 69
+EX_TEMPFAIL = 75
+EX_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+
+_SEVERITY = [EX_OK, EX_DATAERR, EX_NOHOST, EX_UNAVAILABLE, EX_TEMPFAIL]
+
+#: Version of the ``--json`` object layout (the ``schema`` key of every object).
+JSON_SCHEMA = 1
+
+
+def exit_code(error: MXSelectError | None) -> int:
+    """The sysexits code for an outcome."""
+    if error is None:
+        return EX_OK
+    if isinstance(error, TemporaryError):
+        return EX_TEMPFAIL
+    if isinstance(error, InvalidDomainError):
+        return EX_DATAERR
+    if isinstance(error, NoSuchDomainError):
+        return EX_NOHOST
+    return EX_UNAVAILABLE
+
+
+def worst(codes: Sequence[int]) -> int:
+    """The exit code that wins among several outcomes (75 > 69 > 68 > 65 > 0)."""
+    return max(codes, key=_SEVERITY.index, default=EX_OK)
+
+
+# ------------------------------------------------------------------------------------ records
+
+
+@attrs.frozen
+class Item:
+    """One thing to look up: the text given, where it came from, and the domain part."""
+
+    index: int
+    text: str
+    line: int | None
+    domain: str
+
+
+@attrs.frozen
+class Result:
+    """The outcome for one item."""
+
+    item: Item
+    selection: Selection | None
+    error: MXSelectError | None
+
+    @property
+    def code(self) -> int:
+        return exit_code(self.error)
+
+    @property
+    def label(self) -> str:
+        """The summary bucket: ``ok`` or the error class name."""
+        return "ok" if self.error is None else type(self.error).__name__
+
+
+@attrs.define
+class Tally:
+    """What the batch summary needs: counts per outcome and the worst exit code so far."""
+
+    counts: Counter[str] = attrs.field(factory=Counter)
+    code: int = EX_OK
+
+    def add(self, result: Result) -> None:
+        self.counts[result.label] += 1
+        self.code = worst([self.code, result.code])
+
+    @property
+    def done(self) -> int:
+        return sum(self.counts.values())
+
+
+# ---------------------------------------------------------------------------------- renderings
+
+
+def _warnings(result: Result) -> list[dict[str, Any]]:
+    source = result.selection if result.selection is not None else result.error
+    assert source is not None
+    return [{"code": w.code.value, "message": w.message, "host": w.host} for w in source.warnings]
+
+
+def as_json(result: Result, with_trace: bool) -> dict[str, Any]:
+    """The ``--json`` object for one result; every key is always present (schema 1)."""
+    selection, error = result.selection, result.error
+    data: dict[str, Any] = {
+        "schema": JSON_SCHEMA,
+        "input": result.item.text,
+        "line": result.item.line,
+        "domain": result.item.domain,
+        "outcome": "ok"
+        if error is None
+        else "temporary"
+        if isinstance(error, TemporaryError)
+        else "permanent",
+        "exit_code": result.code,
+        "error": None if error is None else type(error).__name__,
+        "reply_code": None if error is None else error.reply_code,
+        "status": None if error is None else error.status,
+        "reason": None if error is None else error.reason,
+        "retry_after": error.retry_after if isinstance(error, TemporaryError) else None,
+        "canonical_domain": None if selection is None else selection.canonical_domain,
+        "implicit": None if selection is None else selection.implicit,
+        "address_literal": None if selection is None else selection.address_literal,
+        "ttl": None if selection is None else selection.ttl,
+        "targets": []
+        if selection is None
+        else [
+            {
+                "rank": rank,
+                "host": t.host,
+                "preference": t.preference,
+                "address": str(t.address),
+                "family": t.family,
+            }
+            for rank, t in enumerate(selection, 1)
+        ],
+        "hosts": []
+        if selection is None
+        else [
+            {
+                "name": h.name,
+                "preference": h.preference,
+                "canonical_name": h.canonical_name,
+                "addresses": [str(a) for a in h.addresses],
+            }
+            for h in selection.hosts
+        ],
+        "warnings": _warnings(result),
+    }
+    if with_trace:
+        trace = selection.trace if selection is not None else error.trace if error else ()
+        data["trace"] = [{"kind": t.kind, "message": t.message, "host": t.host} for t in trace]
+    return data
+
+
+def _where(item: Item) -> str:
+    return item.text if item.line is None else f"line {item.line}: {item.text}"
+
+
+def as_text(result: Result, with_trace: bool) -> str:
+    """The readable block for one result: a target table and warnings, or the error."""
+    selection, error = result.selection, result.error
+    name = _where(result.item)
+    if error is not None:
+        lines = [f"{name}: {type(error).__name__} {error.reply_code} {error.status}"]
+        lines.append(f"  {error.reason}")
+        lines += [f"  warning: {w.message}" for w in error.warnings]
+        trace = error.trace
+    else:
+        assert selection is not None
+        how = (
+            "address literal"
+            if selection.address_literal
+            else ("implicit MX" if selection.implicit else "MX")
+        )
+        ttl = f", TTL {selection.ttl}" if selection.ttl is not None else ""
+        via = (
+            f", via CNAME {selection.canonical_domain}"
+            if selection.canonical_domain != selection.domain
+            else ""
+        )
+        lines = [f"{name}: {len(selection)} target(s) ({how}{via}{ttl})"]
+        rows = [("rank", "pref", "host", "address", "family")]
+        rows += [
+            (str(i), str(t.preference), t.host, str(t.address), f"IPv{t.family}")
+            for i, t in enumerate(selection, 1)
+        ]
+        widths = [max(len(r[c]) for r in rows) for c in range(5)]
+        lines += [
+            "  " + "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()
+            for r in rows
+        ]
+        lines += [f"  warning: {w.message}" for w in selection.warnings]
+        trace = selection.trace
+    if with_trace:
+        lines += ["  " + line for line in explain(trace).splitlines()]
+    return "\n".join(lines)
+
+
+def as_line(result: Result) -> str:
+    """The compact one-line form used in batch mode."""
+    selection, error = result.selection, result.error
+    name = _where(result.item)
+    if error is not None:
+        return f"{name}  {error.reply_code} {error.status} {type(error).__name__}: {error.reason}"
+    assert selection is not None
+    first = next(iter(selection))
+    warned = f", {len(selection.warnings)} warning(s)" if selection.warnings else ""
+    return f"{name}  ok  {len(selection)} target(s), first {first.host} {first.address}{warned}"
+
+
+def render(result: Result, *, json_lines: bool, batch: bool, explained: bool) -> str:
+    """What the command prints for one result: a JSON line (``--json``), the batch line (batch
+    mode without ``--explain``) or the readable block."""
+    if json_lines:
+        return json.dumps(as_json(result, explained), ensure_ascii=False)
+    if batch and not explained:
+        return as_line(result)
+    return as_text(result, explained)
+
+
+def summary(
+    tally: Tally, total: int, elapsed: float, interrupted: bool, cache: CacheStats | None = None
+) -> str:
+    """The batch summary: counts per outcome, elapsed time, rate, DNS queries, the exit code."""
+    counts, done = tally.counts, tally.done
+    rate = done / elapsed if elapsed > 0 else 0.0
+    head = f"{done} of {total} domains" if interrupted else f"{done} domains"
+    lines = [f"mxselect: {head} in {elapsed:.2f} s ({rate:.1f} domains/s)"]
+    order = sorted(counts, key=lambda label: (label != "ok", -counts[label], label))
+    width = max((len(label) for label in order), default=0)
+    lines += [f"  {label.ljust(width)}  {counts[label]}" for label in order]
+    if cache is not None:
+        lines.append(
+            f"  DNS: {cache.upstream} queries sent, "
+            f"{cache.hits + cache.coalesced} answered by the cache"
+        )
+    if interrupted:
+        lines.append(f"  interrupted: {total - done} not looked up; exit {EX_INTERRUPTED}")
+    else:
+        lines.append(f"  exit {tally.code}")
+    return "\n".join(lines)
+
+
+# -------------------------------------------------------------------------------------- writer
+
+
+class Progress:
+    """Writes results to ``out`` and a progress bar to ``err``: tqdm's when the ``cli`` extra is
+    installed, else a plain one. Disabled, it only writes the results."""
+
+    def __init__(self, total: int, enabled: bool, out: TextIO, err: TextIO) -> None:
+        self.total = total
+        self.done = 0
+        self.enabled = enabled
+        self.out = out
+        self.err = err
+        self.started = time.monotonic()
+        self._last = 0.0
+        self._tqdm: Any = None
+        if enabled:
+            try:
+                from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
+            except ImportError:
+                self._draw(force=True)
+            else:
+                self._tqdm = tqdm(total=total, unit="domain", file=err, leave=False)
+
+    def write(self, text: str) -> None:
+        """Print a result on ``out`` without tearing the bar."""
+        if self._tqdm is not None:
+            self._tqdm.write(text, file=self.out)
+        else:
+            if self.enabled:
+                self.err.write("\r\x1b[K")
+            self.out.write(text + "\n")
+            self.out.flush()
+        self.done += 1
+        if self._tqdm is not None:
+            self._tqdm.update(1)
+        elif self.enabled:
+            self._draw()
+
+    def _draw(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last < 0.1 and self.done < self.total:
+            return
+        self._last = now
+        width = 30
+        filled = width * self.done // self.total if self.total else width
+        rate = self.done / max(now - self.started, 1e-9)
+        self.err.write(
+            f"\r\x1b[K[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
+            f"domains, {rate:.1f}/s"
+        )
+        self.err.flush()
+
+    def close(self) -> None:
+        if self._tqdm is not None:
+            self._tqdm.close()
+        elif self.enabled:
+            self.err.write("\r\x1b[K")
+            self.err.flush()
