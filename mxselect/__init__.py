@@ -10,14 +10,15 @@ in what order -- or is it a permanent bounce or a temporary deferral?
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._answers import Answer, MXRecord, Query, RRType, Status
 from ._core import CNAME_CHAIN_LIMIT, SelectionPlan
 from ._drivers import aselect_targets, select_targets
 from ._model import Host, Selection, SelectionWarning, Target, Trace, TraceStep, WarningCode
-from ._policy import DEFAULT_UNSAFE_NETWORKS as DEFAULT_UNSAFE_NETWORKS
-from ._policy import Families, Policy
+from ._policy import DEFAULT_UNSAFE_NETWORKS, Families, Policy
 from .cache import CacheStats, CachingResolver
-from .delivery import DeliveryPlan, DeliveryStatus, HostStatus
+from .delivery import Attempt, DeliveryPlan, DeliveryStatus, HandshakeStage, HostStatus, Outcome
 from .exceptions import (
     DNSTemporaryError,
     InvalidDomainError,
@@ -32,18 +33,39 @@ from .exceptions import (
 )
 from .typing import AsyncResolver, Resolver
 
-__version__ = "0.1.0.dev0"
+if TYPE_CHECKING:
+    #: The installed distribution's version (``pyproject.toml`` is the one place it is set).
+    __version__: str
+else:
+
+    def __getattr__(name: str) -> str:
+        # The version is read from the package metadata on first use: importlib.metadata
+        # costs ~25 ms and loads socket, which `import mxselect` must not.
+        if name != "__version__":
+            raise AttributeError(f"module 'mxselect' has no attribute {name!r}")
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            value = version("mxselect")
+        except PackageNotFoundError:  # a source tree on sys.path, never installed
+            value = "0+unknown"
+        globals()["__version__"] = value
+        return value
+
 
 __all__ = [
     "CNAME_CHAIN_LIMIT",
+    "DEFAULT_UNSAFE_NETWORKS",
     "Answer",
     "AsyncResolver",
+    "Attempt",
     "CacheStats",
     "CachingResolver",
     "DNSTemporaryError",
     "DeliveryPlan",
     "DeliveryStatus",
     "Families",
+    "HandshakeStage",
     "Host",
     "HostStatus",
     "InvalidDomainError",
@@ -54,6 +76,7 @@ __all__ = [
     "NoSuchDomainError",
     "NoUsableTargetsError",
     "NullMXError",
+    "Outcome",
     "PermanentError",
     "Policy",
     "Query",
