@@ -37,9 +37,9 @@ The rules (Postfix's smtp client is the anchor):
   most ``session_limit`` SMTP sessions are held (Postfix ``smtp_mx_session_limit`` = 2); a
   connection that failed is not a session, and neither is one that failed its **initial
   handshake** -- the greeting, EHLO/HELO, STARTTLS or the TLS handshake
-  (:meth:`DeliveryPlan.handshake_failed`; Postfix ``smtp_connect.c``: "Don't count handshake
-  errors towards the session limit", ``smtp_mx_session_limit`` "ignores sessions that fail to
-  complete the SMTP initial handshake or TLS handshake");
+  (:meth:`~mxselect.DeliveryPlan.handshake_failed`; Postfix ``smtp_connect.c``: "Don't count
+  handshake errors towards the session limit", ``smtp_mx_session_limit`` "ignores sessions
+  that fail to complete the SMTP initial handshake or TLS handshake");
 * a 4xx reply moves on to the next target (RFC 5321 §5.1: try the next address); a 5xx reply
   bounces the message, except a 5xx *greeting*, after which the next MX is tried (Postfix
   ``smtp_skip_5xx_greeting``), and a 5xx reply to STARTTLS, which like a failed TLS handshake

@@ -11,25 +11,25 @@ Each error carries the normalised ``domain``, an SMTP ``reply_code`` and an RFC 
 
 The mapping:
 
-============================ ===== ======== ==============================================
-error                        reply status   basis
-============================ ===== ======== ==============================================
-:class:`InvalidDomainError`  501   5.1.3    RFC 3463 §3.2 X.1.3 "syntactically invalid";
-                                            501 as Postfix smtpd ("501 5.1.3 Bad recipient
-                                            address syntax"): a syntax error in the argument
-                                            of RCPT (RFC 5321 §4.2.2), nothing to look up.
-:class:`NoSuchDomainError`   550   5.1.2    RFC 5321 §5.1 (NXDOMAIN MUST be an error),
-                                            RFC 3463 §3.2 X.1.2
-:class:`NullMXError`         556   5.1.10   RFC 7505 §4.1, RFC 7504 §4
-:class:`NoUsableTargetsError` 550  5.4.4    RFC 5321 §5.1 (no usable MX / implicit MX),
-                                            RFC 3463 §3.5 X.4.4
-:class:`DNSTemporaryError`   451   4.4.3    RFC 5321 §5.1 (temporary error: queue and
-                                            retry), RFC 3463 §3.5 X.4.3
-:class:`MailLoopError`       554   5.4.6    RFC 5321 §5.1 (this host is the best MX: "MUST
-                                            be returned as undeliverable"); Postfix
-:class:`NoPrimaryRelayError` 451   4.4.4    this host is a backup MX and no better MX is
-                                            usable now (Postfix)
-============================ ===== ======== ==============================================
+============================= ===== ======== ==============================================
+error                         reply status   basis
+============================= ===== ======== ==============================================
+:class:`InvalidDomainError`   501   5.1.3    RFC 3463 §3.2 X.1.3 "syntactically invalid";
+                                             501 as Postfix smtpd ("501 5.1.3 Bad recipient
+                                             address syntax"): a syntax error in the argument
+                                             of RCPT (RFC 5321 §4.2.2), nothing to look up.
+:class:`NoSuchDomainError`    550   5.1.2    RFC 5321 §5.1 (NXDOMAIN MUST be an error),
+                                             RFC 3463 §3.2 X.1.2
+:class:`NullMXError`          556   5.1.10   RFC 7505 §4.1, RFC 7504 §4
+:class:`NoUsableTargetsError` 550   5.4.4    RFC 5321 §5.1 (no usable MX / implicit MX),
+                                             RFC 3463 §3.5 X.4.4
+:class:`DNSTemporaryError`    451   4.4.3    RFC 5321 §5.1 (temporary error: queue and
+                                             retry), RFC 3463 §3.5 X.4.3
+:class:`MailLoopError`        554   5.4.6    RFC 5321 §5.1 (this host is the best MX: "MUST
+                                             be returned as undeliverable"); Postfix
+:class:`NoPrimaryRelayError`  451   4.4.4    this host is a backup MX and no better MX is
+                                             usable now (Postfix)
+============================= ===== ======== ==============================================
 """
 
 from __future__ import annotations

@@ -76,7 +76,7 @@ class FakeResolver:
             {"CNAME": "example.org"}}``. Names are absolute, with or without the trailing dot.
         ttl: the TTL of records given in ``records``.
         follow_cnames: chase CNAMEs like a recursive resolver (default), or answer
-            :meth:`Answer.alias` and let mxselect chase them.
+            :meth:`~mxselect.Answer.alias` and let mxselect chase them.
 
     Attributes:
         queries: every query received, in order.
