@@ -1,4 +1,4 @@
-"""A complete custom resolver for mxselect in about twenty lines (shown in the README).
+"""A complete custom resolver for mxselect in about twenty lines (shown in docs/howto/resolver.md).
 
 It asks one DNS server directly with dnspython's low-level ``dns.query`` (UDP, then TCP when
 the answer is truncated) and reports each outcome as an ``mxselect.Answer``. Any DNS client

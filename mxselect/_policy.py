@@ -1,6 +1,6 @@
 """The selection policy: one frozen, validated object with documented defaults (pure).
 
-Every default comes from an anchor (Postfix, Exim, an RFC); the README's policy table lists them.
+Every default comes from an anchor (Postfix, Exim, an RFC); docs/policy.md lists them.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from mxselect._cli import _parser, domain_of, main, read_items, worst
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "examples" / "demo.zone"
-README = (ROOT / "README.md").read_text(encoding="utf-8")
+README = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")  # the command reference
 
 #: Run the command with the `tqdm` extra made unimportable: the plain fallback.
 WITHOUT_TQDM = (

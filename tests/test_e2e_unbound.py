@@ -348,7 +348,7 @@ def test_address_batch_is_one_round(select_recorded: Select, recording: Recordin
 
 
 def test_readme_stub_resolver_example(dns_env: object) -> None:
-    """The README's ~20-line custom resolver works against Unbound."""
+    """The ~20-line custom resolver of docs/howto/resolver.md works against Unbound."""
     from examples.stub_resolver import StubResolver
 
     port = dns_env.resolver_port  # type: ignore[attr-defined]
