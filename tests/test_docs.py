@@ -13,6 +13,8 @@ page, in order:
 * ```` ```console ```` blocks: each ``$ mxselect ...`` line is run (as ``python -m mxselect``,
   from the root of the checkout) and its stdout compared with the lines below it. Every
   command must answer offline (``--zone``).
+* An example that imports an optional extra that is not installed (aiodns, aiosmtplib) skips
+  the rest of its page, except under ``CI=true``, where every extra is installed.
 * A block right after ``<!-- not-run: REASON -->`` is skipped; the skipped blocks are listed in
   ``NOT_RUN`` below, with their reasons, so that adding one is a visible decision.
 
@@ -57,6 +59,10 @@ PAGES = sorted(
 NOT_RUN = [
     ("docs/howto/mta.md", "needs aiosmtplib and SMTP servers (tests/test_example_mta.py)"),
 ]
+
+#: Modules of the optional extras that some examples import: without them (outside CI, where
+#: every extra is installed) the rest of that page is skipped.
+OPTIONAL = {"aiodns": "aiodns", "aiosmtplib": "examples"}
 
 #: The port the pages give for "your recursive resolver" (replaced by the test server's).
 DOC_PORT = "5353"
@@ -230,7 +236,14 @@ def test_page_examples_run(
         if block.lang not in RUN_LANGS or block.not_run is not None:
             continue
         if block.lang == "python":
-            run_python(block, namespace, doc_server.port)
+            try:
+                run_python(block, namespace, doc_server.port)
+            except ModuleNotFoundError as exc:  # an example of an optional extra
+                if exc.name not in OPTIONAL or os.environ.get("CI") == "true":
+                    raise
+                pytest.skip(
+                    f"{block}: {exc.name} is not installed (pip install -e .[{OPTIONAL[exc.name]}])"
+                )
         elif block.lang == "pycon":
             run_pycon(block, namespace, doc_server.port)
         else:
