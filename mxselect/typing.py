@@ -11,8 +11,8 @@ Optional capabilities, each a protocol below that the drivers look for (once per
 
 * :class:`LifetimeResolver` / :class:`AsyncLifetimeResolver`: ``resolve`` / ``aresolve`` take
   a ``lifetime`` keyword (seconds); with a ``deadline``, the drivers pass the time left, so a
-  query never outlives the selection (the dnspython adapters, :class:`~mxselect.stub.
-  StubResolver` and :class:`~mxselect.cache.CachingResolver` do).
+  query never outlives the selection (the dnspython adapters,
+  :class:`~mxselect.stub.StubResolver` and :class:`~mxselect.cache.CachingResolver` do).
 * :class:`BatchResolver` / :class:`AsyncBatchResolver`: ``resolve_batch(queries)`` /
   ``aresolve_batch(queries)`` answer a whole batch in one call (the answers in the order of
   the queries) instead of one thread or task per query (:class:`~mxselect.stub.StubResolver`

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import dns.resolver
 import pytest
 
 import mxselect
@@ -128,12 +129,12 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     a resolver's exception into a temporary failure, so the example alone would not fail)."""
     violations: list[str] = []
 
-    def system_resolver() -> None:
-        violations.append("the system's resolver (resolver=None)")
+    def read_resolv_conf(self: object, *args: object, **kwargs: object) -> None:
+        violations.append("the system's resolver configuration (resolver=None)")
         raise OSError("documentation examples never use the system's resolver")
 
-    monkeypatch.setattr("mxselect.dnspython._system_resolver", system_resolver)
-    monkeypatch.setattr("mxselect.dnspython._system_async_resolver", system_resolver)
+    # dnspython reads /etc/resolv.conf only for a resolver built with the system configuration.
+    monkeypatch.setattr(dns.resolver.BaseResolver, "read_resolv_conf", read_resolv_conf)
 
     def check(address: object) -> None:
         if isinstance(address, tuple):
