@@ -10,7 +10,7 @@ in what order -- or is it a permanent bounce or a temporary deferral?
 
 from __future__ import annotations
 
-from ._answers import Answer, MXRecord, Query, RRType, Status
+from ._answers import Answer, MXRecord, Query, RRType, Security, Status
 from ._core import CNAME_CHAIN_LIMIT, SelectionPlan
 from ._drivers import aselect_targets, select_targets
 from ._model import Host, Selection, SelectionWarning, Target, Trace, TraceStep, WarningCode
@@ -59,6 +59,7 @@ __all__ = [
     "Query",
     "RRType",
     "Resolver",
+    "Security",
     "Selection",
     "SelectionPlan",
     "SelectionWarning",
