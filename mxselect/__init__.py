@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._answers import Answer, MXRecord, Query, RRType, Status
+from ._answers import Answer, MXRecord, Query, RRType, Security, Status
 from ._core import CNAME_CHAIN_LIMIT, SelectionPlan
 from ._drivers import aselect_targets, select_targets
 from ._model import Host, Selection, SelectionWarning, Target, Trace, TraceStep, WarningCode
@@ -82,6 +82,7 @@ __all__ = [
     "Query",
     "RRType",
     "Resolver",
+    "Security",
     "Selection",
     "SelectionPlan",
     "SelectionWarning",

@@ -17,7 +17,16 @@ import attrs
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-__all__ = ["Answer", "IPAddress", "MXRecord", "Query", "RRType", "Status"]
+__all__ = [
+    "Answer",
+    "IPAddress",
+    "MXRecord",
+    "Query",
+    "RRType",
+    "Security",
+    "Status",
+    "least_secure",
+]
 
 
 class RRType(enum.Enum):
@@ -33,6 +42,40 @@ class RRType(enum.Enum):
     # Members are singletons: identity hashing is correct and much cheaper than Enum's
     # Python-level __hash__ (the core keys its dicts by (name, type) pairs).
     __hash__ = object.__hash__
+
+
+class Security(enum.Enum):
+    """The DNSSEC status of an answer, as a validating resolver the caller trusts reported it.
+
+    RFC 7672 §2.1.1: "secure" and "insecure" answers are both usable facts; "bogus" and
+    "indeterminate" are failures -- a resolver reports them as ``TEMPFAIL`` (with the reason),
+    never as a status here. The AD bit counts only from a resolver the caller trusts over a
+    secure channel (RFC 4035 §4.9.3, quoted in RFC 7672 §2.1.1); from any other, or when the
+    resolver cannot say, the status is ``UNKNOWN``, which DANE treats as insecure.
+    """
+
+    #: Validated (the AD bit from a trusted validating resolver; RFC 4035 §3.2.3).
+    SECURE = "secure"
+    #: Validated as insecure, or outside every trust anchor (RFC 7672 §2.1.1), as reported by a
+    #: trusted resolver (AD clear).
+    INSECURE = "insecure"
+    #: Not known: the resolver is not trusted, or cannot report it (c-ares, most fakes).
+    UNKNOWN = "unknown"
+
+    def __str__(self) -> str:
+        return self.value
+
+    __hash__ = object.__hash__
+
+
+#: Least secure first: the status of several RRsets is that of the least secure one.
+_RANK = {Security.UNKNOWN: 0, Security.INSECURE: 1, Security.SECURE: 2}
+
+
+def least_secure(*statuses: Security) -> Security:
+    """The least secure of ``statuses`` (UNKNOWN < INSECURE < SECURE): a CNAME chain, or a
+    set of RRsets, is only as secure as its weakest part (RFC 7672 §2.1.3)."""
+    return min(statuses, key=_RANK.__getitem__) if statuses else Security.UNKNOWN
 
 
 class Status(enum.Enum):
@@ -116,6 +159,8 @@ class Answer:
             RFC 2308 §5), or ``None`` if unknown.
         reason: for ``TEMPFAIL``, what went wrong (``"SERVFAIL"``, ``"timeout after 5 s"``);
             free text otherwise.
+        security: the DNSSEC status of the answer as a whole -- every RRset it used, CNAMEs
+            included (:class:`Security`; ``UNKNOWN`` unless the resolver reports it).
     """
 
     status: Status
@@ -125,6 +170,7 @@ class Answer:
     aliases: tuple[str, ...] = ()
     ttl: int | None = None
     reason: str = ""
+    security: Security = Security.UNKNOWN
 
     @classmethod
     def from_mx(
@@ -134,6 +180,7 @@ class Answer:
         ttl: int | None = None,
         canonical_name: str | None = None,
         aliases: Iterable[str] = (),
+        security: Security = Security.UNKNOWN,
     ) -> Answer:
         """MX records, e.g. ``Answer.from_mx([(10, "mx1.example.org.")], ttl=300)``."""
         return cls(
@@ -142,6 +189,7 @@ class Answer:
             ttl=ttl,
             canonical_name=canonical_name,
             aliases=tuple(aliases),
+            security=security,
         )
 
     @classmethod
@@ -152,6 +200,7 @@ class Answer:
         ttl: int | None = None,
         canonical_name: str | None = None,
         aliases: Iterable[str] = (),
+        security: Security = Security.UNKNOWN,
     ) -> Answer:
         """A or AAAA records, e.g. ``Answer.from_addresses(["192.0.2.1"])``."""
         return cls(
@@ -160,6 +209,7 @@ class Answer:
             ttl=ttl,
             canonical_name=canonical_name,
             aliases=tuple(aliases),
+            security=security,
         )
 
     @classmethod
@@ -169,10 +219,16 @@ class Answer:
         ttl: int | None = None,
         canonical_name: str | None = None,
         aliases: Iterable[str] = (),
+        security: Security = Security.UNKNOWN,
     ) -> Answer:
-        """The name exists but has no records of the asked type (RFC 2308 §2.2)."""
+        """The name exists but has no records of the asked type (RFC 2308 §2.2); a secure
+        NODATA is a fact, not an error (RFC 7672 §2.1.1)."""
         return cls(
-            status=Status.NODATA, ttl=ttl, canonical_name=canonical_name, aliases=tuple(aliases)
+            status=Status.NODATA,
+            ttl=ttl,
+            canonical_name=canonical_name,
+            aliases=tuple(aliases),
+            security=security,
         )
 
     @classmethod
@@ -182,16 +238,34 @@ class Answer:
         ttl: int | None = None,
         canonical_name: str | None = None,
         aliases: Iterable[str] = (),
+        security: Security = Security.UNKNOWN,
     ) -> Answer:
         """The name (or the last name of its CNAME chain) does not exist (RFC 2308 §2.1)."""
         return cls(
-            status=Status.NXDOMAIN, ttl=ttl, canonical_name=canonical_name, aliases=tuple(aliases)
+            status=Status.NXDOMAIN,
+            ttl=ttl,
+            canonical_name=canonical_name,
+            aliases=tuple(aliases),
+            security=security,
         )
 
     @classmethod
-    def alias(cls, target: str, *, ttl: int | None = None, aliases: Iterable[str] = ()) -> Answer:
+    def alias(
+        cls,
+        target: str,
+        *,
+        ttl: int | None = None,
+        aliases: Iterable[str] = (),
+        security: Security = Security.UNKNOWN,
+    ) -> Answer:
         """The name is a CNAME for ``target``, which this resolver did not resolve."""
-        return cls(status=Status.ALIAS, canonical_name=target, ttl=ttl, aliases=tuple(aliases))
+        return cls(
+            status=Status.ALIAS,
+            canonical_name=target,
+            ttl=ttl,
+            aliases=tuple(aliases),
+            security=security,
+        )
 
     @classmethod
     def tempfail(cls, reason: str) -> Answer:

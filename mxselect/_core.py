@@ -24,7 +24,7 @@ from collections.abc import Generator
 from typing import Any
 
 from . import _rules as rules
-from ._answers import Answer, IPAddress, MXRecord, Query, RRType, Status
+from ._answers import Answer, IPAddress, MXRecord, Query, RRType, Security, Status
 from ._domain import normalize_domain
 from ._lookup import Batch, Chain, Key, Lookups, Received
 from ._model import (
@@ -118,6 +118,7 @@ class SelectionPlan:
         self._result: Selection | None = None
         self._error: MXSelectError | None = None
         self._queries_sent = 0
+        self._mx_security = Security.UNKNOWN
         if isinstance(normalized, str):
             self.domain: str = normalized
             self.canonical_domain: str = normalized
@@ -284,6 +285,7 @@ class SelectionPlan:
         key = (domain, RRType.MX)
         mx = (yield from self._lookups.resolve([key]))[0][key]
         self.canonical_domain = mx.canonical
+        self._mx_security = mx.security or Security.UNKNOWN
         outcome, reason, notes = rules.mx_outcome(domain, mx, policy)  # rule 3
         self._note(notes)
         if outcome is not Outcome.CONTINUE:
@@ -461,6 +463,7 @@ class SelectionPlan:
             hosts=hosts,
             implicit=implicit,
             ttl=self._ttl,
+            mx_security=self._mx_security,
         )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Iterable
 
-from ._answers import Answer, Query, RRType, Status
+from ._answers import _RANK, Answer, Query, RRType, Security, Status
 from ._domain import check_ldh_name, normalize_exchange
 
 __all__ = ["Batch", "Chain", "Key", "Lookups", "Received", "norm_ttl"]
@@ -42,6 +42,7 @@ class Chain:
         "limit",
         "links",
         "rtype",
+        "security",
         "start",
         "ttl",
     )
@@ -56,6 +57,9 @@ class Chain:
         self.error: str | None = None
         self.ttl: int | None = None
         self.canonical = name
+        #: The least secure status of the answers that made the chain (RFC 7672 §2.1.3: a
+        #: chain is only as secure as its weakest link); None before the first.
+        self.security: Security | None = None
 
     @property
     def done(self) -> bool:
@@ -63,6 +67,9 @@ class Chain:
 
     def absorb(self, answer: Answer) -> None:
         """Take one answer for ``(current, rtype)``; follow an ALIAS or finish."""
+        security, known = answer.security, self.security
+        if known is None or (security is not known and _RANK[security] < _RANK[known]):
+            self.security = security
         ttl = norm_ttl(answer.ttl)
         if ttl is not None:
             self.ttl = ttl if self.ttl is None else min(self.ttl, ttl)

@@ -8,7 +8,7 @@ from typing import Any, overload
 
 import attrs
 
-from ._answers import IPAddress
+from ._answers import IPAddress, Security
 
 __all__ = [
     "Host",
@@ -240,6 +240,9 @@ class Selection:
         ttl: the smallest TTL among the DNS answers used (seconds), i.e. how long this selection
             may be reused; ``None`` when no DNS answer was used or no TTL was known.
         warnings: misconfigurations that were worked around.
+        mx_security: the DNSSEC status of the MX RRset and of the CNAMEs leading to it (for an
+            implicit MX, of the NODATA answer) -- the least secure of them (RFC 7672 §2.2.1);
+            ``UNKNOWN`` for an address literal or a resolver that cannot say.
         trace: every decision, in order: a :class:`Trace` (a sequence of :class:`TraceStep`);
             see :meth:`explain`. Not part of equality.
     """
@@ -252,6 +255,7 @@ class Selection:
     address_literal: bool = False
     ttl: int | None = None
     warnings: tuple[SelectionWarning, ...] = ()
+    mx_security: Security = Security.UNKNOWN
     trace: Trace = attrs.field(factory=Trace, converter=_as_trace, eq=False, repr=False)
 
     def explain(self) -> str:

@@ -21,7 +21,7 @@ import ipaddress
 import struct
 from typing import cast
 
-from ._answers import Answer, IPAddress, MXRecord, RRType, Status
+from ._answers import Answer, IPAddress, MXRecord, RRType, Security, Status
 
 __all__ = [
     "EDNS_PAYLOAD",
@@ -68,7 +68,10 @@ NEGATIVE_TTL_WITHOUT_SOA = 300
 _MAX_TTL = 2**31 - 1
 #: Compression pointers per name (dnspython: MAX_COMPRESSION_POINTER_CHAIN).
 _MAX_HOPS = 16
-_QUERY_FLAGS = 0x0100  # RD (RFC 1035 §4.1.1): the recursive resolver chases for us.
+# RD (RFC 1035 §4.1.1): the recursive resolver chases for us; AD (RFC 6840 §5.7): a
+# validating resolver then sets AD in its reply for authentic data, without DNSSEC records.
+_QUERY_FLAGS = 0x0120
+_AD = 0x0020
 _OPT_RR = b"\x00" + _RR.pack(_OPT, EDNS_PAYLOAD, 0, 0)
 
 # Presentation form of one label octet, as dnspython writes it: special characters escaped
@@ -219,12 +222,16 @@ def _record(
     return owner, rrtype, rrclass, ttl, off, rdend
 
 
-def decode(msg: bytes, question: bytes, rtype: RRType) -> Answer | int | _Truncated:
+def decode(
+    msg: bytes, question: bytes, rtype: RRType, *, dnssec: bool = False
+) -> Answer | int | _Truncated:
     """Read a reply to the query whose question section is ``question``.
 
     Returns an :class:`Answer` (NOERROR or NXDOMAIN), :data:`TRUNCATED` (TC set: ask again
     over TCP, RFC 1123 §6.1.3.2), or the RCODE of any other reply (SERVFAIL, REFUSED,
-    FORMERR...: the caller asks the next server). The caller has matched the ID.
+    FORMERR...: the caller asks the next server). The caller has matched the ID. With
+    ``dnssec``, answers carry the status the AD bit reports (SECURE or INSECURE); without,
+    UNKNOWN.
 
     Raises:
         WireError: not a reply to this question, or not a readable message.
@@ -247,6 +254,12 @@ def decode(msg: bytes, question: bytes, rtype: RRType) -> Answer | int | _Trunca
     if flags & 0x0200:
         return TRUNCATED
     rcode: int = flags & 0x000F
+    # With ``dnssec``: what the AD bit says of every RRset in the reply (RFC 4035 §3.2.3);
+    # whether it counts is the resolver's decision (StubResolver.trust_ad, RFC 7672 §2.1.1).
+    if not dnssec:
+        security = Security.UNKNOWN
+    else:
+        security = Security.SECURE if flags & _AD else Security.INSECURE
     seen: dict[int, tuple[str, int, int]] = {}
     qname, _ = _name(msg, 12, seen)
     off = end_q
@@ -311,7 +324,7 @@ def decode(msg: bytes, question: bytes, rtype: RRType) -> Answer | int | _Trunca
         raise WireError("trailing data after the last record")
     if rcode not in (NOERROR, NXDOMAIN):
         return rcode
-    return _answer(rcode, rtype, qname, records, owners, soas)
+    return _answer(rcode, rtype, qname, records, owners, soas, security)
 
 
 def _answer(
@@ -321,6 +334,7 @@ def _answer(
     records: dict[tuple[str, int], list[tuple[int, object]]],
     owners: dict[str, str],
     soas: dict[str, tuple[int, int]],
+    security: Security,
 ) -> Answer | int:
     """Follow the CNAME chain from the question's name (as dnspython's ``resolve_chaining``)."""
     key = name.lower()
@@ -338,7 +352,7 @@ def _answer(
         if len(aliases) == MAX_CHAIN:
             # Longer than dnspython takes (ChainTooLong, the server dropped): hand the rest
             # to the core, whose own limit (Policy.cname_limit) ends it.
-            return Answer.alias(name, ttl=ttl, aliases=aliases)
+            return Answer.alias(name, ttl=ttl, aliases=aliases, security=security)
         aliases.append(owners[key])
         link_ttl = min(t for t, _ in cname)
         ttl = link_ttl if ttl is None else min(ttl, link_ttl)
@@ -364,6 +378,7 @@ def _answer(
                 ttl=ttl,
                 canonical_name=canonical,
                 aliases=tuple(aliases),
+                security=security,
             )
         make = ipaddress.IPv4Address if rtype is RRType.A else ipaddress.IPv6Address
         addresses: dict[bytes, IPAddress] = {}
@@ -377,11 +392,12 @@ def _answer(
             ttl=ttl,
             canonical_name=canonical,
             aliases=tuple(aliases),
+            security=security,
         )
     if rcode == NOERROR and aliases and not soas:
         # A chain that stops without the data and without an SOA: the server did not chase
         # the target (not a recursive answer). Let the core ask for it (RFC 1034 §3.6.2).
-        return Answer.alias(name, ttl=ttl, aliases=aliases)
+        return Answer.alias(name, ttl=ttl, aliases=aliases, security=security)
     # RFC 2308 §5: the negative TTL is the smaller of the SOA's TTL and MINIMUM -- of the SOA
     # dnspython takes: the one owned by the last name or its nearest ancestor.
     negative = _negative_ttl(name, soas)
@@ -395,9 +411,14 @@ def _answer(
             ttl=negative_ttl,
             canonical_name=canonical,
             aliases=tuple(aliases),
+            security=security,
         )
     return Answer(
-        status=Status.NODATA, ttl=negative_ttl, canonical_name=canonical, aliases=tuple(aliases)
+        status=Status.NODATA,
+        ttl=negative_ttl,
+        canonical_name=canonical,
+        aliases=tuple(aliases),
+        security=security,
     )
 
 

@@ -20,6 +20,17 @@ an ``Answer``                        ``RECORDS`` (with the CNAME chain and the m
 Every query is absolute and sent with ``search=False``: the search list is never applied
 (RFC 5321 §5.1, Postfix, Exim). dnspython retries a truncated UDP answer over TCP by itself
 (RFC 1123 §6.1.3.2); if TCP fails too, the result is a temporary failure.
+
+**DNSSEC status** (:class:`~mxselect.Security`). The AD bit of a response is trusted only from
+a resolver the caller trusts (RFC 7672 §2.1.1, quoting RFC 4035 §4.9.3: "a trusted
+security-aware recursive name server via a secure channel"): by default one whose every
+nameserver is a loopback address (a validating resolver on this host; maddy does the same),
+or any resolver with ``trust_ad=True``. Then an answer with AD is ``SECURE`` and one without is
+``INSECURE`` (positive and negative answers alike: RFC 7672 §2.1.1), and queries carry RD|AD
+(RFC 6840 §5.7: AD in a query asks for the AD bit without DNSSEC records) unless the
+resolver's ``flags`` are already set. From any other resolver every answer is ``UNKNOWN``.
+A validating resolver answers a bogus RRset with SERVFAIL: a temporary failure, whose reason
+names the extended DNS error when the server sent one (RFC 8914, e.g. "EDE 6: DNSSEC Bogus").
 """
 
 from __future__ import annotations
@@ -29,13 +40,14 @@ from typing import TYPE_CHECKING, Any, cast
 
 import dns.asyncresolver
 import dns.exception
+import dns.flags
 import dns.message
 import dns.name
 import dns.rcode
 import dns.rdatatype
 import dns.resolver
 
-from ._answers import Answer, IPAddress, MXRecord, Query, RRType
+from ._answers import Answer, IPAddress, MXRecord, Query, RRType, Security
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -61,13 +73,22 @@ class DnspythonResolver:
         resolver: used as is (nameservers, port, timeouts, EDNS, cache: all yours). ``None``:
             a resolver with the system configuration (``/etc/resolv.conf``), search list off.
         tcp: send every query over TCP (default: UDP, retried over TCP when truncated).
+        trust_ad: whether to believe the AD bit of its answers (see the module notes);
+            ``None``: only when every nameserver is a loopback address.
     """
 
-    def __init__(self, resolver: dns.resolver.Resolver | None = None, *, tcp: bool = False) -> None:
+    def __init__(
+        self,
+        resolver: dns.resolver.Resolver | None = None,
+        *,
+        tcp: bool = False,
+        trust_ad: bool | None = None,
+    ) -> None:
         # None: the system configuration (/etc/resolv.conf), read now -- no module-global
         # default resolver (a process that rereads its configuration gets the new one).
         self.resolver = resolver if resolver is not None else dns.resolver.Resolver()
         self.tcp = tcp
+        self.trust_ad = _trust(self.resolver, trust_ad)
 
     def resolve(self, query: Query, lifetime: float | None = None) -> Answer:
         """Resolve one query; never raises for a DNS outcome. ``lifetime`` (seconds) lowers
@@ -75,8 +96,8 @@ class DnspythonResolver:
         try:
             answer = self.resolver.resolve(*_question(query), **_options(self, lifetime))
         except Exception as exc:
-            return answer_from_exception(query, exc)
-        return answer_from_dnspython(query, answer)
+            return answer_from_exception(query, exc, trusted=self.trust_ad)
+        return answer_from_dnspython(query, answer, trusted=self.trust_ad)
 
     def __repr__(self) -> str:
         return f"DnspythonResolver({_describe(self.resolver)})"
@@ -88,13 +109,19 @@ class AsyncDnspythonResolver:
     Args:
         resolver: used as is. ``None``: the system configuration, search list off.
         tcp: send every query over TCP (default: UDP, retried over TCP when truncated).
+        trust_ad: as for :class:`DnspythonResolver`.
     """
 
     def __init__(
-        self, resolver: dns.asyncresolver.Resolver | None = None, *, tcp: bool = False
+        self,
+        resolver: dns.asyncresolver.Resolver | None = None,
+        *,
+        tcp: bool = False,
+        trust_ad: bool | None = None,
     ) -> None:
         self.resolver = resolver if resolver is not None else dns.asyncresolver.Resolver()
         self.tcp = tcp
+        self.trust_ad = _trust(self.resolver, trust_ad)
 
     async def aresolve(self, query: Query, lifetime: float | None = None) -> Answer:
         """Resolve one query; never raises for a DNS outcome. ``lifetime`` (seconds) lowers
@@ -102,8 +129,8 @@ class AsyncDnspythonResolver:
         try:
             answer = await self.resolver.resolve(*_question(query), **_options(self, lifetime))
         except Exception as exc:
-            return answer_from_exception(query, exc)
-        return answer_from_dnspython(query, answer)
+            return answer_from_exception(query, exc, trusted=self.trust_ad)
+        return answer_from_dnspython(query, answer, trusted=self.trust_ad)
 
     def __repr__(self) -> str:
         return f"AsyncDnspythonResolver({_describe(self.resolver)})"
@@ -160,23 +187,60 @@ def _chain_of(
     return canonical, aliases, (None if ttl >= 2**31 - 1 else ttl)
 
 
-def answer_from_dnspython(query: Query, answer: dns.resolver.Answer) -> Answer:
-    """Translate a successful dnspython answer."""
+def _trust(resolver: dns.resolver.BaseResolver, trust_ad: bool | None) -> bool:
+    """Whether the AD bit of ``resolver``'s answers counts (RFC 7672 §2.1.1 via RFC 4035
+    §4.9.3): as the caller says, else only when every nameserver is on loopback. A trusted
+    resolver without query flags of its own is asked with RD|AD (RFC 6840 §5.7)."""
+    if trust_ad is None:
+        trust_ad = bool(resolver.nameservers) and all(
+            _is_loopback(ns) for ns in resolver.nameservers
+        )
+    if trust_ad and resolver.flags is None:
+        resolver.flags = dns.flags.RD | dns.flags.AD
+    return trust_ad
+
+
+def _is_loopback(nameserver: object) -> bool:
+    address = getattr(nameserver, "address", nameserver)  # a dns.nameserver object, or a str
+    try:
+        return ipaddress.ip_address(str(address)).is_loopback
+    except ValueError:
+        return False  # DoH URLs and the like: not on loopback
+
+
+def _security(response: dns.message.Message | None, trusted: bool) -> Security:
+    """The status one response reports: its AD bit covers every RRset in it (RFC 4035
+    §3.2.3), the CNAMEs of a chain included; without trust, UNKNOWN."""
+    if not trusted or response is None:
+        return Security.UNKNOWN
+    return Security.SECURE if response.flags & dns.flags.AD else Security.INSECURE
+
+
+def answer_from_dnspython(
+    query: Query, answer: dns.resolver.Answer, *, trusted: bool = False
+) -> Answer:
+    """Translate a successful dnspython answer (``trusted``: believe its AD bit)."""
     canonical, aliases, ttl = _chain_of(answer.chaining_result)
+    security = _security(answer.response, trusted)
     rrset = answer.rrset
     if rrset is None:  # pragma: no cover - dnspython raises NoAnswer instead
-        return Answer.nodata(ttl=ttl, canonical_name=canonical, aliases=aliases)
+        return Answer.nodata(ttl=ttl, canonical_name=canonical, aliases=aliases, security=security)
     if ttl is None:
         ttl = rrset.ttl
     if query.rtype is RRType.MX:
         records = [MXRecord(rd.preference, rd.exchange.to_text()) for rd in rrset]
-        return Answer.from_mx(records, ttl=ttl, canonical_name=canonical, aliases=aliases)
+        return Answer.from_mx(
+            records, ttl=ttl, canonical_name=canonical, aliases=aliases, security=security
+        )
     addresses: Sequence[IPAddress] = [ipaddress.ip_address(rd.address) for rd in rrset]
-    return Answer.from_addresses(addresses, ttl=ttl, canonical_name=canonical, aliases=aliases)
+    return Answer.from_addresses(
+        addresses, ttl=ttl, canonical_name=canonical, aliases=aliases, security=security
+    )
 
 
-def answer_from_exception(query: Query, exc: BaseException) -> Answer:
-    """Translate a dnspython exception (or any exception) -- the one place that does it."""
+def answer_from_exception(query: Query, exc: BaseException, *, trusted: bool = False) -> Answer:
+    """Translate a dnspython exception (or any exception) -- the one place that does it
+    (``trusted``: believe the AD bit of a negative answer)."""
     if isinstance(exc, dns.resolver.NXDOMAIN):
         response = None
         try:
@@ -185,10 +249,21 @@ def answer_from_exception(query: Query, exc: BaseException) -> Answer:
         except Exception:
             pass
         canonical, aliases, ttl = _chain(response)
-        return Answer.nxdomain(ttl=ttl, canonical_name=canonical, aliases=aliases)
+        return Answer.nxdomain(
+            ttl=ttl,
+            canonical_name=canonical,
+            aliases=aliases,
+            security=_security(response, trusted),
+        )
     if isinstance(exc, dns.resolver.NoAnswer):
-        canonical, aliases, ttl = _chain(exc.kwargs.get("response"))
-        return Answer.nodata(ttl=ttl, canonical_name=canonical, aliases=aliases)
+        response = exc.kwargs.get("response")
+        canonical, aliases, ttl = _chain(response)
+        return Answer.nodata(
+            ttl=ttl,
+            canonical_name=canonical,
+            aliases=aliases,
+            security=_security(response, trusted),
+        )
     if isinstance(exc, dns.resolver.NoNameservers):
         return Answer.tempfail(_server_errors(exc))
     if isinstance(exc, dns.resolver.LifetimeTimeout):
@@ -202,6 +277,13 @@ def answer_from_exception(query: Query, exc: BaseException) -> Answer:
         return Answer.tempfail("YXDOMAIN (DNAME substitution too long)")
     text = str(exc)
     return Answer.tempfail(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+
+
+def _extended_errors(response: dns.message.Message) -> list[Any]:
+    try:
+        return list(response.extended_errors())
+    except Exception:  # an old dnspython, or an OPT record it could not read
+        return []
 
 
 def _where(error: object) -> str:
@@ -225,6 +307,9 @@ def _server_errors(exc: dns.resolver.NoNameservers) -> str:
             continue
         if response is not None:
             what = dns.rcode.to_text(response.rcode())
+            # RFC 8914: why a validating resolver failed (6: DNSSEC Bogus, 9: DNSKEY Missing...)
+            for ede in _extended_errors(response):
+                what += f" (EDE {ede.code}{': ' + ede.text if ede.text else ''})"
         else:
             what = f"{type(err).__name__}: {err}" if err else "no answer"
         via = " over TCP" if tcp else ""

@@ -59,6 +59,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import ipaddress
 import math
 import secrets
@@ -68,10 +69,12 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Sequence
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, TypeVar, cast
+
+import attrs
 
 from . import _wire
-from ._answers import Answer, Query, Status
+from ._answers import Answer, Query, Security, Status
 
 __all__ = ["StubResolver"]
 
@@ -134,7 +137,7 @@ def _check(data: bytes, question: bytes, sent: bytes, rtype: Any) -> object:
     decoded reply, :data:`_CASE_MISMATCH`, or :data:`_NOT_OURS` (a forged, damaged or stray
     datagram: ignored, RFC 5452 §9.1)."""
     try:
-        result = _wire.decode(data, question, rtype)
+        result = _wire.decode(data, question, rtype, dnssec=True)
     except _wire.WireError:
         return _NOT_OURS
     if sent is question or data[4:6] == b"\x00\x00":
@@ -143,7 +146,7 @@ def _check(data: bytes, question: bytes, sent: bytes, rtype: Any) -> object:
     if data[12:end] != sent:
         return _CASE_MISMATCH  # the question, but not in the case we sent it
     try:  # read the records as if the question had been sent in lower case
-        return _wire.decode(data[:12] + question + data[end:], question, rtype)
+        return _wire.decode(data[:12] + question + data[end:], question, rtype, dnssec=True)
     except _wire.WireError:  # pragma: no cover - decoded above, same bytes but for case
         return _NOT_OURS
 
@@ -472,6 +475,49 @@ class _LoopState:
             epoll.close()
 
 
+def _unknown(answer: Answer) -> Answer:
+    """An answer from a resolver whose AD bit does not count: its status is UNKNOWN."""
+    if answer.security is Security.UNKNOWN:
+        return answer
+    return attrs.evolve(answer, security=Security.UNKNOWN)
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _sync_status(method: _Method) -> _Method:
+    """Apply ``trust_ad`` to what ``method`` answers."""
+
+    @functools.wraps(method)
+    def wrapper(self: StubResolver, *args: Any, **kwargs: Any) -> Answer:
+        answer: Answer = method(self, *args, **kwargs)
+        return answer if self.trust_ad else _unknown(answer)
+
+    return cast("_Method", wrapper)
+
+
+def _async_status(method: _Method) -> _Method:
+    """Apply ``trust_ad`` to what the coroutine ``method`` answers."""
+
+    @functools.wraps(method)
+    async def wrapper(self: StubResolver, *args: Any, **kwargs: Any) -> Answer:
+        answer: Answer = await method(self, *args, **kwargs)
+        return answer if self.trust_ad else _unknown(answer)
+
+    return cast("_Method", wrapper)
+
+
+def _batch_status(method: _Method) -> _Method:
+    """Apply ``trust_ad`` to every answer of the coroutine ``method``."""
+
+    @functools.wraps(method)
+    async def wrapper(self: StubResolver, *args: Any, **kwargs: Any) -> list[Answer]:
+        answers: list[Answer] = await method(self, *args, **kwargs)
+        return answers if self.trust_ad else [_unknown(a) for a in answers]
+
+    return cast("_Method", wrapper)
+
+
 class StubResolver:
     """A stub resolver (sync :class:`~mxselect.typing.Resolver` and asyncio
     :class:`~mxselect.typing.AsyncResolver`) asking the recursive resolvers you name.
@@ -493,6 +539,10 @@ class StubResolver:
             and c-ares' ``ARES_FLAG_DNS0x20``): up to one more random bit per letter for a
             forger to guess. Default False. A server that answers in another case is asked
             once more in lower case, at once (Unbound's fallback), and that reply is taken.
+        trust_ad: whether to believe the AD bit of the replies (:class:`~mxselect.Security`:
+            ``SECURE`` with AD, ``INSECURE`` without; queries always carry RD|AD, RFC 6840
+            §5.7); ``None`` (default): only when every nameserver is a loopback address. An
+            untrusted resolver's answers are ``UNKNOWN``.
 
     Raises:
         ValueError: no nameserver, a name instead of an address, a bad port or timeout.
@@ -509,12 +559,21 @@ class StubResolver:
         edns: bool = True,
         max_in_flight: int = 256,
         dns0x20: bool = False,
+        trust_ad: bool | None = None,
     ) -> None:
         if isinstance(nameservers, str):
             nameservers = [nameservers]
         self.nameservers = tuple(_parse_server(s, port) for s in nameservers)
         if not self.nameservers:
             raise ValueError("at least one nameserver is needed")
+        #: Whether the AD bit of the replies counts (RFC 7672 §2.1.1 via RFC 4035 §4.9.3:
+        #: only from a trusted validating resolver over a secure channel): by default when
+        #: every nameserver is on loopback; otherwise every answer's status is UNKNOWN.
+        self.trust_ad = (
+            all(ipaddress.ip_address(s[0]).is_loopback for s in self.nameservers)
+            if trust_ad is None
+            else bool(trust_ad)
+        )
         for what, value in (("timeout", timeout), ("lifetime", lifetime)):
             if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
                 raise ValueError(f"{what} must be a positive number of seconds, got {value!r}")
@@ -590,6 +649,7 @@ class StubResolver:
 
     # -- asyncio -----------------------------------------------------------------------
 
+    @_async_status
     async def aresolve(self, query: Query, lifetime: float | None = None) -> Answer:
         """Resolve one query; never raises for a DNS outcome. ``lifetime`` (seconds) lowers
         the resolver's own lifetime for this query."""
@@ -660,6 +720,7 @@ class StubResolver:
             return None
         return answer
 
+    @_batch_status
     async def aresolve_batch(
         self, queries: Sequence[Query], lifetime: float | None = None
     ) -> list[Answer]:
@@ -979,6 +1040,7 @@ class StubResolver:
 
     # -- synchronous -------------------------------------------------------------------
 
+    @_sync_status
     def resolve(self, query: Query, lifetime: float | None = None) -> Answer:
         """Resolve one query; never raises for a DNS outcome. Thread-safe: every
         transmission has its own socket."""
@@ -1153,7 +1215,7 @@ def _tcp_reply(
     if len(data) < 12 or (data[0] << 8 | data[1]) != qid:
         return f"a message with another ID over TCP from {_where(server)}"
     try:
-        return _wire.decode(data, question, query.rtype)
+        return _wire.decode(data, question, query.rtype, dnssec=True)
     except _wire.WireError as exc:
         return f"unreadable reply ({exc}) from {_where(server)}"
 

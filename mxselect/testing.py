@@ -30,7 +30,7 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ._answers import Answer, IPAddress, MXRecord, Query, RRType
+from ._answers import Answer, IPAddress, MXRecord, Query, RRType, Security, least_secure
 from ._domain import normalize_exchange
 from ._resolvers import failed as _failed
 
@@ -48,11 +48,16 @@ class Fault(enum.Enum):
     FORMERR = "FORMERR"
     #: A truncated UDP answer whose TCP retry failed (RFC 1123 §6.1.3.2).
     TRUNCATED = "truncated"
+    #: A validating resolver found the RRset bogus: SERVFAIL with EDE 6 (RFC 7672 §2.1.1:
+    #: a failure, never a status).
+    BOGUS = "bogus"
 
     @property
     def reason(self) -> str:
         if self is Fault.TRUNCATED:
             return "truncated answer, TCP retry failed (fake)"
+        if self is Fault.BOGUS:
+            return "SERVFAIL (EDE 6: DNSSEC Bogus) (fake)"
         return f"{self.value} (fake)"
 
 
@@ -77,6 +82,9 @@ class FakeResolver:
         ttl: the TTL of records given in ``records``.
         follow_cnames: chase CNAMEs like a recursive resolver (default), or answer
             :meth:`~mxselect.Answer.alias` and let mxselect chase them.
+        security: the DNSSEC status of every answer (default ``UNKNOWN``, as from a resolver
+            that cannot say); :meth:`set_security` gives zones their own (a signed zone
+            ``SECURE``, an unsigned one ``INSECURE``).
 
     Attributes:
         queries: every query received, in order.
@@ -88,6 +96,7 @@ class FakeResolver:
         *,
         ttl: int = 300,
         follow_cnames: bool = True,
+        security: Security = Security.UNKNOWN,
     ) -> None:
         self._data: dict[str, dict[str, list[_Value]]] = {}
         self._ttl: dict[tuple[str, str], int] = {}
@@ -96,6 +105,8 @@ class FakeResolver:
         self._delays: dict[tuple[str, str | None], float] = {}
         self._lock = threading.Lock()
         self.follow_cnames = follow_cnames
+        self.security = security
+        self._zones: dict[str, Security] = {}
         self.queries: list[Query] = []
         for name, types in (records or {}).items():
             for rtype, values in types.items():
@@ -106,15 +117,36 @@ class FakeResolver:
     # -- building ----------------------------------------------------------------------------
 
     @classmethod
-    def from_zone(cls, text: str, *, origin: str | None = None) -> FakeResolver:
+    def from_zone(
+        cls, text: str, *, origin: str | None = None, security: Security = Security.UNKNOWN
+    ) -> FakeResolver:
         """Build a fake from RFC 1035 master-file text (read by ``dns.zonefile``).
 
         The text may hold several domains (several ``$ORIGIN`` lines). Without ``$ORIGIN`` or
-        ``origin``, relative names are relative to the root.
+        ``origin``, relative names are relative to the root. ``security``: the DNSSEC status
+        of every answer (see :meth:`set_security` for one zone).
         """
-        fake = cls()
+        fake = cls(security=security)
         fake.load_zone(text, origin=origin)
         return fake
+
+    def set_security(self, zone: str, security: Security | str) -> None:
+        """Answers about ``zone`` and every name below it get this DNSSEC status: ``SECURE``
+        for a signed zone a validating resolver trusts, ``INSECURE`` for an unsigned one. An
+        answer that followed CNAMEs gets the least secure status of the names it passed
+        (one AD bit covers a whole response: RFC 4035 §3.2.3). Bogus data is a fault:
+        :meth:`fail` with :attr:`Fault.BOGUS`."""
+        with self._lock:
+            self._zones[normalize_exchange(zone)] = Security(security)
+
+    def _security_of(self, name: str) -> Security:
+        if self._zones:
+            labels = name.split(".")
+            for i in range(len(labels)):
+                zone = ".".join(labels[i:])
+                if zone in self._zones:
+                    return self._zones[zone]
+        return self.security
 
     def load_zone(self, text: str, *, origin: str | None = None) -> None:
         """Add the records of RFC 1035 master-file text (see :meth:`from_zone`)."""
@@ -278,10 +310,13 @@ class FakeResolver:
         current = normalize_exchange(query.name)
         chain: list[str] = []
         ttl: int | None = None
+        security = self._security_of(current)
         while True:
             fault = self._faults.get((current, rtype)) or self._faults.get((current, None))
             if fault is not None:
                 return Answer.tempfail(fault.reason)
+            if chain:
+                security = least_secure(security, self._security_of(current))
             node = self._node(current)
             canonical = current if chain else None
             aliases = tuple(chain)
@@ -290,6 +325,7 @@ class FakeResolver:
                     ttl=_min(ttl, self._negative_ttl(current)),
                     canonical_name=canonical,
                     aliases=aliases,
+                    security=security,
                 )
             owner, types = node
             if rtype in types:
@@ -300,25 +336,28 @@ class FakeResolver:
                         ttl=ttl,
                         canonical_name=canonical,
                         aliases=aliases,
+                        security=security,
                     )
                 return Answer.from_addresses(
                     [v for v in types[rtype] if not isinstance(v, MXRecord | str)],
                     ttl=ttl,
                     canonical_name=canonical,
                     aliases=aliases,
+                    security=security,
                 )
             if "CNAME" in types:
                 target = normalize_exchange(str(types["CNAME"][0]))
                 ttl = _min(ttl, self._ttl.get((owner, "CNAME")))
                 chain.append(current)
                 if not self.follow_cnames or target in chain or len(chain) >= _MAX_FOLLOW:
-                    return Answer.alias(target, ttl=ttl, aliases=chain)
+                    return Answer.alias(target, ttl=ttl, aliases=chain, security=security)
                 current = target
                 continue
             return Answer.nodata(
                 ttl=_min(ttl, self._negative_ttl(current)),
                 canonical_name=canonical,
                 aliases=aliases,
+                security=security,
             )
 
     def _node(self, name: str) -> tuple[str, dict[str, list[_Value]]] | None:

@@ -700,13 +700,14 @@ def test_long_chains_in_one_reply(reply: Reply) -> None:
 def test_query_round_trips_through_dnspython(
     name: str, rtype: RRType, qid: int, edns: bool
 ) -> None:
-    """make_query: one question (the name, the type, class IN), RD set, ID kept, EDNS0 with a
-    1232-byte payload (RFC 6891 §6.1.2) unless edns=False, nothing else."""
+    """make_query: one question (the name, the type, class IN), RD and AD set (AD: report
+    authentic data, RFC 6840 §5.7; issue 16), ID kept, EDNS0 with a 1232-byte payload
+    (RFC 6891 §6.1.2) unless edns=False, nothing else."""
     wire = make_query(qid, question_of(name, rtype), edns=edns)
     message = dns.message.from_wire(wire)
     assert message.id == qid
     assert message.opcode() == dns.opcode.QUERY
-    assert message.flags == dns.flags.RD
+    assert message.flags == dns.flags.RD | dns.flags.AD
     assert [(q.name, q.rdtype, q.rdclass) for q in message.question] == [
         (dns.name.from_text(name), RDTYPE[rtype], IN)
     ]
