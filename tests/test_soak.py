@@ -14,7 +14,7 @@ def test_soak_500_domains_every_fault_kind() -> None:
     """500 domains, 50 faulted (all 24 kinds): classified, matching, no leak, flat memory."""
     from benchmarks.soak import KINDS, run_soak
 
-    report = run_soak(500, fault_rate=0.1, seed=6, concurrency=50, lifetime=2.0)
+    report = run_soak(500, fault_rate=0.1, seed=6, concurrency=50, lifetime=3.0)
     print("\n" + "\n".join(report.lines()))
     assert sum(report.faults.values()) == 50
     assert len(report.faults) == len(KINDS)  # every kind injected at least once
