@@ -285,7 +285,7 @@ class SelectionPlan:
         key = (domain, RRType.MX)
         mx = (yield from self._lookups.resolve([key]))[0][key]
         self.canonical_domain = mx.canonical
-        self._mx_security = mx.security or Security.UNKNOWN
+        self._mx_security = self._lookups.security(RRType.MX)
         outcome, reason, notes = rules.mx_outcome(domain, mx, policy)  # rule 3
         self._note(notes)
         if outcome is not Outcome.CONTINUE:
@@ -344,7 +344,16 @@ class SelectionPlan:
         examined: list[Examined] = []
         start = 0
         while start < len(candidates):
-            batch = rules.next_batch(candidates, start, len(rtypes), budget, policy)
+            if not start and len(candidates) <= policy.max_mx_hosts:
+                # One batch holds every exchange (the usual case): no need to count them out,
+                # unless the budget is smaller than the batch.
+                batch = (
+                    candidates
+                    if len(candidates) * len(rtypes) <= budget
+                    else rules.next_batch(candidates, start, len(rtypes), budget, policy)
+                )
+            else:
+                batch = rules.next_batch(candidates, start, len(rtypes), budget, policy)
             if not batch:
                 break  # the budget is used up
             if examined:
@@ -380,15 +389,16 @@ class SelectionPlan:
     def _examine(self, candidate: Candidate, chains: dict[Key, Chain]) -> Examined:
         """Rule 8a for one exchange."""
         name = candidate.name
-        examined, ttls, notes = rules.host_addresses(
+        examined, ttls, notes, step = rules.host_addresses(
             candidate, chains.get((name, RRType.AAAA)), chains.get((name, RRType.A))
         )
         for ttl in ttls:
-            self._use_ttl(ttl)
-        if len(notes) == 1 and type(notes[0][0]) is str:
-            self._trace.append(notes[0])  # type: ignore[arg-type]  # the lookup step alone
-        else:
+            if ttl is not None:
+                self._ttl = ttl if self._ttl is None or ttl < self._ttl else self._ttl
+        if notes:
             self._note(notes)
+        if step is not None:
+            self._trace.append(step)  # type: ignore[arg-type]  # a trace step: kind is a str
         return examined
 
     def _outcome(

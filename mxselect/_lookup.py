@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Iterable
 
-from ._answers import _RANK, Answer, Query, RRType, Security, Status
+from ._answers import Answer, Query, RRType, Security, Status, least_secure
 from ._domain import check_ldh_name, normalize_exchange
 
 __all__ = ["Batch", "Chain", "Key", "Lookups", "Received", "norm_ttl"]
@@ -42,7 +42,6 @@ class Chain:
         "limit",
         "links",
         "rtype",
-        "security",
         "start",
         "ttl",
     )
@@ -57,9 +56,6 @@ class Chain:
         self.error: str | None = None
         self.ttl: int | None = None
         self.canonical = name
-        #: The least secure status of the answers that made the chain (RFC 7672 §2.1.3: a
-        #: chain is only as secure as its weakest link); None before the first.
-        self.security: Security | None = None
 
     @property
     def done(self) -> bool:
@@ -67,9 +63,6 @@ class Chain:
 
     def absorb(self, answer: Answer) -> None:
         """Take one answer for ``(current, rtype)``; follow an ALIAS or finish."""
-        security, known = answer.security, self.security
-        if known is None or (security is not known and _RANK[security] < _RANK[known]):
-            self.security = security
         ttl = norm_ttl(answer.ttl)
         if ttl is not None:
             self.ttl = ttl if self.ttl is None else min(self.ttl, ttl)
@@ -128,6 +121,12 @@ class Lookups:
         self.cname_limit = cname_limit
         self.budget_text = budget_text
         self.memo: dict[Key, Answer] = {}
+
+    def security(self, rtype: RRType) -> Security:
+        """The least secure status of every answer of type ``rtype`` fed so far (RFC 7672
+        §2.1.3: a CNAME chain is only as secure as its weakest link): for MX, the MX RRset and
+        the CNAMEs leading to it, since the MX chain is the only MX lookup of a selection."""
+        return least_secure(*(a.security for (_, t), a in self.memo.items() if t is rtype))
 
     def resolve(
         self, keys: Iterable[Key], budget: int | None = None

@@ -516,17 +516,17 @@ def family_result(chain: Chain, host: str) -> tuple[Family, Notes]:
 
 def host_addresses(
     candidate: Candidate, six: Chain | None, four: Chain | None
-) -> tuple[Examined, list[int | None], Notes]:
+) -> tuple[Examined, tuple[int | None, ...], Notes, Note | None]:
     """Rule 8a: what the lookups of one exchange found (an MX naming an address: that
     address). A host with addresses of one family is usable even if the other failed
     temporarily (RFC 3974 §5; Exim, Postfix), with a warning. Returns the record, the TTLs of
-    the lookups it used, and the notes (a "lookup" trace step last)."""
+    the lookups it used, the warnings, and the "lookup" trace step that follows them."""
     name = candidate.name
     if candidate.literal is not None:
-        return Examined(candidate, [candidate.literal], name, "", False), [], []
+        return Examined(candidate, [candidate.literal], name, "", False), (), _NONE, None
     r6, n6 = family_result(six, name) if six is not None else (_NOT_QUERIED, _NONE)
     r4, n4 = family_result(four, name) if four is not None else (_NOT_QUERIED, _NONE)
-    notes: Notes = [*n6, *n4] if n6 or n4 else []
+    notes: Notes = [*n6, *n4] if n6 or n4 else _NONE
     if not r6.addresses and not r4.addresses:
         if six is None or four is None:
             only, result = ("AAAA", r6) if four is None else ("A", r4)
@@ -542,14 +542,15 @@ def host_addresses(
         else:
             why = f"AAAA lookup: {r6.text}; A lookup: {r4.text}"
         examined = Examined(candidate, [], name, why, r6.temporary or r4.temporary)
-        notes.append(("lookup", (_lookup_message, name, name, [], why), name))
-        return examined, [], notes
+        return examined, (), notes, ("lookup", (_lookup_message, name, name, [], why), name)
     partial = ""
     failed = (
         [(family, r) for family, r in (("AAAA", r6), ("A", r4)) if r.temporary]
         if r6.failure is LookupFailure.TEMPORARY or r4.failure is LookupFailure.TEMPORARY
         else ()
     )
+    if failed and notes is _NONE:
+        notes = []
     for family, result in failed:
         # RFC 3974 §5, Exim, Postfix: proceed with the family that answered.
         notes.append(
@@ -563,13 +564,21 @@ def host_addresses(
         partial = "; ".join(f"{family} lookup: {r.text}" for family, r in failed)
     chain = four if four is not None and r4.addresses else six
     assert chain is not None
-    ttls = [c.ttl for c in (six, four) if c is not None]
+    ttls = (
+        (six.ttl, four.ttl)
+        if six is not None and four is not None
+        else (six.ttl,)
+        if six is not None
+        else (four.ttl,)
+        if four is not None
+        else ()
+    )
     found = r6.addresses + r4.addresses
     # The temporary flag stays set: if every address found is later dropped (unsafe), the
     # family that failed might have had a usable one -- that host's failure is temporary.
     examined = _new(Examined, (candidate, found, chain.canonical, partial, bool(failed)))
-    notes.append(("lookup", (_lookup_message, name, chain.canonical, found, partial), name))
-    return examined, ttls, notes
+    step = ("lookup", (_lookup_message, name, chain.canonical, found, partial), name)
+    return examined, ttls, notes, step
 
 
 def judge(

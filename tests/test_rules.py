@@ -149,21 +149,24 @@ def test_rule_8a_host_addresses_typed_failures() -> None:
     host = Candidate("mx.example.org", 10)
     six = chain_with("mx.example.org", RRType.AAAA, Answer.nxdomain())
     four = chain_with("mx.example.org", RRType.A, Answer.nxdomain())
-    examined, ttls, notes = rules.host_addresses(host, six, four)
+    examined, ttls, notes, step = rules.host_addresses(host, six, four)
     assert (examined.found, examined.why, examined.temporary) == (
         [],
         "the host does not exist (NXDOMAIN)",
         False,
     )
-    assert ttls == []
-    assert kinds(notes) == ["lookup"]
+    assert ttls == ()
+    assert notes == []
+    assert step is not None
+    assert step[0] == "lookup"
     four = chain_with("mx.example.org", RRType.A, Answer.from_addresses(["192.0.2.1"], ttl=60))
     six = chain_with("mx.example.org", RRType.AAAA, Answer.tempfail("SERVFAIL"))
-    examined, ttls, notes = rules.host_addresses(host, six, four)
+    examined, ttls, notes, step = rules.host_addresses(host, six, four)
     assert examined.found == [ip("192.0.2.1")]
     assert examined.temporary  # kept: if every address is unsafe, the failure is temporary
-    assert ttls == [None, 60]
-    assert kinds(notes) == [WarningCode.PARTIAL_ADDRESS_FAILURE, "lookup"]
+    assert ttls == (None, 60)
+    assert kinds(notes) == [WarningCode.PARTIAL_ADDRESS_FAILURE]
+    assert step is not None
     result, _ = rules.family_result(six, "mx.example.org")
     assert result.failure is LookupFailure.TEMPORARY
 
