@@ -43,6 +43,15 @@ private network), as for any stub. The defences above are against an *off-path* 
 sprays forged replies; an attacker on the path to the resolver sees the port, ID and case and
 is stopped only by DNSSEC validation in a resolver you reach safely (``docs/security.md``).
 
+How it is built (as psycopg's ``generators.py`` and ``waiting.py``): one retry loop per query,
+:meth:`StubResolver._attempts`, a generator without I/O that yields the next
+:class:`Exchange` to make and is sent its typed :data:`Reply` -- an :class:`~mxselect.Answer`,
+an :class:`Rcode`, a :class:`Failure` or a :class:`Signal` (truncated, timeout, case
+mismatch) -- until it returns the Answer. Every path drives the same loop: ``resolve`` with
+blocking sockets, ``aresolve`` over asyncio, and ``aresolve_batch`` drives one loop per query
+of the batch, their first exchanges sent together. A message read over UDP or TCP is judged
+by one function, :func:`classify`; the nameservers are :class:`Server` values.
+
 The asyncio side uses ``loop.add_reader`` (any selector event loop, uvloop included; not the
 Windows proactor loop). Its sockets belong to the event loop that made them and live while
 their query is in flight, so nothing stays open between lookups or after ``asyncio.run``.
@@ -59,6 +68,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import enum
 import functools
 import ipaddress
 import math
@@ -68,13 +78,12 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Sequence
-from types import TracebackType
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeAlias, TypeVar, cast
 
 import attrs
 
 from . import _wire
-from ._answers import Answer, Query, Security, Status
+from ._answers import Answer, Query, RRType, Security, Status
 
 __all__ = ["StubResolver"]
 
@@ -90,34 +99,119 @@ _NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
 _EPOLL = getattr(select, "epoll", None)
 
 
-def _parse_server(server: str | tuple[str, int], port: int) -> tuple[str, int, int]:
-    """(address, port, family) of one nameserver: ``"192.0.2.1"``, ``"::1"`` or a tuple."""
-    if isinstance(server, tuple):
-        address, port = server
-    else:
-        address = server
+# -- the engine's types: servers, exchanges, replies ----------------------------------------
+
+
+class Server(NamedTuple):
+    """One nameserver as :class:`StubResolver` asks it: frozen, a key for its per-server
+    state (the ``max_in_flight`` slots, the DNS 0x20 fallback)."""
+
+    address: str
+    port: int
+    family: int  #: ``socket.AF_INET`` or ``socket.AF_INET6``
+
+    @property
+    def where(self) -> str:
+        """``"127.0.0.1@53"``: the server as the reasons of temporary failures name it."""
+        return f"{self.address}@{self.port}"
+
+    @classmethod
+    def parse(cls, server: str | tuple[str, int], port: int) -> Server:
+        """One nameserver: ``"192.0.2.1"``, ``"::1"`` or an ``(address, port)`` tuple; a name
+        is refused (a stub asks addresses it is given, never resolves its own servers)."""
+        if isinstance(server, tuple):
+            address, port = server
+        else:
+            address = server
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            raise ValueError(f"nameserver must be an IP address, got {address!r}") from None
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+            raise ValueError(f"nameserver port must be 1..65535, got {port!r}")
+        family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+        return cls(str(ip), port, family)
+
+
+class Exchange(NamedTuple):
+    """One exchange the retry loop asks for: the question to ``server`` once, over TCP or UDP,
+    with or without EDNS0 and DNS 0x20, waiting at most ``wait`` seconds for the reply."""
+
+    tcp: bool
+    server: Server
+    edns: bool
+    caps: bool
+    wait: float
+
+
+class Rcode(NamedTuple):
+    """A reply with an error RCODE (RFC 1035 §4.1.1; extended, RFC 6891 §6.1.3): SERVFAIL,
+    REFUSED, FORMERR, NOTIMP... (NOERROR and NXDOMAIN are answers)."""
+
+    code: int
+
+    @property
+    def text(self) -> str:
+        return _wire.RCODE_TEXT.get(self.code, f"RCODE {self.code}")
+
+
+class Failure(NamedTuple):
+    """No usable reply from the exchange, with the reason naming the server: an ICMP error on
+    the UDP socket, a refused or broken TCP connection, an unreadable TCP message."""
+
+    text: str
+
+
+class Signal(enum.Enum):
+    """The replies that carry nothing but what they mean for the retry loop."""
+
+    #: TC set: ask the same server again over TCP (RFC 1123 §6.1.3.2).
+    TRUNCATED = "TRUNCATED"
+    #: No reply within the exchange's wait: the next server (RFC 1536 §1).
+    TIMEOUT = "timeout"
+    #: The question repeated, but not in the mixed case sent (DNS 0x20): ask again in lower case.
+    CASE_MISMATCH = "case mismatch"
+
+
+#: What one exchange gives the retry loop.
+Reply: TypeAlias = Answer | Rcode | Failure | Signal
+
+
+class Stray(NamedTuple):
+    """A message carrying the transmission's ID that is no reply to it: for another question,
+    not a reply, or unreadable. Over UDP it is ignored and the query keeps waiting
+    (RFC 5452 §9.1: a forged or damaged datagram must not end the lookup); over TCP, where one
+    message is read per connection, it is the exchange's failure."""
+
+    why: str
+
+
+def classify(data: bytes, question: bytes, sent: bytes, rtype: RRType) -> Reply | Stray:
+    """What a message with the transmission's ID (checked by the caller) says, over UDP or
+    TCP: an :class:`~mxselect.Answer` (NOERROR, NXDOMAIN), an :class:`Rcode`,
+    :attr:`Signal.TRUNCATED`, :attr:`Signal.CASE_MISMATCH` (``sent``, the question as sent
+    in mixed case, not repeated exactly), or :class:`Stray`.
+
+    ``question`` is the question in lower case; ``sent`` is ``question`` itself unless DNS
+    0x20 mixed its case.
+    """
     try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        raise ValueError(f"nameserver must be an IP address, got {address!r}") from None
-    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
-        raise ValueError(f"nameserver port must be 1..65535, got {port!r}")
-    family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
-    return str(ip), port, family
-
-
-def _where(server: tuple[str, int, int]) -> str:
-    return f"{server[0]}@{server[1]}"
-
-
-#: "No first result yet" for :meth:`StubResolver._aresolve`.
-_NOTHING = object()
-#: A datagram that is not a reply to this transmission: ignore it, keep waiting.
-_NOT_OURS = object()
-#: A reply to our question, but not in the mixed case sent (DNS 0x20): ask again in lower case.
-_CASE_MISMATCH = object()
-#: The leader of a merged query gave up (cancelled): the callers waiting for it ask themselves.
-_RESTART = object()
+        result = _wire.decode(data, question, rtype, dnssec=True)
+    except _wire.WireError as exc:
+        return Stray(f"unreadable reply ({exc})")
+    if sent is not question and data[4:6] != b"\x00\x00":  # an error without the question
+        end = 12 + len(question)  # repeats no case (RFC 6891 §7); anything else must
+        if data[12:end] != sent:
+            return Signal.CASE_MISMATCH
+        try:  # read the records as if the question had been sent in lower case
+            result = _wire.decode(data[:12] + question + data[end:], question, rtype, dnssec=True)
+        except _wire.WireError as exc:  # pragma: no cover - decoded above but for case
+            return Stray(f"unreadable reply ({exc})")
+    if isinstance(result, Answer):
+        return result
+    if isinstance(result, int):
+        return Rcode(result)
+    return Signal.TRUNCATED
 
 
 def _mix_case(question: bytes) -> bytes:
@@ -130,25 +224,6 @@ def _mix_case(question: bytes) -> bytes:
         if 97 <= out[i] <= 122 and bits >> i & 1:
             out[i] -= 32
     return bytes(out)
-
-
-def _check(data: bytes, question: bytes, sent: bytes, rtype: Any) -> object:
-    """What a datagram carrying our ID means for the transmission that sent ``sent``: the
-    decoded reply, :data:`_CASE_MISMATCH`, or :data:`_NOT_OURS` (a forged, damaged or stray
-    datagram: ignored, RFC 5452 §9.1)."""
-    try:
-        result = _wire.decode(data, question, rtype, dnssec=True)
-    except _wire.WireError:
-        return _NOT_OURS
-    if sent is question or data[4:6] == b"\x00\x00":
-        return result  # no 0x20, or an error without the question (RFC 6891 §7)
-    end = 12 + len(question)
-    if data[12:end] != sent:
-        return _CASE_MISMATCH  # the question, but not in the case we sent it
-    try:  # read the records as if the question had been sent in lower case
-        return _wire.decode(data[:12] + question + data[end:], question, rtype, dnssec=True)
-    except _wire.WireError:  # pragma: no cover - decoded above, same bytes but for case
-        return _NOT_OURS
 
 
 class _Failures:
@@ -164,8 +239,8 @@ class _Failures:
         if text not in self.parts:
             self.parts.append(text)
 
-    def timeout(self, server: tuple[str, int, int]) -> None:
-        where = _where(server)
+    def timeout(self, server: Server) -> None:
+        where = server.where
         if where not in self.timeouts:
             self.timeouts.append(where)
 
@@ -180,31 +255,124 @@ class _Failures:
         return Answer.tempfail("; ".join(self.parts))
 
 
+class _Run:
+    """One query's retry loop (:meth:`StubResolver._attempts`) and where it stands: the
+    exchange it asks for next, or, once it has returned, its answer."""
+
+    __slots__ = ("answer", "exchange", "steps")
+
+    def __init__(self, steps: Generator[Exchange, Reply, Answer]) -> None:
+        self.steps = steps
+        self.answer: Answer | None = None
+        self.exchange: Exchange | None = None
+        try:
+            self.exchange = next(steps)
+        except StopIteration as stop:
+            self.answer = stop.value
+
+    def feed(self, reply: Reply) -> None:
+        """The reply to :attr:`exchange`: the loop's next exchange, or its answer."""
+        try:
+            self.exchange = self.steps.send(reply)
+        except StopIteration as stop:
+            self.exchange = None
+            self.answer = stop.value
+
+    def result(self) -> Answer:
+        assert self.answer is not None, "the retry loop has not returned"
+        return self.answer
+
+
+# -- transmissions, shared by the sync and asyncio paths ------------------------------------
+
+
+def _open_udp(server: Server) -> socket.socket:
+    """A connected, non-blocking UDP socket of its own for one transmission to ``server``.
+
+    RFC 5452 §9.2: ``connect()`` binds the socket to a fresh ephemeral port, which the kernel
+    picks at random (Linux, the BSDs, macOS and Windows all randomise it), and makes the kernel
+    drop datagrams from any other address or port."""
+    sock = socket.socket(server.family, socket.SOCK_DGRAM | _NONBLOCK)
+    try:
+        if not _NONBLOCK:  # pragma: no cover - Linux has SOCK_NONBLOCK
+            sock.setblocking(False)
+        sock.connect((server.address, server.port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _receive(
+    sock: socket.socket, qid: int, question: bytes, sent: bytes, rtype: RRType, server: Server
+) -> Reply | None:
+    """The first datagram waiting on ``sock`` that is a reply to the transmission (ID
+    ``qid``, question as ``sent``), at most :data:`READS_PER_CALLBACK` read; a
+    :class:`Failure` for an ICMP error on the connected socket (port or host unreachable,
+    RFC 1122 §4.1.3.3: it answers this transmission only, no other query shares the
+    socket); None while there is none (anything else read is ignored, RFC 5452 §9.1)."""
+    for _ in range(READS_PER_CALLBACK):
+        try:
+            data = sock.recv(_UDP_MAX)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError as exc:
+            return _failure(exc, server)
+        if len(data) < 12 or (data[0] << 8 | data[1]) != qid:
+            continue
+        reply = classify(data, question, sent, rtype)
+        if not isinstance(reply, Stray):
+            return reply
+    return None
+
+
+def _tcp_message(qid: int, question: bytes, edns: bool) -> bytes:
+    """The query with its two-octet length prefix (RFC 1035 §4.2.2, RFC 7766 §8)."""
+    wire = _wire.make_query(qid, question, edns=edns)
+    return len(wire).to_bytes(2, "big") + wire
+
+
+def _tcp_reply(data: bytes, qid: int, question: bytes, rtype: RRType, server: Server) -> Reply:
+    """The one message read over TCP. We send one query per connection, so a message with
+    another ID, or one that is no reply to our question, ends the exchange (RFC 7766 §7)."""
+    if len(data) < 12 or (data[0] << 8 | data[1]) != qid:
+        return Failure(f"a message with another ID over TCP from {server.where}")
+    reply = classify(data, question, question, rtype)
+    if isinstance(reply, Stray):
+        return Failure(f"{reply.why} from {server.where}")
+    return reply
+
+
+def _failure(exc: BaseException, server: Server) -> Failure:
+    return Failure(f"{_error_text(exc)} from {server.where}")
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.IncompleteReadError):
+        return "connection closed before the reply"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# -- asyncio: sockets, transmissions, merged questions, slots -------------------------------
+
+
 class _Socket:
     """One UDP transmission: a connected, non-blocking socket of its own, registered with
     one event loop, open while its query may still take a reply to it."""
 
-    __slots__ = ("owner", "qid", "sent", "sock", "state")
+    __slots__ = ("owner", "qid", "sent", "server", "sock", "state")
 
-    def __init__(
-        self,
-        owner: _UdpQuery,
-        server: tuple[str, int, int],
-        qid: int,
-        sent: bytes,
-    ) -> None:
+    def __init__(self, owner: _UdpQuery, server: Server, qid: int, sent: bytes) -> None:
         self.owner = owner
         self.state = owner.state
+        self.server = server
         self.qid = qid
         self.sent = sent
-        sock = socket.socket(server[2], socket.SOCK_DGRAM | _NONBLOCK)
+        sock = _open_udp(server)
         try:
-            if not _NONBLOCK:  # pragma: no cover - Linux has SOCK_NONBLOCK
-                sock.setblocking(False)
-            # RFC 5452 §9.2: connect() binds the socket to a fresh ephemeral port, which the
-            # kernel picks at random (Linux, the BSDs, macOS and Windows all randomise it), and
-            # makes the kernel drop datagrams from any other address or port.
-            sock.connect((server[0], server[1]))
             self.state.watch(self, sock.fileno())
         except BaseException:
             sock.close()
@@ -221,23 +389,9 @@ class _Socket:
         if sock is None:  # pragma: no cover - closed with the callback already queued
             return
         owner = self.owner
-        for _ in range(READS_PER_CALLBACK):  # the rest at the next callback
-            try:
-                data = sock.recv(_UDP_MAX)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                # ICMP port/host unreachable on this connected socket (RFC 1122 §4.1.3.3): it
-                # answers this transmission only -- no other query shares the socket.
-                owner.deliver(self, exc)
-                return
-            if len(data) < 12 or (data[0] << 8 | data[1]) != self.qid:
-                continue
-            result = _check(data, owner.question, self.sent, owner.rtype)
-            if result is _NOT_OURS:
-                continue  # not a reply to this query: keep waiting (dnspython does too)
-            owner.deliver(self, result)
-            return
+        reply = _receive(sock, self.qid, owner.question, self.sent, owner.rtype, self.server)
+        if reply is not None:
+            owner.deliver(self, reply)
 
     def close(self) -> None:
         sock = self.sock
@@ -255,42 +409,43 @@ class _UdpQuery:
 
     __slots__ = ("current", "earlier", "future", "late", "question", "rtype", "state")
 
-    def __init__(self, state: _LoopState, question: bytes, rtype: Any) -> None:
+    def __init__(self, state: _LoopState, question: bytes, rtype: RRType) -> None:
         self.state = state
         self.question = question
         self.rtype = rtype
-        self.future: asyncio.Future[Any] | None = None
+        self.future: asyncio.Future[Reply] | None = None
         self.current: _Socket | None = None
         self.earlier: list[_Socket] = []
         #: an answer to an earlier transmission that came while no transmission was waiting
         self.late: Answer | None = None
 
-    def transmit(self, server: tuple[str, int, int], edns: bool, caps: bool) -> None:
-        """Send the question to ``server`` on a new socket; ``self.future`` gets the reply."""
+    def transmit(self, exchange: Exchange) -> None:
+        """Send the question as ``exchange`` says on a new socket; ``self.future`` gets the
+        reply."""
         self.future = self.state.loop.create_future()
         qid = secrets.randbits(16)
-        sent = _mix_case(self.question) if caps else self.question
-        sock = _Socket(self, server, qid, sent)
+        sent = _mix_case(self.question) if exchange.caps else self.question
+        sock = _Socket(self, exchange.server, qid, sent)
         self.current = sock
         try:
-            sock.send(_wire.make_query(qid, sent, edns=edns))
+            sock.send(_wire.make_query(qid, sent, edns=exchange.edns))
         except BaseException:
             self.current = None
             sock.close()
             raise
 
-    def fail(self, exc: OSError) -> None:
-        """A transmission that could not be made: its result is the error."""
+    def fail(self, failure: Failure) -> None:
+        """A transmission that could not be made: its reply is the failure."""
         self.future = self.state.loop.create_future()
-        self.future.set_result(exc)
+        self.future.set_result(failure)
 
-    def deliver(self, sock: _Socket, result: object) -> None:
+    def deliver(self, sock: _Socket, reply: Reply) -> None:
         future = self.future
         if sock is self.current:
             self.current = None
             sock.close()
             if future is not None and not future.done():
-                future.set_result(result)
+                future.set_result(reply)
             return
         # A reply to an earlier transmission of this question: taken if it is an answer
         # (RFC 1536 §1: the server may be slow, not lost); its errors are no longer news.
@@ -298,11 +453,11 @@ class _UdpQuery:
             self.earlier.remove(sock)
             self.state.kept -= 1
         sock.close()
-        if isinstance(result, Answer):
+        if isinstance(reply, Answer):
             if future is not None and not future.done():
-                future.set_result(result)
+                future.set_result(reply)
             else:
-                self.late = result
+                self.late = reply
 
     def settle(self) -> None:
         """The wait for the current transmission is over: if it got no reply, keep its socket
@@ -331,19 +486,20 @@ class _UdpQuery:
 
 
 class _Flight:
-    """One query in flight that identical questions wait for (RFC 5452 §5)."""
+    """One query in flight that identical questions wait for (RFC 5452 §5). A waiter's
+    result: the leader's answer, None if the leader gave up (cancelled: ask yourself), or
+    :attr:`Signal.TIMEOUT` (the waiter's own end came first)."""
 
     __slots__ = ("end", "waiters")
 
     def __init__(self, end: float) -> None:
         self.end = end
-        self.waiters: list[asyncio.Future[Any]] = []
+        self.waiters: list[asyncio.Future[Answer | Signal | None]] = []
 
     def finish(self, answer: Answer | None) -> None:
-        outcome: object = _RESTART if answer is None else answer
         for waiter in self.waiters:
             if not waiter.done():
-                waiter.set_result(outcome)
+                waiter.set_result(answer)
         self.waiters.clear()
 
 
@@ -418,13 +574,13 @@ class _LoopState:
         self.open: set[_Socket] = set()
         self.epoll: Any = None
         self.by_fd: dict[int, _Socket] = {}
-        self.limiters: dict[tuple[str, int, int], _Limiter] = {}
+        self.limiters: dict[Server, _Limiter] = {}
         #: question (lower case) -> the query in flight for it
         self.flights: dict[bytes, _Flight] = {}
         self.in_flight = 0
         self.kept = 0
 
-    def limiter(self, server: tuple[str, int, int], size: int) -> _Limiter:
+    def limiter(self, server: Server, size: int) -> _Limiter:
         limiter = self.limiters.get(server)
         if limiter is None:
             limiter = self.limiters[server] = _Limiter(size)
@@ -524,7 +680,8 @@ class StubResolver:
 
     Args:
         nameservers: IP addresses (``"127.0.0.1"``, ``"::1"``) or ``(address, port)`` tuples,
-            asked in this order. No default: the stub never reads ``/etc/resolv.conf``.
+            asked in this order (kept as :class:`Server` values in ``nameservers``). No
+            default: the stub never reads ``/etc/resolv.conf``.
         port: the port of the servers given without one (default 53).
         timeout: seconds to wait for one server's reply before asking the next (default 2).
         lifetime: seconds for a whole query, retransmissions included (default 5); the drivers'
@@ -563,14 +720,14 @@ class StubResolver:
     ) -> None:
         if isinstance(nameservers, str):
             nameservers = [nameservers]
-        self.nameservers = tuple(_parse_server(s, port) for s in nameservers)
+        self.nameservers = tuple(Server.parse(s, port) for s in nameservers)
         if not self.nameservers:
             raise ValueError("at least one nameserver is needed")
         #: Whether the AD bit of the replies counts (RFC 7672 §2.1.1 via RFC 4035 §4.9.3:
         #: only from a trusted validating resolver over a secure channel): by default when
         #: every nameserver is on loopback; otherwise every answer's status is UNKNOWN.
         self.trust_ad = (
-            all(ipaddress.ip_address(s[0]).is_loopback for s in self.nameservers)
+            all(ipaddress.ip_address(s.address).is_loopback for s in self.nameservers)
             if trust_ad is None
             else bool(trust_ad)
         )
@@ -593,7 +750,7 @@ class StubResolver:
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        servers = ", ".join(_where(s) for s in self.nameservers)
+        servers = ", ".join(s.where for s in self.nameservers)
         return f"StubResolver([{servers}], timeout={self.timeout}, lifetime={self.lifetime})"
 
     # -- lifecycle --------------------------------------------------------------------
@@ -613,23 +770,13 @@ class StubResolver:
     def __enter__(self) -> StubResolver:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     async def __aenter__(self) -> StubResolver:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         self.close()
 
     def _state(self, loop: asyncio.AbstractEventLoop) -> _LoopState:
@@ -646,6 +793,70 @@ class StubResolver:
             if self._states.get(state.loop) is state:
                 del self._states[state.loop]
         state.close()
+
+    # -- the retry loop, shared by every path -------------------------------------------
+
+    def _attempts(
+        self, total: float, end: float, clock: Callable[[], float]
+    ) -> Generator[Exchange, Reply, Answer]:
+        """The retry loop of one query, without I/O: yields the next :class:`Exchange` to
+        make, is sent its :data:`Reply`, returns the Answer (``total``: the lifetime, for the
+        reason of a timeout; ``end``: when it is over, on ``clock``).
+
+        * The servers in order, round after round (RFC 1123 §6.1.3.3), each exchange waiting
+          ``timeout`` or what is left before ``end``; at ``end``, a timeout naming the servers
+          that gave none (RFC 1536 §1: retransmit, but within a bound).
+        * :attr:`Signal.TIMEOUT`: this server again in the next round.
+        * :attr:`Signal.TRUNCATED` over UDP: the same question to the same server over TCP
+          (RFC 1123 §6.1.3.2, RFC 7766 §5).
+        * FORMERR or NOTIMP to a query with EDNS0: the same server again without it, and no
+          EDNS0 for this query from then on (RFC 6891 §7).
+        * :attr:`Signal.CASE_MISMATCH`: the same server again at once in lower case (DNS
+          0x20: Unbound's fallback when use-caps-for-id meets such a server).
+        * Any other :class:`Rcode`, a :class:`Failure`, TC over TCP: this server is not asked
+          this question again (its place in the round goes to the next).
+        * An :class:`~mxselect.Answer`: the result.
+        """
+        failures = _Failures()
+        servers = list(self.nameservers)
+        edns = self.edns
+        no_caps: set[Server] = set()
+        turn = 0
+        while servers:
+            server = servers[turn % len(servers)]
+            remaining = end - clock()
+            if remaining <= 0:
+                return failures.answer(total, True)
+            caps = self.dns0x20 and server not in no_caps
+            reply = yield Exchange(self.tcp, server, edns, caps, min(self.timeout, remaining))
+            if reply is Signal.TRUNCATED and not self.tcp:
+                remaining = end - clock()
+                if remaining <= 0:
+                    return failures.answer(total, True)
+                reply = yield Exchange(True, server, edns, False, min(self.timeout, remaining))
+                if isinstance(reply, Failure):
+                    reply = Failure(f"{reply.text} over TCP (the UDP reply was truncated)")
+            if isinstance(reply, Answer):
+                return reply
+            if reply is Signal.TIMEOUT:
+                failures.timeout(server)
+                turn += 1
+                continue
+            if reply is Signal.CASE_MISMATCH:
+                no_caps.add(server)
+                continue
+            if isinstance(reply, Rcode):
+                if edns and reply.code in (_wire.FORMERR, _wire.NOTIMP):
+                    failures.add(f"{reply.text} from {server.where} (to EDNS)")
+                    edns = False
+                    continue
+                failures.add(f"{reply.text} from {server.where}")
+            elif isinstance(reply, Failure):
+                failures.add(reply.text)
+            else:  # TC over TCP
+                failures.add(reply.value)
+            servers.remove(server)
+        return failures.answer(total, False)
 
     # -- asyncio -----------------------------------------------------------------------
 
@@ -679,7 +890,7 @@ class StubResolver:
             flight = state.flights.get(question)
             if flight is None:
                 break
-            waiter: asyncio.Future[Any] = loop.create_future()
+            waiter: asyncio.Future[Answer | Signal | None] = loop.create_future()
             flight.waiters.append(waiter)
             answer = await self._joined(state, waiter, flight, total, end)
             if answer is not None:
@@ -687,7 +898,8 @@ class StubResolver:
         flight = state.flights[question] = _Flight(end)
         answer = None
         try:
-            answer = await self._aresolve(state, query, question, total, end, _NOTHING)
+            run = _Run(self._attempts(total, end, loop.time))
+            answer = await self._aresolve(state, run, _UdpQuery(state, question, query.rtype))
             return answer
         finally:
             if state.flights.get(question) is flight:
@@ -697,7 +909,7 @@ class StubResolver:
     @staticmethod
     async def _joined(
         state: _LoopState,
-        waiter: asyncio.Future[Any],
+        waiter: asyncio.Future[Answer | Signal | None],
         flight: _Flight,
         total: float,
         end: float,
@@ -711,14 +923,13 @@ class StubResolver:
             outcome = await waiter
         finally:
             handle.cancel()
-        if outcome is None:
+        if outcome is Signal.TIMEOUT:
             return _Failures().answer(total, True)
-        if outcome is _RESTART:
+        if not isinstance(outcome, Answer):
             return None
-        answer = cast("Answer", outcome)
-        if answer.status is Status.TEMPFAIL and flight.end < end and loop.time() < end:
+        if outcome.status is Status.TEMPFAIL and flight.end < end and loop.time() < end:
             return None
-        return answer
+        return outcome
 
     @_batch_status
     async def aresolve_batch(
@@ -726,12 +937,12 @@ class StubResolver:
     ) -> list[Answer]:
         """Resolve a batch of queries at once; the answers in the order of ``queries``.
 
-        The drivers call this instead of one ``aresolve`` task per query: the first
-        datagram of every query goes to the first server together (each on its own socket)
-        and the replies are collected in the caller's task, which saves a task per query. A
-        query whose first exchange gives no answer (timeout, truncation, an error rcode)
-        continues exactly as :meth:`aresolve` would from there; a query identical to one
-        already in flight waits for it (RFC 5452 §5).
+        The drivers call this instead of one ``aresolve`` task per query. It drives the
+        retry loop of every query of the batch: their first exchanges go to the first server
+        together (each on its own socket) and the replies are collected in the caller's
+        task, which saves a task per query. A query whose first exchange gives no answer
+        (timeout, truncation, an error rcode) continues exactly as :meth:`aresolve` would
+        from there; a query identical to one already in flight waits for it (RFC 5452 §5).
         """
         loop = asyncio.get_running_loop()
         total = self.lifetime if lifetime is None else min(lifetime, self.lifetime)
@@ -750,7 +961,7 @@ class StubResolver:
             leaders: list[int] = []
             mine: dict[bytes, int] = {}
             copies: list[tuple[int, int]] = []
-            joins: list[tuple[int, _Flight, asyncio.Future[Any]]] = []
+            joins: list[tuple[int, _Flight, asyncio.Future[Answer | Signal | None]]] = []
             for i, answer in enumerate(answers):
                 if answer is not None:
                     continue
@@ -764,7 +975,7 @@ class StubResolver:
                     mine[question] = i
                     leaders.append(i)
                 else:
-                    waiter: asyncio.Future[Any] = loop.create_future()
+                    waiter: asyncio.Future[Answer | Signal | None] = loop.create_future()
                     flight.waiters.append(waiter)
                     joins.append((i, flight, waiter))
             try:
@@ -796,172 +1007,101 @@ class StubResolver:
         total: float,
         end: float,
     ) -> None:
-        """The queries ``todo`` of a batch, none of them in flight elsewhere: their first
-        datagrams together to the first server, then each on its own from there."""
+        """The queries ``todo`` of a batch, none of them in flight elsewhere: one retry loop
+        each; their first UDP exchanges together (:meth:`_first_exchanges`), then each loop
+        on its own from where it stands (:meth:`_aresolve`)."""
         loop = state.loop
-        server = self.nameservers[0]
-        if self.tcp or len(todo) > self.max_in_flight:
-            # TCP, or more than the server may have outstanding at all: one task per query.
-            rest = await asyncio.gather(
-                *(
-                    self._aresolve(state, queries[i], questions[i], total, end, _NOTHING)
-                    for i in todo
-                )
-            )
-            for i, answer in zip(todo, rest, strict=True):
-                answers[i] = answer
-            return
-        limiter = state.limiter(server, self.max_in_flight)
+        runs = [_Run(self._attempts(total, end, loop.time)) for _ in todo]
         udp = [_UdpQuery(state, questions[i], queries[i].rtype) for i in todo]
-        firsts: list[object] = []
         try:
-            wait = min(self.timeout, total)
-            if not (limiter.take_now(len(todo)) or await limiter.take(loop, wait, len(todo))):
-                # no slots freed up within the first timeout: that counts as the first
-                # server timing out, as in _audp, and each query's retry loop goes on
-                firsts = [None] * len(todo)
-            else:
-                handle: asyncio.TimerHandle | None = None
-                try:
-                    for one in udp:
-                        try:
-                            one.transmit(server, self.edns, self.dns0x20)
-                        except OSError as exc:
-                            one.fail(exc)  # this query's retry loop takes it on
-                    handle = loop.call_later(wait, _expire_all, [q.future for q in udp])
-                    for one in udp:
-                        assert one.future is not None
-                        firsts.append(await one.future)
-                finally:
-                    if handle is not None:
-                        handle.cancel()
-                    for one in udp:
-                        one.settle()
-                    limiter.give(len(todo))
-            again = [n for n, first in enumerate(firsts) if not isinstance(first, Answer)]
-            for n, first in enumerate(firsts):
-                if isinstance(first, Answer):
-                    answers[todo[n]] = first
-            if again:
-                rest = await asyncio.gather(
-                    *(
-                        self._aresolve(
-                            state,
-                            queries[todo[n]],
-                            questions[todo[n]],
-                            total,
-                            end,
-                            firsts[n],
-                            udp[n],
-                        )
-                        for n in again
-                    )
+            first = [
+                n for n, run in enumerate(runs) if run.exchange is not None and not run.exchange.tcp
+            ]
+            if first and len(first) <= self.max_in_flight:
+                # (more than the server may have outstanding at all: each query on its own)
+                await self._first_exchanges(
+                    state, [runs[n] for n in first], [udp[n] for n in first]
                 )
-                for n, answer in zip(again, rest, strict=True):
-                    answers[todo[n]] = answer
+            rest = [n for n, run in enumerate(runs) if run.exchange is not None]
+            if rest:
+                await asyncio.gather(*(self._aresolve(state, runs[n], udp[n]) for n in rest))
+            for n, run in enumerate(runs):
+                answers[todo[n]] = run.result()
         finally:
             for one in udp:
                 one.close()
 
-    async def _aresolve(
-        self,
-        state: _LoopState,
-        query: Query,
-        question: bytes,
-        total: float,
-        end: float,
-        first: object,
-        udp: _UdpQuery | None = None,
-    ) -> Answer:
-        """The retry loop of one query (:meth:`_attempts`) over asyncio. ``first``: the
-        result of a first UDP exchange with the first server already made (by
-        :meth:`aresolve_batch`, with ``udp`` its transmissions), or ``_NOTHING``."""
+    async def _first_exchanges(
+        self, state: _LoopState, runs: list[_Run], udp: list[_UdpQuery]
+    ) -> None:
+        """Make the first exchange of each of ``runs`` -- UDP, to the first server -- all at
+        once, one timer for all, and feed each loop its reply."""
         loop = state.loop
-        if udp is None:
-            udp = _UdpQuery(state, question, query.rtype)
-        steps = self._attempts(total, end, loop.time, first)
+        first = runs[0].exchange
+        assert first is not None
+        limiter = state.limiter(first.server, self.max_in_flight)
+        wait = first.wait
+        replies: list[Reply] = []
+        if not (limiter.take_now(len(runs)) or await limiter.take(loop, wait, len(runs))):
+            # no slots freed up within the first timeout: that counts as the first server
+            # timing out, as in _audp, and each query's retry loop goes on
+            replies = [Signal.TIMEOUT] * len(runs)
+        else:
+            handle: asyncio.TimerHandle | None = None
+            try:
+                for run, one in zip(runs, udp, strict=True):
+                    assert run.exchange is not None
+                    try:
+                        one.transmit(run.exchange)
+                    except OSError as exc:
+                        one.fail(_failure(exc, run.exchange.server))  # its loop takes it on
+                handle = loop.call_later(wait, _expire_all, [one.future for one in udp])
+                for one in udp:
+                    assert one.future is not None
+                    replies.append(await one.future)
+            finally:
+                if handle is not None:
+                    handle.cancel()
+                for one in udp:
+                    one.settle()
+                limiter.give(len(runs))
+        for run, reply in zip(runs, replies, strict=True):
+            run.feed(reply)
+
+    async def _aresolve(self, state: _LoopState, run: _Run, udp: _UdpQuery) -> Answer:
+        """The per-query path: drive one retry loop over asyncio from where it stands (its
+        start, or where a batch's first exchange left it), ``udp`` its transmissions."""
+        loop = state.loop
         try:
-            transport, server, edns, caps, wait = next(steps)
-            while True:
-                result: object
+            while (exchange := run.exchange) is not None:
+                reply: Reply
                 if udp.late is not None:  # an earlier transmission was answered meanwhile
-                    result = udp.late
-                elif transport == "tcp":
-                    result = await self._atcp(loop, server, question, query, edns, wait)
+                    reply = udp.late
+                elif exchange.tcp:
+                    reply = await _atcp(loop, exchange, udp.question, udp.rtype)
                 else:
-                    result = await self._audp(state, udp, server, edns, caps, wait)
-                transport, server, edns, caps, wait = steps.send(result)
-        except StopIteration as stop:
-            return cast("Answer", stop.value)
+                    reply = await self._audp(state, udp, exchange)
+                run.feed(reply)
+            return run.result()
         finally:
             udp.close()
 
-    def _attempts(
-        self, total: float, end: float, clock: Callable[[], float], first: object = _NOTHING
-    ) -> Generator[tuple[str, tuple[str, int, int], bool, bool, float], object, Answer]:
-        """The retry loop of one query, without I/O, shared by both protocols: yields the
-        next exchange to make -- ("udp" or "tcp", server, EDNS on, DNS 0x20 on, seconds to
-        wait) -- is sent its result, and returns the Answer. Servers in order, round after
-        round (RFC 1123 §6.1.3.3), until ``end`` on ``clock``; TCP after a truncated UDP
-        reply (RFC 1123 §6.1.3.2)."""
-        failures = _Failures()
-        servers = list(self.nameservers)
-        edns = self.edns
-        no_caps: set[tuple[str, int, int]] = set()
-        turn = 0
-        while servers:
-            server = servers[turn % len(servers)]
-            transport = "tcp" if self.tcp else "udp"
-            caps = self.dns0x20 and server not in no_caps
-            if first is not _NOTHING:
-                result, first, transport = first, _NOTHING, "udp"
-            else:
-                remaining = end - clock()
-                if remaining <= 0:
-                    return failures.answer(total, True)
-                result = yield transport, server, edns, caps, min(self.timeout, remaining)
-            if result is _wire.TRUNCATED and transport == "udp":
-                remaining = end - clock()
-                if remaining <= 0:
-                    return failures.answer(total, True)
-                result = yield "tcp", server, edns, False, min(self.timeout, remaining)
-                if isinstance(result, str):
-                    result += " over TCP (the UDP reply was truncated)"
-            outcome = self._judge(result, server, failures, servers, edns)
-            if isinstance(outcome, Answer):
-                return outcome
-            if outcome == "no-edns":
-                edns = False  # the same server again, without EDNS
-            elif outcome == "no-caps":
-                no_caps.add(server)  # the same server again, in lower case
-            elif server in servers:
-                turn += 1  # (a server dropped after an error leaves its place to the next)
-        return failures.answer(total, False)
-
-    async def _audp(
-        self,
-        state: _LoopState,
-        udp: _UdpQuery,
-        server: tuple[str, int, int],
-        edns: bool,
-        caps: bool,
-        wait: float,
-    ) -> object:
-        """One UDP transmission: the decoded reply (or an answer to an earlier transmission
-        of the same query), None if none came within ``wait`` (or no slot freed up for
-        sending in that time), an OSError, or :data:`_CASE_MISMATCH`."""
+    async def _audp(self, state: _LoopState, udp: _UdpQuery, exchange: Exchange) -> Reply:
+        """One UDP transmission: the reply (or an answer to an earlier transmission of the
+        same query); a timeout if none came within the wait, or no slot freed up for sending
+        in that time."""
         loop = state.loop
-        limiter = state.limiter(server, self.max_in_flight)
-        if not limiter.take_now(1) and not await limiter.take(loop, wait):
-            return None
+        limiter = state.limiter(exchange.server, self.max_in_flight)
+        if not limiter.take_now(1) and not await limiter.take(loop, exchange.wait):
+            return Signal.TIMEOUT
         try:
             try:
-                udp.transmit(server, edns, caps)
+                udp.transmit(exchange)
             except OSError as exc:
-                return exc
+                return _failure(exc, exchange.server)
             future = udp.future
             assert future is not None
-            handle = loop.call_later(wait, _expire, future)
+            handle = loop.call_later(exchange.wait, _expire, future)
             try:
                 return await future
             finally:
@@ -969,74 +1109,6 @@ class StubResolver:
                 udp.settle()
         finally:
             limiter.give(1)
-
-    async def _atcp(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        server: tuple[str, int, int],
-        question: bytes,
-        query: Query,
-        edns: bool,
-        wait: float,
-    ) -> object:
-        """One TCP exchange (RFC 7766 §8: two-octet length prefix): one message read, at
-        most 65,535 octets, within ``wait`` in all (one absolute end however the server
-        trickles its bytes)."""
-        qid = secrets.randbits(16)
-        wire = _wire.make_query(qid, question, edns=edns)
-        writer: asyncio.StreamWriter | None = None
-        try:
-            async with asyncio.timeout(wait):
-                reader, writer = await asyncio.open_connection(
-                    server[0], server[1], limit=_TCP_MAX + 2
-                )
-                writer.write(len(wire).to_bytes(2, "big") + wire)
-                await writer.drain()
-                size = int.from_bytes(await reader.readexactly(2), "big")
-                data = await reader.readexactly(size)
-        except TimeoutError:
-            return None
-        except (OSError, asyncio.IncompleteReadError) as exc:
-            return f"{_error_text(exc)} from {_where(server)}"
-        finally:
-            if writer is not None:
-                writer.close()
-        return _tcp_reply(data, qid, question, query, server)
-
-    # -- shared ------------------------------------------------------------------------
-
-    @staticmethod
-    def _judge(
-        result: object,
-        server: tuple[str, int, int],
-        failures: _Failures,
-        servers: list[tuple[str, int, int]],
-        edns: bool,
-    ) -> Answer | str | None:
-        """An Answer to return, ``"no-edns"`` to ask again without EDNS, ``"no-caps"`` to
-        ask again without DNS 0x20, or None (go on)."""
-        if isinstance(result, Answer):
-            return result
-        if result is None:  # no reply in time: this server again in the next round
-            failures.timeout(server)
-            return None
-        if result is _CASE_MISMATCH:
-            # The server does not echo the case of the name: ask it once more in lower case
-            # at once, as Unbound falls back when use-caps-for-id meets such a server.
-            return "no-caps"
-        if isinstance(result, int):
-            text = _wire.RCODE_TEXT.get(result, f"RCODE {result}")
-            if edns and result in (_wire.FORMERR, _wire.NOTIMP):
-                # RFC 6891 §7: a server that does not know EDNS; ask it again without.
-                failures.add(f"{text} from {_where(server)} (to EDNS)")
-                return "no-edns"
-            failures.add(f"{text} from {_where(server)}")
-        elif isinstance(result, OSError):
-            failures.add(f"{_error_text(result)} from {_where(server)}")
-        else:
-            failures.add(str(result))
-        servers.remove(server)  # an error is not retried on the same server
-        return None
 
     # -- synchronous -------------------------------------------------------------------
 
@@ -1049,18 +1121,15 @@ class StubResolver:
         except (_wire.WireError, KeyError) as exc:
             return Answer.tempfail(f"cannot ask for {query}: {exc}")
         total = self.lifetime if lifetime is None else min(lifetime, self.lifetime)
-        steps = self._attempts(total, time.monotonic() + total, time.monotonic)
+        run = _Run(self._attempts(total, time.monotonic() + total, time.monotonic))
         earlier: list[_SyncSocket] = []
         try:
-            transport, server, edns, caps, wait = next(steps)
-            while True:
-                if transport == "tcp":
-                    result = _tcp(server, question, query, edns, wait)
+            while (exchange := run.exchange) is not None:
+                if exchange.tcp:
+                    run.feed(_tcp(exchange, question, query.rtype))
                 else:
-                    result = _udp(earlier, server, question, query, edns, caps, wait)
-                transport, server, edns, caps, wait = steps.send(result)
-        except StopIteration as stop:
-            return cast("Answer", stop.value)
+                    run.feed(_udp(earlier, exchange, question, query.rtype))
+            return run.result()
         finally:
             for entry in earlier:
                 entry.sock.close()
@@ -1075,22 +1144,44 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 
 def _expire(future: asyncio.Future[Any]) -> None:
     if not future.done():
-        future.set_result(None)
+        future.set_result(Signal.TIMEOUT)
 
 
-def _expire_all(futures: list[asyncio.Future[Any] | None]) -> None:
+def _expire_all(futures: list[asyncio.Future[Reply] | None]) -> None:
     for future in futures:
         if future is not None and not future.done():
-            future.set_result(None)
+            future.set_result(Signal.TIMEOUT)
 
 
-def _error_text(exc: BaseException) -> str:
-    if isinstance(exc, asyncio.IncompleteReadError):
-        return "connection closed before the reply"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+async def _atcp(
+    loop: asyncio.AbstractEventLoop, exchange: Exchange, question: bytes, rtype: RRType
+) -> Reply:
+    """One TCP exchange (RFC 7766 §8: two-octet length prefix): one message read, at most
+    65,535 octets, within the wait in all (one absolute end however the server trickles its
+    bytes)."""
+    server = exchange.server
+    qid = secrets.randbits(16)
+    writer: asyncio.StreamWriter | None = None
+    try:
+        async with asyncio.timeout(exchange.wait):
+            reader, writer = await asyncio.open_connection(
+                server.address, server.port, limit=_TCP_MAX + 2
+            )
+            writer.write(_tcp_message(qid, question, exchange.edns))
+            await writer.drain()
+            size = int.from_bytes(await reader.readexactly(2), "big")
+            data = await reader.readexactly(size)
+    except TimeoutError:
+        return Signal.TIMEOUT
+    except (OSError, asyncio.IncompleteReadError) as exc:
+        return _failure(exc, server)
+    finally:
+        if writer is not None:
+            writer.close()
+    return _tcp_reply(data, qid, question, rtype, server)
+
+
+# -- synchronous transmissions ---------------------------------------------------------------
 
 
 class _SyncSocket:
@@ -1104,33 +1195,23 @@ class _SyncSocket:
         self.sent = sent
 
 
-def _udp(
-    earlier: list[_SyncSocket],
-    server: tuple[str, int, int],
-    question: bytes,
-    query: Query,
-    edns: bool,
-    caps: bool,
-    wait: float,
-) -> object:
+def _udp(earlier: list[_SyncSocket], exchange: Exchange, question: bytes, rtype: RRType) -> Reply:
     """One UDP transmission on a socket of its own (RFC 5452 §9.2: a fresh random port),
-    listening on the query's ``earlier`` transmissions too: the decoded reply (or an answer
-    to an earlier transmission), None on timeout, an OSError, or :data:`_CASE_MISMATCH`.
-    A transmission that got no reply joins ``earlier`` (at most :data:`KEEP_EARLIER`)."""
-    end = time.monotonic() + wait
+    listening on the query's ``earlier`` transmissions too: the reply (or an answer to an
+    earlier transmission), or a timeout. A transmission that got no reply joins ``earlier``
+    (at most :data:`KEEP_EARLIER`)."""
+    server = exchange.server
+    end = time.monotonic() + exchange.wait
     qid = secrets.randbits(16)
-    sent = _mix_case(question) if caps else question
+    sent = _mix_case(question) if exchange.caps else question
     try:
-        sock = socket.socket(server[2], socket.SOCK_DGRAM | _NONBLOCK)
+        sock = _open_udp(server)
     except OSError as exc:
-        return exc
+        return _failure(exc, server)
     current = _SyncSocket(sock, qid, sent)
     keep = True
     try:
-        if not _NONBLOCK:  # pragma: no cover - Linux has SOCK_NONBLOCK
-            sock.setblocking(False)
-        sock.connect((server[0], server[1]))
-        sock.send(_wire.make_query(qid, sent, edns=edns))
+        sock.send(_wire.make_query(qid, sent, edns=exchange.edns))
         poller = select.poll()  # not select(): descriptors above FD_SETSIZE in busy processes
         by_fd = {sock.fileno(): current}
         for entry in earlier:
@@ -1140,24 +1221,24 @@ def _udp(
         while True:
             remaining = end - time.monotonic()
             if remaining <= 0:
-                return None
+                return Signal.TIMEOUT
             for fd, _events in poller.poll(math.ceil(remaining * 1000)):
                 entry = by_fd[fd]
-                result = _read(entry, question, query)
-                if result is _NOT_OURS:
+                reply = _receive(entry.sock, entry.qid, question, entry.sent, rtype, server)
+                if reply is None:
                     continue
                 if entry is current:
                     keep = False
-                    return result
+                    return reply
                 # an earlier transmission: its answer is taken, anything else ends it
-                if isinstance(result, Answer):
-                    return result
+                if isinstance(reply, Answer):
+                    return reply
                 poller.unregister(fd)
                 earlier.remove(entry)
                 entry.sock.close()
     except OSError as exc:
         keep = False
-        return exc
+        return _failure(exc, server)
     finally:
         if keep:
             earlier.append(current)
@@ -1167,57 +1248,24 @@ def _udp(
             sock.close()
 
 
-def _read(entry: _SyncSocket, question: bytes, query: Query) -> object:
-    """The first datagram on ``entry``'s socket that is a reply to it (at most
-    :data:`READS_PER_CALLBACK` read), an OSError (ICMP), or :data:`_NOT_OURS`."""
-    for _ in range(READS_PER_CALLBACK):
-        try:
-            data = entry.sock.recv(_UDP_MAX)
-        except (BlockingIOError, InterruptedError):
-            return _NOT_OURS
-        except OSError as exc:
-            return exc
-        if len(data) < 12 or (data[0] << 8 | data[1]) != entry.qid:
-            continue
-        result = _check(data, question, entry.sent, query.rtype)
-        if result is not _NOT_OURS:
-            return result
-    return _NOT_OURS
-
-
-def _tcp(
-    server: tuple[str, int, int], question: bytes, query: Query, edns: bool, wait: float
-) -> object:
+def _tcp(exchange: Exchange, question: bytes, rtype: RRType) -> Reply:
     """One TCP exchange (RFC 7766 §8: two-octet length prefix): one message read, at most
-    65,535 octets (RFC 1035 §4.2.2), all within ``wait`` (one absolute end, however slowly
+    65,535 octets (RFC 1035 §4.2.2), all within the wait (one absolute end, however slowly
     the server trickles its bytes)."""
-    end = time.monotonic() + wait
+    server = exchange.server
+    end = time.monotonic() + exchange.wait
     qid = secrets.randbits(16)
-    wire = _wire.make_query(qid, question, edns=edns)
     try:
-        with socket.create_connection((server[0], server[1]), timeout=wait) as sock:
+        with socket.create_connection((server.address, server.port), exchange.wait) as sock:
             _settimeout(sock, end)
-            sock.sendall(len(wire).to_bytes(2, "big") + wire)  # (one total timeout, 3.5+)
+            sock.sendall(_tcp_message(qid, question, exchange.edns))  # (one total timeout)
             size = int.from_bytes(_recv_exactly(sock, 2, end), "big")
             data = _recv_exactly(sock, size, end)
     except TimeoutError:
-        return None
+        return Signal.TIMEOUT
     except OSError as exc:
-        return f"{_error_text(exc)} from {_where(server)}"
-    return _tcp_reply(data, qid, question, query, server)
-
-
-def _tcp_reply(
-    data: bytes, qid: int, question: bytes, query: Query, server: tuple[str, int, int]
-) -> object:
-    """The one message read over TCP: the decoded reply, or an error text. We send one query
-    per connection, so a message with another ID is no reply to it (RFC 7766 §7): stop."""
-    if len(data) < 12 or (data[0] << 8 | data[1]) != qid:
-        return f"a message with another ID over TCP from {_where(server)}"
-    try:
-        return _wire.decode(data, question, query.rtype, dnssec=True)
-    except _wire.WireError as exc:
-        return f"unreadable reply ({exc}) from {_where(server)}"
+        return _failure(exc, server)
+    return _tcp_reply(data, qid, question, rtype, server)
 
 
 def _settimeout(sock: socket.socket, end: float) -> None:

@@ -13,7 +13,7 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import dns.flags
 import dns.message
@@ -22,8 +22,20 @@ import dns.rrset
 import pytest
 
 import mxselect
+import mxselect.stub as stub_module
 from mxselect import DNSTemporaryError, Query, RRType, Status
-from mxselect.stub import StubResolver
+from mxselect import _wire as wire
+from mxselect.stub import (
+    Exchange,
+    Failure,
+    Rcode,
+    Reply,
+    Server,
+    Signal,
+    Stray,
+    StubResolver,
+    classify,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -99,6 +111,219 @@ def test_a_name_that_cannot_be_sent_is_a_tempfail_and_sends_nothing(fault_server
         assert answer.status is Status.TEMPFAIL
         assert "cannot ask" in answer.reason
     assert server.queries == []
+
+
+# -- the retry engine, without sockets: servers, replies, classification, the loop ----------
+#
+# As dnspython's test_resolution drives _Resolution: the typed pieces fed literal replies,
+# a fake clock, no server at all.
+
+S1 = Server("192.0.2.1", 53, socket.AF_INET)
+S2 = Server("192.0.2.2", 53, socket.AF_INET)
+
+
+def test_a_server_is_a_frozen_value() -> None:
+    server = Server.parse("2001:DB8::53", 53)
+    assert server == Server("2001:db8::53", 53, socket.AF_INET6)
+    assert server.where == "2001:db8::53@53"
+    assert Server.parse(("192.0.2.1", 5353), 53) == Server("192.0.2.1", 5353, socket.AF_INET)
+    assert StubResolver(["192.0.2.1"]).nameservers == (S1,)
+    assert {S1: 1}[Server("192.0.2.1", 53, socket.AF_INET)] == 1  # a key, by value
+    with pytest.raises(AttributeError):
+        S1.port = 54  # type: ignore[misc]
+
+
+QUESTION = wire.question_of("d.stub.test.", RRType.MX)
+
+
+def reply_to(question_name: str = "d.stub.test.") -> dns.message.Message:
+    query = dns.message.make_query(question_name, "MX")
+    query.id = 4242
+    return dns.message.make_response(query)
+
+
+def test_classify_judges_every_kind_of_message() -> None:
+    """One function for UDP and TCP: each kind of message, given literally."""
+    records = reply_to()
+    records.answer.append(dns.rrset.from_text("d.stub.test.", 300, "IN", "MX", "10 mx1.d."))
+    got = classify(records.to_wire(), QUESTION, QUESTION, RRType.MX)
+    assert isinstance(got, mxselect.Answer)
+    assert [(r.preference, r.exchange) for r in got.mx] == [(10, "mx1.d.")]
+
+    nxdomain = reply_to()
+    nxdomain.set_rcode(dns.rcode.NXDOMAIN)
+    got = classify(nxdomain.to_wire(), QUESTION, QUESTION, RRType.MX)
+    assert isinstance(got, mxselect.Answer)
+    assert got.status is Status.NXDOMAIN
+
+    for rcode, text in ((dns.rcode.SERVFAIL, "SERVFAIL"), (dns.rcode.REFUSED, "REFUSED")):
+        failed = reply_to()
+        failed.set_rcode(rcode)
+        assert classify(failed.to_wire(), QUESTION, QUESTION, RRType.MX) == Rcode(int(rcode))
+        assert Rcode(int(rcode)).text == text
+    badvers = reply_to()
+    badvers.use_edns(0)
+    badvers.set_rcode(dns.rcode.BADVERS)  # extended RCODE 16, in the OPT record
+    assert classify(badvers.to_wire(), QUESTION, QUESTION, RRType.MX) == Rcode(16)
+    assert Rcode(16).text == "BADVERS"
+    assert Rcode(23).text == "RCODE 23"
+
+    truncated = reply_to()
+    truncated.flags |= dns.flags.TC
+    assert classify(truncated.to_wire(), QUESTION, QUESTION, RRType.MX) is Signal.TRUNCATED
+
+    other = reply_to("other.stub.test.")
+    stray = classify(other.to_wire(), QUESTION, QUESTION, RRType.MX)
+    assert isinstance(stray, Stray)
+    assert stray.why.startswith("unreadable reply (the reply is for another question")
+    cut = classify(records.to_wire()[:-3], QUESTION, QUESTION, RRType.MX)
+    assert isinstance(cut, Stray)
+
+
+def test_classify_with_dns0x20_takes_only_an_exact_echo() -> None:
+    sent = wire.question_of("D.sTuB.TeSt.", RRType.MX)  # the question as sent, mixed case
+    exact = reply_to("D.sTuB.TeSt.")
+    exact.answer.append(dns.rrset.from_text("D.sTuB.TeSt.", 300, "IN", "MX", "10 mx1.d."))
+    got = classify(exact.to_wire(), QUESTION, sent, RRType.MX)
+    assert isinstance(got, mxselect.Answer)
+    assert [r.exchange for r in got.mx] == ["mx1.d."]
+    lower = reply_to()
+    lower.answer.append(dns.rrset.from_text("d.stub.test.", 300, "IN", "MX", "10 mx1.d."))
+    assert classify(lower.to_wire(), QUESTION, sent, RRType.MX) is Signal.CASE_MISMATCH
+    # a FORMERR without the question repeats no case (RFC 6891 §7): the server's failure
+    bare = (4242).to_bytes(2, "big") + b"\x81\x01" + bytes(8)
+    assert classify(bare, QUESTION, sent, RRType.MX) == Rcode(1)
+
+
+def test_over_tcp_what_udp_ignores_ends_the_exchange() -> None:
+    """One message per connection (RFC 7766 §7): another ID, or a message that is no reply
+    to our question, is the exchange's failure; over UDP both are ignored."""
+    good = reply_to()
+    good.answer.append(dns.rrset.from_text("d.stub.test.", 300, "IN", "MX", "10 mx1.d."))
+    data = good.to_wire()
+    assert isinstance(stub_module._tcp_reply(data, 4242, QUESTION, RRType.MX, S1), mxselect.Answer)
+    assert stub_module._tcp_reply(data, 4243, QUESTION, RRType.MX, S1) == Failure(
+        "a message with another ID over TCP from 192.0.2.1@53"
+    )
+    other = reply_to("other.stub.test.").to_wire()
+    failure = stub_module._tcp_reply(other, 4242, QUESTION, RRType.MX, S1)
+    assert isinstance(failure, Failure)
+    assert failure.text.startswith("unreadable reply (the reply is for another question")
+    assert failure.text.endswith(") from 192.0.2.1@53")
+
+
+ANSWER = mxselect.Answer.from_mx([mxselect.MXRecord(10, "mx1.d.stub.test.")], ttl=300)
+
+
+def drive(
+    stub: StubResolver, script: Sequence[tuple[float, Reply]], lifetime: float = 5.0
+) -> tuple[list[Exchange], mxselect.Answer]:
+    """Run the retry loop with a fake clock: each exchange takes the seconds the script says
+    and gets its reply. Returns the exchanges asked for and the answer."""
+    now = 100.0
+    steps = stub._attempts(lifetime, now + lifetime, lambda: now)
+    asked: list[Exchange] = []
+    replies = iter(script)
+    try:
+        exchange = next(steps)
+        while True:
+            asked.append(exchange)
+            step = next(replies, None)
+            assert step is not None, f"the loop asked for more: {exchange}"
+            seconds, reply = step
+            now += seconds
+            exchange = steps.send(reply)
+    except StopIteration as stop:
+        assert next(replies, None) is None, "the loop stopped before the script's end"
+        return asked, stop.value
+
+
+def test_the_retry_loop_goes_round_the_servers_on_timeouts() -> None:
+    stub = StubResolver(["192.0.2.1", "192.0.2.2"], timeout=2, lifetime=5)
+    asked, answer = drive(stub, [(2, Signal.TIMEOUT), (2, Signal.TIMEOUT), (0.1, ANSWER)])
+    assert answer is ANSWER
+    assert [(e.tcp, e.server, e.wait) for e in asked] == [
+        (False, S1, 2),
+        (False, S2, 2),
+        (False, S1, 1),  # what is left of the lifetime
+    ]
+    asked, answer = drive(stub, [(2, Signal.TIMEOUT)] * 3)
+    assert answer.status is Status.TEMPFAIL
+    assert answer.reason == "timeout after 5.0 s (asked 192.0.2.1@53, 192.0.2.2@53)"
+
+
+def test_the_retry_loop_asks_a_truncated_question_again_over_tcp() -> None:
+    stub = StubResolver(["192.0.2.1", "192.0.2.2"])
+    asked, answer = drive(stub, [(0.1, Signal.TRUNCATED), (0.1, ANSWER)])
+    assert answer is ANSWER
+    assert [(e.tcp, e.server) for e in asked] == [(False, S1), (True, S1)]
+    refused = Failure("connection refused from 192.0.2.1@53")
+    asked, answer = drive(
+        stub, [(0.1, Signal.TRUNCATED), (0.1, refused), (0.1, Rcode(wire.SERVFAIL))]
+    )
+    assert [(e.tcp, e.server) for e in asked] == [(False, S1), (True, S1), (False, S2)]
+    assert answer.reason == (
+        "connection refused from 192.0.2.1@53 over TCP (the UDP reply was truncated); "
+        "SERVFAIL from 192.0.2.2@53"
+    )
+    tcp = StubResolver(["192.0.2.1"], tcp=True)  # TC over TCP: that server's failure
+    asked, answer = drive(tcp, [(0.1, Signal.TRUNCATED)])
+    assert [e.tcp for e in asked] == [True]
+    assert answer.reason == "TRUNCATED"
+
+
+def test_the_retry_loop_drops_a_failing_server_and_keeps_the_others() -> None:
+    stub = StubResolver(["192.0.2.1", "192.0.2.2"], timeout=2, lifetime=5)
+    asked, answer = drive(
+        stub,
+        [
+            (0.1, Rcode(wire.SERVFAIL)),
+            (2, Signal.TIMEOUT),
+            (2, Signal.TIMEOUT),
+            (1, Signal.TIMEOUT),
+        ],
+    )
+    assert [e.server for e in asked] == [S1, S2, S2, S2]  # S1 is not asked again
+    assert answer.reason == "timeout after 5.0 s (asked 192.0.2.2@53); SERVFAIL from 192.0.2.1@53"
+    failure = Failure("OSError: no route from 192.0.2.2@53")
+    asked, answer = drive(stub, [(0.1, Rcode(wire.REFUSED)), (0.1, failure)])
+    assert answer.reason == "REFUSED from 192.0.2.1@53; OSError: no route from 192.0.2.2@53"
+
+
+def test_the_retry_loop_asks_again_without_edns_and_without_mixed_case() -> None:
+    stub = StubResolver(["192.0.2.1", "192.0.2.2"], dns0x20=True)
+    asked, answer = drive(
+        stub,
+        [
+            (0.1, Rcode(wire.FORMERR)),  # RFC 6891 §7: the same server, without EDNS
+            (0.1, Signal.CASE_MISMATCH),  # DNS 0x20: the same server, in lower case
+            (0.1, Rcode(wire.SERVFAIL)),
+            (0.1, ANSWER),
+        ],
+    )
+    assert answer is ANSWER
+    assert [(e.server, e.edns, e.caps) for e in asked] == [
+        (S1, True, True),
+        (S1, False, True),
+        (S1, False, False),
+        (S2, False, True),  # no EDNS for this query from then on; mixed case for S2
+    ]
+    asked, answer = drive(stub, [(0.1, Rcode(wire.NOTIMP))] * 3)
+    assert [(e.server, e.edns) for e in asked] == [(S1, True), (S1, False), (S2, False)]
+    assert answer.reason == (
+        "NOTIMP from 192.0.2.1@53 (to EDNS); NOTIMP from 192.0.2.1@53; NOTIMP from 192.0.2.2@53"
+    )
+
+
+def test_the_retry_loop_with_its_lifetime_spent_asks_nothing() -> None:
+    stub = StubResolver(["192.0.2.1"])
+    asked, answer = drive(stub, [], lifetime=0)
+    assert asked == []
+    assert answer.reason == "timeout after 0.0 s"
+    # the lifetime runs out between a truncated reply and its TCP exchange
+    asked, answer = drive(stub, [(1.0, Signal.TRUNCATED)], lifetime=1.0)
+    assert [e.tcp for e in asked] == [False]
+    assert answer.reason == "timeout after 1.0 s"
 
 
 # -- answers and both protocols ----------------------------------------------------------
