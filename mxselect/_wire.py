@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from typing import cast
+from typing import Any
 
 from ._answers import Answer, IPAddress, MXRecord, RRType, Security, Status
 
@@ -37,6 +37,8 @@ __all__ = [
 EDNS_PAYLOAD = 1232
 #: QTYPE codes (RFC 1035 §3.2.2, RFC 3596 §2.1).
 QTYPE = {RRType.MX: 15, RRType.A: 1, RRType.AAAA: 28}
+# Enum members read once (an attribute of an Enum class costs a lookup in its metaclass).
+_MX, _A, _RECORDS = RRType.MX, RRType.A, Status.RECORDS
 _CNAME, _SOA, _OPT = 5, 6, 41
 _CLASS_IN = 1
 #: RCODEs (RFC 1035 §4.1.1, RFC 6895 §2.3).
@@ -105,26 +107,39 @@ def encode_name(name: str) -> bytes:
     Raises:
         WireError: an empty or over-long label, a name over 255 octets, a non-ASCII name.
     """
+    if name in (".", ""):
+        return b"\x00"
+    try:
+        raw = name.encode("ascii")  # once for the whole name, then split as bytes
+    except UnicodeEncodeError:
+        raise WireError(f"not an A-label name: {name!r}") from None
     out = bytearray()
-    if name not in (".", ""):
-        for label in name.removesuffix(".").split("."):
-            try:
-                raw = label.encode("ascii")
-            except UnicodeEncodeError:
-                raise WireError(f"not an A-label name: {name!r}") from None
-            if not 0 < len(raw) < 64:
-                raise WireError(f"bad label length in {name!r}")
-            out.append(len(raw))
-            out += raw
+    for label in (raw[:-1] if raw[-1:] == b"." else raw).split(b"."):
+        if not 0 < len(label) < 64:
+            raise WireError(f"bad label length in {name!r}")
+        out.append(len(label))
+        out += label
     out.append(0)
     if len(out) > 255:
         raise WireError(f"name longer than 255 octets: {name!r}")
     return bytes(out)
 
 
-def question_of(name: str, rtype: RRType) -> bytes:
-    """The question section (QNAME, QTYPE, QCLASS IN) mxselect sends for ``name``/``rtype``."""
-    return encode_name(name) + _U16.pack(QTYPE[rtype]) + _U16.pack(_CLASS_IN)
+#: QTYPE and QCLASS IN of each question mxselect asks, packed once.
+_QUESTION_TAIL = {rtype: _U16.pack(code) + _U16.pack(_CLASS_IN) for rtype, code in QTYPE.items()}
+
+
+def question_of(name: str, rtype: RRType, names: dict[str, bytes] | None = None) -> bytes:
+    """The question section (QNAME, QTYPE, QCLASS IN) mxselect sends for ``name``/``rtype``.
+
+    ``names``: the names encoded so far, to encode each once (a batch asks for the A and the
+    AAAA records of each exchange)."""
+    if names is None:
+        return encode_name(name) + _QUESTION_TAIL[rtype]
+    wire = names.get(name)
+    if wire is None:
+        wire = names[name] = encode_name(name)
+    return wire + _QUESTION_TAIL[rtype]
 
 
 def make_query(qid: int, question: bytes, *, edns: bool = True) -> bytes:
@@ -150,6 +165,18 @@ def _name(msg: bytes, off: int, seen: dict[int, tuple[str, int, int]]) -> tuple[
     hit = seen.get(off)
     if hit is not None:
         return hit[0], hit[2]
+    first = msg[off] if off < len(msg) else -1
+    if first == 0:  # the root (an OPT record's owner): the loop below, for that case alone
+        seen[start] = (".", 0, off + 1)
+        return ".", off + 1
+    if first >= 0xC0 and off + 1 < len(msg):
+        # The common case, an owner name that is one pointer to a name already read (the
+        # question's, RFC 1035 §4.1.4): the rules of the loop below, for that case alone.
+        target = ((first & 0x3F) << 8) | msg[off + 1]
+        hit = seen.get(target)
+        if hit is not None and target < off and hit[2] <= off:
+            seen[start] = (hit[0], hit[1], off + 2)
+            return hit[0], off + 2
     parts: list[str] = []
     end = -1
     length = 0
@@ -195,10 +222,10 @@ def _name(msg: bytes, off: int, seen: dict[int, tuple[str, int, int]]) -> tuple[
         length += n + 1
         if length > 254:
             raise WireError("name longer than 255 octets")
-        if label.translate(None, _PLAIN_OCTETS):
-            parts.append("".join([_OCTET[b] for b in label]))
+        if label.isalnum() or not label.translate(None, _PLAIN_OCTETS):
+            parts.append(label.decode("ascii"))  # (isalnum: ASCII letters and digits only)
         else:
-            parts.append(label.decode("ascii"))
+            parts.append("".join([_OCTET[b] for b in label]))
         off += 1 + n
     # The labels read here, then the name a pointer led to ("." when none).
     text = ".".join(parts) + ("." + suffix if suffix != "." else ".") if parts else suffix
@@ -265,14 +292,23 @@ def decode(
     off = end_q
     qtype = QTYPE[rtype]
     # answer section: (owner key, type) -> [(ttl, data)] for the types we read
-    records: dict[tuple[str, int], list[tuple[int, object]]] = {}
+    records: dict[tuple[str, int], list[tuple[int, Any]]] = {}
     owners: dict[str, str] = {}
+    size = len(msg)
     for _ in range(ancount):
-        owner, rrtype, rrclass, ttl, off, rdend = _record(msg, off, seen)
+        # (_record, inline: the answer section is where the records are)
+        owner, off = _name(msg, off, seen)
+        if off + 10 > size:
+            raise WireError("record header runs past the end")
+        rrtype, rrclass, ttl, rdlen = _RR.unpack_from(msg, off)
+        off += 10
+        rdend = off + rdlen
+        if rdend > size:
+            raise WireError("record data runs past the end")
         if ttl > _MAX_TTL:  # RFC 2181 §8: the top bit set means 0 (dnspython reads it so)
             ttl = 0
         if rrclass == _CLASS_IN and rrtype in (qtype, _CNAME):
-            data: object
+            data: Any
             if rrtype == 1:
                 if rdend - off != 4:
                     raise WireError("A record of the wrong length")
@@ -331,7 +367,7 @@ def _answer(
     rcode: int,
     rtype: RRType,
     name: str,
-    records: dict[tuple[str, int], list[tuple[int, object]]],
+    records: dict[tuple[str, int], list[tuple[int, Any]]],
     owners: dict[str, str],
     soas: dict[str, tuple[int, int]],
     security: Security,
@@ -341,7 +377,7 @@ def _answer(
     qtype = QTYPE[rtype]
     aliases: list[str] = []
     ttl: int | None = None
-    found: list[tuple[int, object]] | None = None
+    found: list[tuple[int, Any]] | None = None
     while True:
         found = records.get((key, qtype))
         if found is not None:
@@ -354,7 +390,7 @@ def _answer(
             # to the core, whose own limit (Policy.cname_limit) ends it.
             return Answer.alias(name, ttl=ttl, aliases=aliases, security=security)
         aliases.append(owners[key])
-        link_ttl = min(t for t, _ in cname)
+        link_ttl = min([t for t, _ in cname])
         ttl = link_ttl if ttl is None else min(ttl, link_ttl)
         # CNAME is a singleton type: of several, dnspython keeps the last (RFC 2181 §10.1).
         name = str(cname[-1][1])
@@ -365,29 +401,28 @@ def _answer(
         # the server; so does the caller, given the RCODE.
         return rcode
     if found is not None:
-        rr_ttl = min(t for t, _ in found)
+        rr_ttl = found[0][0] if len(found) == 1 else min([t for t, _ in found])
         ttl = rr_ttl if ttl is None else min(ttl, rr_ttl)
-        if rtype is RRType.MX:
+        if rtype is _MX:
             mx: dict[tuple[int, str], MXRecord] = {}
             for _, data in found:
-                pref, exchange = cast("tuple[int, str]", data)
+                pref, exchange = data
                 mx.setdefault((pref, exchange.lower()), MXRecord(pref, exchange))
             return Answer(
-                status=Status.RECORDS,
+                status=_RECORDS,
                 mx=tuple(mx.values()),
                 ttl=ttl,
                 canonical_name=canonical,
                 aliases=tuple(aliases),
                 security=security,
             )
-        make = ipaddress.IPv4Address if rtype is RRType.A else ipaddress.IPv6Address
+        make = ipaddress.IPv4Address if rtype is _A else ipaddress.IPv6Address
         addresses: dict[bytes, IPAddress] = {}
-        for _, data in found:
-            packed = cast("bytes", data)
+        for _, packed in found:
             if packed not in addresses:
                 addresses[packed] = make(packed)
         return Answer(
-            status=Status.RECORDS,
+            status=_RECORDS,
             addresses=tuple(addresses.values()),
             ttl=ttl,
             canonical_name=canonical,
