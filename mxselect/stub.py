@@ -44,13 +44,13 @@ sprays forged replies; an attacker on the path to the resolver sees the port, ID
 is stopped only by DNSSEC validation in a resolver you reach safely (``docs/security.md``).
 
 How it is built (as psycopg's ``generators.py`` and ``waiting.py``): one retry loop per query,
-:meth:`StubResolver._attempts`, a generator without I/O that yields the next
-:class:`Exchange` to make and is sent its typed :data:`Reply` -- an :class:`~mxselect.Answer`,
-an :class:`Rcode`, a :class:`Failure` or a :class:`Signal` (truncated, timeout, case
+``StubResolver._attempts``, a generator without I/O that yields the next
+``Exchange`` to make and is sent its typed ``Reply`` -- an :class:`~mxselect.Answer`,
+an ``Rcode``, a ``Failure`` or a ``Signal`` (truncated, timeout, case
 mismatch) -- until it returns the Answer. Every path drives the same loop: ``resolve`` with
 blocking sockets, ``aresolve`` over asyncio, and ``aresolve_batch`` drives one loop per query
 of the batch, their first exchanges sent together. A message read over UDP or TCP is judged
-by one function, :func:`classify`; the nameservers are :class:`Server` values.
+by one function, ``classify``; the nameservers are ``Server`` values.
 
 The asyncio side uses ``loop.add_reader`` (any selector event loop, uvloop included; not the
 Windows proactor loop). Its sockets belong to the event loop that made them and live while
@@ -193,7 +193,7 @@ class Stray(NamedTuple):
 
 def classify(data: bytes, question: bytes, sent: bytes, rtype: RRType) -> Reply | Stray:
     """What a message with the transmission's ID (checked by the caller) says, over UDP or
-    TCP: an :class:`~mxselect.Answer` (NOERROR, NXDOMAIN), an :class:`Rcode`,
+    TCP: an :class:`~mxselect.Answer` (NOERROR, NXDOMAIN), an ``Rcode``,
     :attr:`Signal.TRUNCATED`, :attr:`Signal.CASE_MISMATCH` (``sent``, the question as sent
     in mixed case, not repeated exactly), or :class:`Stray`.
 
@@ -262,7 +262,7 @@ class _Failures:
 
 
 class _Run:
-    """One query's retry loop (:meth:`StubResolver._attempts`) and where it stands: the
+    """One query's retry loop (``StubResolver._attempts``) and where it stands: the
     exchange it asks for next, or, once it has returned, its answer."""
 
     __slots__ = ("answer", "exchange", "steps")
@@ -319,7 +319,7 @@ def _receive(
 ) -> Reply | None:
     """The first datagram waiting on ``sock`` that is a reply to the transmission (ID
     ``qid``, question as ``sent``), at most :data:`READS_PER_CALLBACK` read; a
-    :class:`Failure` for an ICMP error on the connected socket (port or host unreachable,
+    ``Failure`` for an ICMP error on the connected socket (port or host unreachable,
     RFC 1122 §4.1.3.3: it answers this transmission only, no other query shares the
     socket); None while there is none (anything else read is ignored, RFC 5452 §9.1)."""
     for _ in range(READS_PER_CALLBACK):
@@ -730,7 +730,7 @@ class StubResolver:
 
     Args:
         nameservers: IP addresses (``"127.0.0.1"``, ``"::1"``) or ``(address, port)`` tuples,
-            asked in this order (kept as :class:`Server` values in ``nameservers``). No
+            asked in this order (kept as ``Server`` values in ``nameservers``). No
             default: the stub never reads ``/etc/resolv.conf``.
         port: the port of the servers given without one (default 53).
         timeout: seconds to wait for one server's reply before asking the next (default 2).
@@ -851,8 +851,8 @@ class StubResolver:
     def _attempts(
         self, total: float, end: float, clock: Callable[[], float]
     ) -> Generator[Exchange, Reply, Answer]:
-        """The retry loop of one query, without I/O: yields the next :class:`Exchange` to
-        make, is sent its :data:`Reply`, returns the Answer (``total``: the lifetime, for the
+        """The retry loop of one query, without I/O: yields the next ``Exchange`` to
+        make, is sent its ``Reply``, returns the Answer (``total``: the lifetime, for the
         reason of a timeout; ``end``: when it is over, on ``clock``).
 
         * The servers in order, round after round (RFC 1123 §6.1.3.3), each exchange waiting
@@ -865,7 +865,7 @@ class StubResolver:
           EDNS0 for this query from then on (RFC 6891 §7).
         * :attr:`Signal.CASE_MISMATCH`: the same server again at once in lower case (DNS
           0x20: Unbound's fallback when use-caps-for-id meets such a server).
-        * Any other :class:`Rcode`, a :class:`Failure`, TC over TCP: this server is not asked
+        * Any other ``Rcode``, a ``Failure``, TC over TCP: this server is not asked
           this question again (its place in the round goes to the next).
         * An :class:`~mxselect.Answer`: the result.
         """
