@@ -4,16 +4,26 @@ Runs the bulk setup of ``bulk.py`` (Knot + Unbound + the 10 ms upstream proxy, 1
 and prints:
 
 1. the client's CPU by component for mxselect and for the floor, warm cache, sampled with
-   pyinstrument (each sample goes to the innermost frame in mxselect, dnspython or asyncio;
-   stdlib helpers count for their caller);
+   pyinstrument (each sample goes to the innermost frame in mxselect -- its transport
+   ``stub.py``, its codec ``_wire.py`` or the rest, the selection --, dnspython or asyncio;
+   stdlib helpers and system calls count for their caller);
 2. every process's CPU during a cold run of mxselect and of email-validator (client, Unbound,
    Knot, the proxy) against the cores of the machine (``/proc/stat``), and the median time of
    one selection: whether a run is bound by latency or by CPU.
 
-``--resolver`` picks mxselect's resolver (``stub``, the benchmark's headline, or
-``dnspython``), ``--concurrency`` the selections in flight (default: bulk.py's).
+``--raw`` instead measures the transport alone: raw ``aresolve_batch`` calls (4 A queries
+each, ``--concurrency`` in flight) against a loopback server in a child process that answers
+from a cache at once, for :class:`~mxselect.stub.StubResolver` and the previous pooled design
+(``benchmarks/_pooled_stub.py``) in alternating rounds, and prints the client's user and
+system CPU per query (``getrusage``): what a socket per query costs, without the selection,
+Unbound or Knot.
 
-    python benchmarks/profile_bulk.py [--smoke] [--resolver stub|dnspython] [--concurrency N]
+``--resolver`` picks mxselect's resolver (``stub``, the benchmark's headline; ``pooled``, the
+previous design of the stub, ``benchmarks/_pooled_stub.py``; or ``dnspython``),
+``--concurrency`` the selections in flight (default: bulk.py's).
+
+    python benchmarks/profile_bulk.py [--smoke] [--resolver stub|pooled|dnspython] [--concurrency N]
+    python benchmarks/profile_bulk.py --raw [--rounds N] [--concurrency N]
 """
 
 from __future__ import annotations
@@ -33,7 +43,10 @@ from _common import Table, async_resolver, server_process
 from harness.dnsenv import free_port
 
 _COMPONENTS = (
-    (f"{os.sep}mxselect{os.sep}", "mxselect"),
+    (f"{os.sep}mxselect{os.sep}stub.py", "mxselect.stub: the transport (system calls included)"),
+    (f"{os.sep}_pooled_stub.py", "mxselect.stub: the transport (system calls included)"),
+    (f"{os.sep}mxselect{os.sep}_wire.py", "mxselect._wire: the codec"),
+    (f"{os.sep}mxselect{os.sep}", "mxselect: the selection (core, drivers, answers)"),
     (f"{os.sep}dns{os.sep}", "dnspython"),
     (f"{os.sep}asyncio{os.sep}", "asyncio event loop"),
 )
@@ -72,10 +85,15 @@ def _proc_cpu(pid: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true")
-    parser.add_argument("--resolver", choices=("stub", "dnspython"), default="stub")
+    parser.add_argument("--resolver", choices=("stub", "pooled", "dnspython"), default="stub")
     parser.add_argument("--concurrency", type=int, default=bulk.CONCURRENCY)
+    parser.add_argument("--raw", action="store_true", help="the transport alone (see above)")
+    parser.add_argument("--rounds", type=int, default=20, help="with --raw (default 20)")
     args = parser.parse_args()
     width = args.concurrency
+    if args.raw:
+        raw_transport(2 if args.smoke else args.rounds, width)
+        return
     count = 20 if args.smoke else bulk.DOMAINS
     zone_text, domains = bulk.generate(count)
     with tempfile.TemporaryDirectory(prefix="mxselect-profile-") as tmp:
@@ -87,13 +105,15 @@ def main() -> None:
                 resolver: object = aio
                 if args.resolver == "stub":
                     resolver = bulk.StubResolver([("127.0.0.1", env.resolver_port)])
+                elif args.resolver == "pooled":  # the previous design, for comparison
+                    resolver = bulk.PooledStubResolver([("127.0.0.1", env.resolver_port)])
                 recorded = bulk.record_batches(aio, domains)
 
                 def selections() -> object:
                     return bulk.run_mxselect(resolver, domains, width)  # type: ignore[arg-type]
 
                 def floor() -> object:
-                    if isinstance(resolver, bulk.StubResolver):
+                    if isinstance(resolver, bulk.StubResolver | bulk.PooledStubResolver):
                         return bulk.run_stub_floor(resolver, recorded)
                     return bulk.run_floor(aio, recorded)
 
@@ -159,6 +179,88 @@ def main() -> None:
                 f" ms, 90th percentile {sorted(result)[len(result) * 9 // 10] * 1000:.1f} ms"
             )
         print(table.render())
+
+
+RAW_NAMES = 500
+RAW_QUERIES = 3000
+
+
+def raw_transport(rounds: int, width: int) -> None:
+    """Client CPU per query of raw batches, StubResolver vs the previous pooled design."""
+    import asyncio
+    import gc
+    import random
+    import resource
+
+    from mxselect import Query, RRType
+
+    zone = "$ORIGIN raw.test.\n$TTL 300\n@ SOA ns hostmaster 1 3600 900 604800 60\n" + "".join(
+        f"h{i} A 198.51.100.{i % 250 + 1}\n" for i in range(RAW_NAMES)
+    )
+    queries = [Query(f"h{i}.raw.test.", RRType.A) for i in range(RAW_NAMES)]
+
+    def run(resolver: bulk.StubResolver | bulk.PooledStubResolver, count: int) -> None:
+        async def main() -> None:
+            todo = list(range(count // 4))
+
+            async def worker() -> None:
+                while todo:
+                    k = todo.pop()
+                    batch = [queries[(k * 4 + j) % RAW_NAMES] for j in range(4)]
+                    answers = await resolver.aresolve_batch(batch)
+                    assert all(a.addresses for a in answers), answers
+
+            await asyncio.gather(*(worker() for _ in range(width)))
+
+        asyncio.run(main())
+
+    with tempfile.TemporaryDirectory(prefix="mxselect-raw-") as tmp:
+        zone_file = Path(tmp) / "zone"
+        zone_file.write_text(zone)
+        with server_process("delay", str(zone_file), "0") as port:
+            resolvers = {
+                "StubResolver (a socket per query)": bulk.StubResolver([("127.0.0.1", port)]),
+                "previous pooled design": bulk.PooledStubResolver([("127.0.0.1", port)]),
+            }
+            for resolver in resolvers.values():
+                run(resolver, 1000)  # warm up (the server's cache too)
+            samples: dict[str, list[tuple[float, float]]] = {name: [] for name in resolvers}
+            order = list(resolvers.items())
+            rng = random.Random(5)
+            for _ in range(rounds):
+                rng.shuffle(order)
+                for name, resolver in order:
+                    gc.collect()
+                    before = resource.getrusage(resource.RUSAGE_SELF)
+                    run(resolver, RAW_QUERIES)
+                    after = resource.getrusage(resource.RUSAGE_SELF)
+                    samples[name].append(
+                        (
+                            (after.ru_utime - before.ru_utime) / RAW_QUERIES,
+                            (after.ru_stime - before.ru_stime) / RAW_QUERIES,
+                        )
+                    )
+    table = Table(
+        f"Client CPU per query, raw aresolve_batch (4 A queries each, {width} in flight), "
+        f"loopback server answering at once, {rounds} rounds of {RAW_QUERIES} queries",
+        ["transport", "CPU µs/query (median)", "user µs", "system µs", "min–max µs"],
+    )
+    for name, values in samples.items():
+        total = [u + s for u, s in values]
+        table.rows.append(
+            [
+                name,
+                f"{statistics.median(total) * 1e6:.1f}",
+                f"{statistics.median([u for u, _ in values]) * 1e6:.1f}",
+                f"{statistics.median([s for _, s in values]) * 1e6:.1f}",
+                f"{min(total) * 1e6:.1f}–{max(total) * 1e6:.1f}",
+            ]
+        )
+    table.notes.append(
+        f"load average {os.getloadavg()[0]:.2f} (1 min) at the end; rounds alternate in a "
+        "shuffled order; both use this tree's codec (mxselect._wire)."
+    )
+    print(table.render())
 
 
 def _timed(resolver: object, domains: list[str], width: int) -> list[float]:
