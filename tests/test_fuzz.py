@@ -236,7 +236,6 @@ class Crafted(dns.resolver.Resolver):
         else:
             records = draw(address_rrsets(owner, rdtype))
         response.answer.append(records)
-        top_bit = any(r.ttl >= TOP_BIT for r in response.answer)
         # As received: through the wire format, then what dnspython's Resolver does with the
         # response (Answer() follows the chain, raises NoAnswer when nothing answers).
         received = dns.message.from_wire(response.to_wire())
@@ -247,7 +246,10 @@ class Crafted(dns.resolver.Resolver):
                 self.answered |= {ipaddress.ip_address(r.address) for r in answer.rrset}
             if rdtype == dns.rdatatype.MX:
                 # dnspython reads such a TTL as 0 off the wire: the selection must say 0 too.
-                self.mx_top_bit = top_bit
+                # Only the RRsets the chain used count: a CNAME loop beside an MX RRset at the
+                # same name is never followed (the data is found first), so its TTL is not.
+                used = [*answer.chaining_result.cnames, answer.rrset]
+                self.mx_top_bit = any(r.ttl >= TOP_BIT for r in response.answer if r in used)
         return answer
 
 
