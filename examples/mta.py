@@ -82,7 +82,7 @@ async def deliver(
             await handshake(smtp, target, tls_context)
         except HandshakeError as exc:
             plan.handshake_failed(target, exc.code, exc.text, stage=exc.stage)
-            await _close(smtp)
+            smtp.close()
             continue
         try:
             _errors, reply = await smtp.sendmail(sender, [recipient], message)
@@ -95,17 +95,8 @@ async def deliver(
         except (aiosmtplib.SMTPException, OSError) as exc:
             plan.lost(target, str(exc))
         finally:
-            await _close(smtp)
+            smtp.close()
     return plan.outcome
-
-
-async def _close(smtp: aiosmtplib.SMTP) -> None:
-    """Close the connection and let the event loop finish closing its transport (after a
-    failed TLS handshake the socket is still closing when close() returns; a loop that
-    ended then would leave it unclosed)."""
-    smtp.close()
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
 
 
 class HandshakeError(Exception):
