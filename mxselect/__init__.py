@@ -12,14 +12,26 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._answers import Answer, MXRecord, Query, RRType, Security, Status
+from ._answers import Answer, MXRecord, Query, RRType, Security, Status, TLSARecord
 from ._core import CNAME_CHAIN_LIMIT, SelectionPlan
 from ._drivers import aselect_targets, select_targets
-from ._model import Host, Selection, SelectionWarning, Target, Trace, TraceStep, WarningCode
-from ._policy import DEFAULT_UNSAFE_NETWORKS, Families, Policy
+from ._model import (
+    OPPORTUNISTIC_TLS,
+    Host,
+    Posture,
+    Selection,
+    SelectionWarning,
+    Target,
+    TlsRequirement,
+    Trace,
+    TraceStep,
+    WarningCode,
+)
+from ._policy import DEFAULT_UNSAFE_NETWORKS, Dane, Families, InsecureMX, Policy
 from .cache import CacheStats, CachingResolver
 from .delivery import Attempt, DeliveryPlan, DeliveryStatus, HandshakeStage, HostStatus, Outcome
 from .exceptions import (
+    DaneRequiredError,
     DNSTemporaryError,
     InvalidDomainError,
     MailLoopError,
@@ -29,6 +41,7 @@ from .exceptions import (
     NoUsableTargetsError,
     NullMXError,
     PermanentError,
+    SecureDeliveryError,
     TemporaryError,
 )
 from .typing import AsyncResolver, Resolver
@@ -56,18 +69,22 @@ else:
 __all__ = [
     "CNAME_CHAIN_LIMIT",
     "DEFAULT_UNSAFE_NETWORKS",
+    "OPPORTUNISTIC_TLS",
     "Answer",
     "AsyncResolver",
     "Attempt",
     "CacheStats",
     "CachingResolver",
     "DNSTemporaryError",
+    "Dane",
+    "DaneRequiredError",
     "DeliveryPlan",
     "DeliveryStatus",
     "Families",
     "HandshakeStage",
     "Host",
     "HostStatus",
+    "InsecureMX",
     "InvalidDomainError",
     "MXRecord",
     "MXSelectError",
@@ -79,16 +96,20 @@ __all__ = [
     "Outcome",
     "PermanentError",
     "Policy",
+    "Posture",
     "Query",
     "RRType",
     "Resolver",
+    "SecureDeliveryError",
     "Security",
     "Selection",
     "SelectionPlan",
     "SelectionWarning",
     "Status",
+    "TLSARecord",
     "Target",
     "TemporaryError",
+    "TlsRequirement",
     "Trace",
     "TraceStep",
     "WarningCode",

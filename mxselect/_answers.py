@@ -25,16 +25,24 @@ __all__ = [
     "RRType",
     "Security",
     "Status",
+    "TLSARecord",
     "least_secure",
 ]
 
 
 class RRType(enum.Enum):
-    """The record types mxselect asks for. Never ANY, never WKS (RFC 1123 §5.2.12)."""
+    """The record types mxselect asks for. Never ANY, never WKS (RFC 1123 §5.2.12).
+
+    ``TLSA`` and ``CNAME`` are asked only with DANE on (:attr:`Policy.dane`): TLSA at
+    ``_<port>._tcp.<host>`` (RFC 7672 §2.2.3), CNAME only to learn whether an alias whose
+    final addresses are insecure is itself signed (RFC 7672 §2.1.3).
+    """
 
     MX = "MX"
     A = "A"
     AAAA = "AAAA"
+    TLSA = "TLSA"
+    CNAME = "CNAME"
 
     def __str__(self) -> str:
         return self.value
@@ -81,7 +89,8 @@ def least_secure(*statuses: Security) -> Security:
 class Status(enum.Enum):
     """What a lookup established."""
 
-    #: NOERROR with records of the asked type (``Answer.mx`` or ``Answer.addresses``).
+    #: NOERROR with records of the asked type (``Answer.mx``, ``Answer.addresses`` or
+    #: ``Answer.tlsa``). A CNAME query's record is reported as ``ALIAS`` with its target.
     RECORDS = "records"
     #: NOERROR, the name exists, no records of the asked type (RFC 2308 §2.2).
     NODATA = "nodata"
@@ -130,6 +139,55 @@ class MXRecord:
     exchange: str
 
 
+#: The digest lengths of the TLSA matching types (RFC 6698 §2.1.3): SHA2-256(1), SHA2-512(2).
+_DIGEST_LENGTHS = {1: 32, 2: 64}
+
+
+@attrs.frozen
+class TLSARecord:
+    """One TLSA record (RFC 6698 §2.1): ``usage selector mtype data``.
+
+    Attributes:
+        usage: 0 PKIX-TA, 1 PKIX-EE, 2 DANE-TA, 3 DANE-EE (RFC 6698 §2.1.1, RFC 7218).
+        selector: 0 the full certificate, 1 its SubjectPublicKeyInfo (RFC 6698 §2.1.2).
+        mtype: 0 the exact data, 1 SHA2-256, 2 SHA2-512 of it (RFC 6698 §2.1.3).
+        data: the certificate association data (binary, not hex).
+    """
+
+    usage: int
+    selector: int
+    mtype: int
+    data: bytes
+
+    @property
+    def usable(self) -> bool:
+        """Whether an SMTP client can use the record (RFC 7672 §3.1.3, RFC 6698 §4.1).
+
+        DANE-TA(2) and DANE-EE(3) only: PKIX-TA(0) and PKIX-EE(1) "MAY" be treated as unusable
+        by SMTP clients (RFC 7672 §3.1.3), as Postfix and Exim do, since no CA list is shared
+        for SMTP. Selector 0 or 1, matching type 0, 1 or 2; a digest of the wrong length, or
+        empty data, is "malformed" and unusable (RFC 6698 §4.1 "MUST be considered
+        unusable").
+        """
+        if self.usage not in (2, 3) or self.selector not in (0, 1) or not self.data:
+            return False
+        if self.mtype == 0:
+            return True
+        return _DIGEST_LENGTHS.get(self.mtype) == len(self.data)
+
+    def __str__(self) -> str:
+        return f"{self.usage} {self.selector} {self.mtype} {self.data.hex()}"
+
+
+def _to_tlsa(value: TLSARecord | tuple[int, int, int, bytes | str]) -> TLSARecord:
+    if isinstance(value, TLSARecord):
+        return value
+    usage, selector, mtype, data = value
+    return TLSARecord(
+        usage, selector, mtype, bytes.fromhex(data) if isinstance(data, str) else data
+    )
+
+
 def _to_mx(value: MXRecord | tuple[int, str]) -> MXRecord:
     if isinstance(value, MXRecord):
         return value
@@ -153,6 +211,7 @@ class Answer:
         addresses: the addresses, in the order received (``RECORDS`` answer to A/AAAA).
         canonical_name: the name at the end of the CNAME chain, if the queried name was an
             alias; for ``ALIAS``, the target still to resolve.
+        tlsa: the TLSA records (``RECORDS`` answer to a TLSA query; RFC 6698 §2.1).
         aliases: the owner names of the CNAME records followed, in order, starting with the
             queried name (optional; ``canonical_name`` alone is enough).
         ttl: the smallest TTL of the records used (for NODATA/NXDOMAIN: the negative TTL of
@@ -166,6 +225,7 @@ class Answer:
     status: Status
     mx: tuple[MXRecord, ...] = ()
     addresses: tuple[IPAddress, ...] = ()
+    tlsa: tuple[TLSARecord, ...] = ()
     canonical_name: str | None = None
     aliases: tuple[str, ...] = ()
     ttl: int | None = None
@@ -206,6 +266,27 @@ class Answer:
         return cls(
             status=Status.RECORDS,
             addresses=tuple(_to_address(a) for a in addresses),
+            ttl=ttl,
+            canonical_name=canonical_name,
+            aliases=tuple(aliases),
+            security=security,
+        )
+
+    @classmethod
+    def from_tlsa(
+        cls,
+        records: Iterable[TLSARecord | tuple[int, int, int, bytes | str]],
+        *,
+        ttl: int | None = None,
+        canonical_name: str | None = None,
+        aliases: Iterable[str] = (),
+        security: Security = Security.UNKNOWN,
+    ) -> Answer:
+        """TLSA records, e.g. ``Answer.from_tlsa([(3, 1, 1, "ab12...")], security=SECURE)``
+        (the data as bytes or hex)."""
+        return cls(
+            status=Status.RECORDS,
+            tlsa=tuple(_to_tlsa(r) for r in records),
             ttl=ttl,
             canonical_name=canonical_name,
             aliases=tuple(aliases),

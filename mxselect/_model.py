@@ -8,13 +8,16 @@ from typing import Any, overload
 
 import attrs
 
-from ._answers import IPAddress, Security
+from ._answers import IPAddress, Security, TLSARecord
 
 __all__ = [
+    "OPPORTUNISTIC_TLS",
     "Host",
+    "Posture",
     "Selection",
     "SelectionWarning",
     "Target",
+    "TlsRequirement",
     "Trace",
     "TraceStep",
     "WarningCode",
@@ -51,6 +54,17 @@ class WarningCode(enum.Enum):
     #: More MX hosts than one batch resolves (``max_mx_hosts``): the rest are resolved in
     #: further batches only while none is usable, within ``max_address_queries``.
     MX_HOSTS_CAPPED = "mx-hosts-capped"
+    #: A host's TLSA lookup failed (SERVFAIL, timeout, bogus...): the host is unusable, never
+    #: reached without DANE (RFC 7672 §2.1.2 "MUST treat that server as unreachable").
+    TLSA_LOOKUP_FAILED = "tlsa-lookup-failed"
+    #: A host's secure TLSA RRset has no usable record: TLS is required, unauthenticated
+    #: (RFC 7672 §2.2, RFC 6698 §4.1).
+    TLSA_UNUSABLE = "tlsa-unusable"
+    #: Mandatory DANE and a host without usable secure TLSA records: unusable (RFC 7672 §6).
+    DANE_REQUIRED = "dane-required"
+    #: DANE is on but the resolver reported no DNSSEC status for any answer (untrusted, or it
+    #: cannot say): every host is opportunistic (RFC 7672 §2.1.1; Postfix's dnssec_probe).
+    DNSSEC_UNAVAILABLE = "dnssec-unavailable"
 
 
 @attrs.frozen
@@ -177,6 +191,75 @@ def _as_trace(value: Iterable[TraceStep]) -> Trace:
     return value if isinstance(value, Trace) else Trace.of(value)
 
 
+class Posture(enum.Enum):
+    """How TLS must be used with a host (RFC 7672 §2.2; Postfix's TLS security levels)."""
+
+    #: Secure TLSA records with a usable one, via a secure MX RRset: TLS, authenticated by the
+    #: TLSA records; delivery may be logged as verified (RFC 7672 §2.2 first bullet).
+    DANE = "dane"
+    #: The same checks, but the MX RRset was not secure: log as "trusted", never as verified
+    #: delivery to the domain (RFC 7672 §2.2.1 "MUST NOT be misrepresented").
+    DANE_INSECURE_MX = "dane-insecure-mx"
+    #: A secure TLSA RRset without a usable record (or an insecure MX with
+    #: :attr:`InsecureMX.ENCRYPT`): TLS is required, not authenticated (RFC 7672 §2.2 second
+    #: bullet).
+    DANE_ENCRYPT = "dane-encrypt"
+    #: STARTTLS when offered, cleartext otherwise; a failed handshake may be retried in
+    #: cleartext (RFC 7672 §2.2 third bullet; RFC 3207).
+    OPPORTUNISTIC = "opportunistic"
+
+    def __str__(self) -> str:
+        return self.value
+
+    __hash__ = object.__hash__
+
+
+@attrs.frozen(kw_only=True)
+class TlsRequirement:
+    """How the MTA must use TLS with a host: everything decided, nothing to re-derive.
+
+    Attributes:
+        posture: the :class:`Posture`.
+        required: ``True``: no cleartext delivery -- no STARTTLS offered, or a failed
+            handshake, means the next target (RFC 7672 §2.2: "MUST employ TLS").
+        authenticate: ``"dane"``: verify the peer against :attr:`tlsa` (``mxselect.dane``),
+            not against a CA list or by name for DANE-EE (RFC 7672 §3.1.1); ``None``: no
+            authentication required.
+        sni: the server name to send in the TLS SNI extension: the TLSA base domain
+            (RFC 7672 §8.1); ``None`` when no name is required.
+        reference_ids: the names a DANE-TA(2) certificate must match (RFC 7672 §3.2.2): the
+            TLSA base domain first, then for a secure MX the next-hop domain and its
+            CNAME-expanded form; with an insecure MX the MX host name only.
+        tlsa: the usable TLSA records to match, after digest agility (RFC 7671 §9).
+        tlsa_base_domain: the name whose ``_<port>._tcp`` TLSA records were used
+            (RFC 7672 §2.2.3), or ``None``.
+        rule: the RFC sentence that decided the posture.
+    """
+
+    posture: Posture
+    required: bool = False
+    authenticate: str | None = None
+    sni: str | None = None
+    reference_ids: tuple[str, ...] = ()
+    tlsa: tuple[TLSARecord, ...] = ()
+    tlsa_base_domain: str | None = None
+    rule: str = ""
+
+    def __str__(self) -> str:
+        if self.posture in (Posture.DANE, Posture.DANE_INSECURE_MX):
+            return f"{self.posture} " + ", ".join(
+                f"{r.usage} {r.selector} {r.mtype}" for r in self.tlsa
+            )
+        return str(self.posture)
+
+
+#: The requirement of every target without DANE: opportunistic TLS (one shared value).
+OPPORTUNISTIC_TLS = TlsRequirement(
+    posture=Posture.OPPORTUNISTIC,
+    rule="RFC 3207 / RFC 7672 §2.2: no secure TLSA records: opportunistic TLS, cleartext allowed",
+)
+
+
 @attrs.frozen
 class Target:
     """One address to try, in order.
@@ -186,11 +269,13 @@ class Target:
             address literal as written).
         preference: the MX preference (0 for an implicit MX or an address literal).
         address: the IP address to connect to.
+        tls: how TLS must be used with it (its host's :class:`TlsRequirement`).
     """
 
     host: str
     preference: int
     address: IPAddress
+    tls: TlsRequirement = OPPORTUNISTIC_TLS
 
     @property
     def family(self) -> int:
@@ -213,12 +298,18 @@ class Host:
             family count 1), each family in the order the resolver returned it (RFC 5321 §5.1).
         canonical_name: the name at the end of its CNAME chain (== ``name`` when no CNAME;
             RFC 7671 §7 uses it as the TLSA base domain).
+        tls: how TLS must be used with it (:class:`TlsRequirement`; opportunistic without
+            DANE).
+        address_security: the DNSSEC status of its address answers, CNAMEs included (the
+            least secure family that gave addresses; ``UNKNOWN`` for an address literal).
     """
 
     name: str
     preference: int
     addresses: tuple[IPAddress, ...]
     canonical_name: str
+    tls: TlsRequirement = OPPORTUNISTIC_TLS
+    address_security: Security = Security.UNKNOWN
 
 
 @attrs.frozen(kw_only=True)

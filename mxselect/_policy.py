@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 import attrs
 
-__all__ = ["DEFAULT_UNSAFE_NETWORKS", "Families", "Policy"]
+__all__ = ["DEFAULT_UNSAFE_NETWORKS", "Dane", "Families", "InsecureMX", "Policy"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -36,6 +36,57 @@ class Families(enum.Enum):
     IPV4_ONLY = "ipv4-only"
     #: IPv6 only: A is never queried (RFC 5321 §5.2).
     IPV6_ONLY = "ipv6-only"
+
+
+class Dane(enum.Enum):
+    """Whether DANE (RFC 7672) decides how TLS is used with each MX host.
+
+    With DANE on, the plan asks for TLSA records after the addresses (RFC 7672 §2.2.2) of
+    the hosts whose addresses are DNSSEC-secure, and every target carries the
+    :class:`~mxselect.TlsRequirement` that follows (RFC 7672 §2.2). It needs a resolver whose
+    DNSSEC status the caller trusts (:class:`~mxselect.Security`).
+    """
+
+    #: No TLSA query; every target is opportunistic TLS (today's plan, query for query).
+    OFF = "off"
+    #: DANE where published: a host with a secure usable TLSA RRset must be reached over
+    #: authenticated TLS; elsewhere opportunistic TLS (Postfix ``dane``, Exim
+    #: ``hosts_try_dane``).
+    OPPORTUNISTIC = "opportunistic"
+    #: Only hosts with secure usable TLSA records are used; a domain without them, or with an
+    #: insecure MX RRset, is deferred with 451 4.7.5 (RFC 7672 §6; Postfix ``dane-only``, Exim
+    #: ``hosts_require_dane``).
+    MANDATORY = "mandatory"
+
+
+class InsecureMX(enum.Enum):
+    """What DANE does with hosts named by an MX RRset that is not DNSSEC-secure
+    (RFC 7672 §2.2.1; Postfix ``smtp_tls_dane_insecure_mx_policy``)."""
+
+    #: Use their TLSA records as for a secure MX (the RFC's MAY, Postfix's default since 3.6);
+    #: the posture is :attr:`Posture.DANE_INSECURE_MX`, never logged as verified delivery,
+    #: and the MX host name is the only reference identifier (RFC 7672 §3.2.2).
+    DANE = "dane"
+    #: Secure TLSA records only make TLS mandatory, without authentication (Postfix
+    #: ``encrypt``).
+    ENCRYPT = "encrypt"
+    #: Ignore DANE for them: no TLSA query, opportunistic TLS (Postfix ``may``).
+    MAY = "may"
+
+
+def _port(_inst: object, _attribute: object, value: int) -> None:
+    if not 1 <= value <= 65535:
+        raise ValueError(f"tlsa_port must be 1..65535, got {value}")
+
+
+def _digest_order(value: Iterable[int]) -> tuple[int, ...]:
+    order = tuple(value)
+    if not order or any(m not in (1, 2) for m in order) or len(set(order)) != len(order):
+        raise ValueError(
+            "digest_order lists TLSA matching types 1 (SHA2-256) and/or 2 (SHA2-512), "
+            f"strongest first, each once; got {order!r}"
+        )
+    return order
 
 
 def _networks(values: Iterable[str | Network]) -> tuple[Network, ...]:
@@ -148,6 +199,16 @@ class Policy:
             networks with :meth:`with_unsafe` (e.g. RFC 1918), take some out with
             :meth:`without_unsafe` (e.g. ``127.0.0.0/8`` for a test deployment), or pass ``()``
             to allow everything.
+        dane: DANE for the hosts (:class:`Dane`; default :attr:`Dane.OFF`, which sends exactly
+            the queries of a plan without DANE).
+        dane_insecure_mx: DANE for hosts of an MX RRset that is not secure (:class:`InsecureMX`;
+            default :attr:`InsecureMX.DANE`, Postfix's).
+        tlsa_port: the port in the TLSA query name ``_<port>._tcp.<host>`` (RFC 7672 §2.2.3:
+            25, or the port of a custom route, e.g. 587 for a submission relay).
+        digest_order: the TLSA digest algorithms (matching types) from strongest to weakest
+            (RFC 7671 §9 digest agility): of the usable records of one usage and selector, only
+            Full(0) ones and those of the strongest listed type present are kept; a type not
+            listed is unusable. Default ``(2, 1)``: SHA2-512, then SHA2-256.
     """
 
     families: Families = attrs.field(default=Families.ANY, converter=Families)
@@ -168,6 +229,10 @@ class Policy:
     unsafe_networks: tuple[Network, ...] = attrs.field(
         default=DEFAULT_UNSAFE_NETWORKS, converter=_networks
     )
+    dane: Dane = attrs.field(default=Dane.OFF, converter=Dane)
+    dane_insecure_mx: InsecureMX = attrs.field(default=InsecureMX.DANE, converter=InsecureMX)
+    tlsa_port: int = attrs.field(default=25, validator=_port)
+    digest_order: tuple[int, ...] = attrs.field(default=(2, 1), converter=_digest_order)
 
     def with_unsafe(self, *networks: str | Network) -> Policy:
         """A copy with more unsafe networks, e.g. ``policy.with_unsafe("10.0.0.0/8")``."""

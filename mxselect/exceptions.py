@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DNSTemporaryError",
+    "DaneRequiredError",
     "InvalidDomainError",
     "MXSelectError",
     "MailLoopError",
@@ -51,6 +52,7 @@ __all__ = [
     "NoUsableTargetsError",
     "NullMXError",
     "PermanentError",
+    "SecureDeliveryError",
     "TemporaryError",
 ]
 
@@ -222,3 +224,22 @@ class NoPrimaryRelayError(TemporaryError):
 
     reply_code = 451
     status = "4.4.4"
+
+
+class DaneRequiredError(TemporaryError):
+    """Mandatory DANE (:attr:`Dane.MANDATORY`) cannot be met now: the MX RRset is not
+    DNSSEC-secure (RFC 7672 §2.2.1 "delivery MUST be delayed"), the resolver gives no DNSSEC
+    status, or no host has usable secure TLSA records (RFC 7672 §6 "message delivery is
+    delayed"). Temporary, as in Postfix (``dane-only``): never a bounce."""
+
+    reply_code = 451
+    status = "4.7.5"
+
+
+class SecureDeliveryError(TemporaryError):
+    """Every host that could be used was made unusable by a failed TLSA lookup (SERVFAIL,
+    timeout, bogus...): RFC 7672 §2.1.2 "If no servers are reachable, delivery is delayed"
+    (Postfix: "TLSA lookup error"). Temporary: never a bounce, never cleartext."""
+
+    reply_code = 451
+    status = "4.7.5"
