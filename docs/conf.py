@@ -67,7 +67,8 @@ python_use_unqualified_type_names = True
 nitpicky = True
 nitpick_ignore_regex = [
     (r"py:.*", r"(ipaddress|random|asyncio|collections\.abc|concurrent|enum|ssl|types)\..*"),
-    (r"py:.*", r"(dns|aiodns|pycares|attrs|attr)\..*"),
+    (r"py:.*", r"(datetime)\..*"),
+    (r"py:.*", r"(dns|aiodns|pycares|attrs|attr|cryptography)\..*"),
     # A private module named in mxselect.stub's docstring (the wire codec), not documented.
     (r"py:mod", r"mxselect\._wire"),
 ]

@@ -63,7 +63,7 @@ NOT_RUN = [
 
 #: Modules of the optional extras that some examples import: without them (outside CI, where
 #: every extra is installed) the rest of that page is skipped.
-OPTIONAL = {"aiodns": "aiodns", "aiosmtplib": "examples"}
+OPTIONAL = {"aiodns": "aiodns", "aiosmtplib": "examples", "cryptography": "dane"}
 
 #: The port the pages give for "your recursive resolver" (replaced by the test server's).
 DOC_PORT = "5353"
