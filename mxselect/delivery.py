@@ -46,6 +46,13 @@ The rules (Postfix's smtp client is the anchor):
   moves on (RFC 7672 §2.2, RFC 8461 §5: fall back to the next server or delay delivery);
 * a failed handshake does not make the address "unreachable": the host answered, so it is not
   remembered as down (RFC 5321 §4.5.4.1 keeps the hosts it *cannot reach*);
+* TLS failures are judged by the target's :class:`~mxselect.TlsRequirement`
+  (:meth:`~mxselect.DeliveryPlan.tls_failed`): with opportunistic TLS the same target comes
+  back once for a cleartext retry (RFC 7672 §2.2 "MAY retry in cleartext";
+  :attr:`~mxselect.DeliveryPlan.cleartext_retry`); with required TLS (DANE) the next target is
+  tried and, if none is left, the message is deferred with 451 4.7.5 -- never bounced, never
+  sent in cleartext (RFC 7672 §2.2, §3.2, §9.1). Either way it is a failed handshake, not a
+  session;
 * when targets or limits run out, the message is deferred with the last 4xx reply (a 421
   greeting counts, like Postfix's "host X refused to talk to me: 421 ..."), or 451 4.4.1 when
   no host answered with one (RFC 3463 X.4.1 "No answer from host"); the message lists every
@@ -62,7 +69,7 @@ from collections.abc import Callable, Iterator
 import attrs
 
 from ._answers import IPAddress
-from ._model import Selection, Target
+from ._model import Posture, Selection, Target
 
 __all__ = [
     "Attempt",
@@ -121,6 +128,25 @@ class HandshakeStage(enum.Enum):
     STARTTLS = "STARTTLS"
     #: The TLS handshake after STARTTLS failed (certificate, protocol, connection lost).
     TLS = "TLS handshake"
+
+
+#: The RFC 8460 result types (IANA "STARTTLS Validation Result Types") that
+#: :meth:`DeliveryPlan.tls_failed` takes.
+_RESULT_TYPES = frozenset(
+    {
+        "starttls-not-supported",
+        "certificate-host-mismatch",
+        "certificate-expired",
+        "certificate-not-trusted",
+        "validation-failure",
+        "tlsa-invalid",
+        "dnssec-invalid",
+        "dane-required",
+        "sts-policy-fetch-error",
+        "sts-policy-invalid",
+        "sts-webpki-invalid",
+    }
+)
 
 
 @attrs.frozen
@@ -266,6 +292,10 @@ class DeliveryPlan:
         attempts: every report so far, as ``(target, Attempt, reply_code, text)``.
         sessions: how many sessions counted toward ``session_limit`` so far (a session counts
             when it ends; one that failed its handshake never does).
+        tls_successes: how many TLS sessions were established (and, for DANE, authenticated):
+            :meth:`tls_ok` reports (an RFC 8460 report's ``total-successful-session-count``).
+        tls_failures: every :meth:`tls_failed` report, as ``(target, result_type, detail)``
+            (RFC 8460 failure details).
     """
 
     def __init__(
@@ -290,6 +320,8 @@ class DeliveryPlan:
         self.targets: tuple[Target, ...] = targets
         self.attempts: list[tuple[Target, Attempt, int, str]] = []
         self.sessions = 0
+        self.tls_successes = 0
+        self.tls_failures: list[tuple[Target, str, str]] = []
         self._next = 0
         self._current: Target | None = None
         self._in_session = False
@@ -297,6 +329,8 @@ class DeliveryPlan:
         self._outcome = Outcome(DeliveryStatus.PENDING)
         self._last_temporary: Outcome | None = None
         self._failures: list[str] = []
+        self._cleartext_next = False  # the current target comes back for a cleartext retry
+        self._cleartext = False  # the current target is that retry
 
     # -- walking -----------------------------------------------------------------------------
 
@@ -320,6 +354,12 @@ class DeliveryPlan:
             return None
         if self._current is not None and (not self._reported or self._in_session):
             raise RuntimeError(f"report how the attempt on {self._current} ended first")
+        if self._cleartext_next:  # the same address again, not counted toward address_limit
+            self._cleartext_next = False
+            self._cleartext = True
+            self._reported = False
+            return self._current
+        self._cleartext = False
         if self._next >= len(self.targets):
             self._give_up(f"all {len(self.targets)} targets tried")
             return None
@@ -341,6 +381,15 @@ class DeliveryPlan:
             if target is None:
                 return
             yield target
+
+    @property
+    def cleartext_retry(self) -> bool:
+        """``True`` when the target just returned is a **cleartext retry**: the same target
+        again, right after :meth:`tls_failed` on it with opportunistic TLS (RFC 7672 §2.2:
+        "The MTA MAY retry in cleartext when delivery via TLS fails during the handshake").
+        Connect again and do not send STARTTLS. It comes back once, and does not count
+        toward ``address_limit`` (the same address)."""
+        return self._cleartext
 
     # -- reports -----------------------------------------------------------------------------
 
@@ -404,6 +453,81 @@ class DeliveryPlan:
             self._bounce(target, code, text)
         elif 400 <= code <= 499:
             self._temporary_reply(target, code, text)
+
+    def tls_failed(self, target: Target, result_type: str, detail: str = "") -> bool:
+        """TLS with ``target`` failed: STARTTLS not offered or refused when TLS is required
+        (``"starttls-not-supported"``), the TLS handshake failed, or the peer did not
+        authenticate (:func:`mxselect.dane.verify`'s ``result_type``:
+        ``"validation-failure"``, ``"certificate-host-mismatch"``...). ``result_type`` is an
+        RFC 8460 result type; ``detail`` says what happened (it ends up in the outcome).
+
+        What comes next is decided by ``target.tls`` (:class:`~mxselect.TlsRequirement`):
+
+        * opportunistic TLS (:attr:`~mxselect.Posture.OPPORTUNISTIC`, not ``required``): the
+          same target comes back from :meth:`next_target` once, with :attr:`cleartext_retry`
+          set: connect again without STARTTLS (RFC 7672 §2.2 third bullet "MAY retry in
+          cleartext"). Returns ``True``. A TLS failure during that retry moves on.
+        * required TLS (``tls.required``, every DANE posture): the next target (RFC 7672
+          §2.2: "MUST result in falling back to the next SMTP server or delayed delivery";
+          §3.2 "Messages MUST NOT be delivered via the SMTP server if authentication fails").
+          It is a temporary failure: when the targets run out after it, the message is
+          deferred with **451 4.7.5** (RFC 3463 X.7.5 "Cryptographic failure", as Postfix),
+          never bounced (RFC 7672 §9.1). Returns ``False``.
+
+        Like :meth:`handshake_failed` (which it is, at the STARTTLS or TLS stage), it is not a
+        session -- with or without :meth:`connected` before it -- and the host answered, so it
+        is not remembered as down (Postfix ``smtp_mx_session_limit`` "ignores sessions that
+        fail to complete the ... TLS handshake"). It is recorded in :attr:`attempts` as
+        :attr:`Attempt.HANDSHAKE_FAILED` and in :attr:`tls_failures`.
+
+        Raises:
+            ValueError: ``result_type`` is not an RFC 8460 result type.
+        """
+        if result_type not in _RESULT_TYPES:
+            raise ValueError(
+                f"not an RFC 8460 result type: {result_type!r} (one of "
+                + ", ".join(sorted(_RESULT_TYPES))
+                + ")"
+            )
+        self._check(target, session_ok=True)
+        if not self._in_session:
+            self._start_session(target)  # it answered: reachable
+        self._in_session = False  # ... and not counted
+        stage = (
+            HandshakeStage.STARTTLS
+            if result_type == "starttls-not-supported"
+            else HandshakeStage.TLS
+        )
+        text = f"{result_type}: {detail}" if detail else result_type
+        self._log(target, Attempt.HANDSHAKE_FAILED, 0, text)
+        self.tls_failures.append((target, result_type, detail))
+        required = target.tls.required or target.tls.posture is not Posture.OPPORTUNISTIC
+        if not required and not self._cleartext:
+            self._failures.append(f"{target}: {stage.value}: {text} (retrying in cleartext)")
+            self._cleartext_next = True
+            return True
+        self._failures.append(f"{target}: {stage.value}: {text}")
+        if required:
+            posture = target.tls.posture
+            self._last_temporary = Outcome(
+                DeliveryStatus.DEFERRED,
+                451,
+                "4.7.5",
+                f"{target.host}: 4.7.5 TLS required ({posture}): {text}",
+                target,
+            )
+        return False
+
+    def tls_ok(self, target: Target) -> None:
+        """TLS with ``target`` is up -- and, with DANE, authenticated
+        (:func:`mxselect.dane.verify` was ``ok``): counted in :attr:`tls_successes`. Call it
+        after the handshake, before ``MAIL FROM``; it changes nothing else (the session goes
+        on: report it as usual)."""
+        if self.done:
+            raise RuntimeError(f"the delivery plan is done ({self._outcome.status.value})")
+        if target != self._current:
+            raise ValueError(f"{target} is not the current target ({self._current})")
+        self.tls_successes += 1
 
     def delivered(self, target: Target, code: int = 250, text: str = "") -> None:
         """The message was accepted (2xx): done, :attr:`DeliveryStatus.DELIVERED`."""
