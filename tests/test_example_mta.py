@@ -367,16 +367,6 @@ def _server_context(where: Path) -> ssl.SSLContext:
     return context
 
 
-# Open (noted for the next session): after a failed TLS or STARTTLS step, a transport or socket
-# of these connections is sometimes collected still open (about 1 run in 3 on this machine),
-# although the example closes the client and awaits it. Only these two tests make a handshake
-# fail; their assertions on the outcome stand.
-_SERVER_TLS_LEAK = pytest.mark.filterwarnings(
-    "ignore:Exception ignored in:pytest.PytestUnraisableExceptionWarning"
-)
-
-
-@_SERVER_TLS_LEAK
 def test_tls_failures_are_not_sessions(
     smtp: Any, send: Callable[..., Outcome], certificates: Callable[[str], Path]
 ) -> None:
@@ -397,7 +387,6 @@ def test_tls_failures_are_not_sessions(
     assert third.tls  # the message came over TLS
 
 
-@_SERVER_TLS_LEAK
 def test_tls_failures_everywhere_are_deferred(
     smtp: Any, send: Callable[..., Outcome], certificates: Callable[[str], Path]
 ) -> None:

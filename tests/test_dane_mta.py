@@ -1,0 +1,273 @@
+"""examples/mta.py over real STARTTLS on loopback, TLS as each target's ``tls`` says: aiosmtpd
+servers on 127.0.0.2 / 127.0.0.3 with certificates made here, targets built by hand with
+their TlsRequirement (RFC 7672 §2.2, §3.2; rows T1, P2, P3 of shared/secure-delivery.md §7)."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import socket
+import ssl
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+if not os.environ.get("CI"):  # in CI (.ci/run installs the extras) a missing package fails
+    pytest.importorskip("aiosmtplib", reason="pip install -e '.[examples]'")
+    pytest.importorskip("aiosmtpd", reason="pip install -e '.[examples]'")
+    pytest.importorskip("cryptography", reason="pip install -e '.[dane]'")
+from aiosmtpd.controller import Controller
+from dane_certs import Cert, Pki, make, pki, requirement, write_chain
+
+import mxselect
+from examples.mta import deliver_to
+from mxselect import Posture, Selection, Target, TLSARecord, TlsRequirement
+from mxselect.delivery import DeliveryStatus, HostStatus, Outcome
+
+MX1, MX2 = "127.0.0.2", "127.0.0.3"
+HOST1, HOST2 = "mx1.example.org", "mx2.example.org"
+SENDER, RECIPIENT = "alice@sender.test", "bob@example.org"
+MESSAGE = b"From: alice@sender.test\r\nTo: bob@example.org\r\nSubject: dane\r\n\r\nhi\r\n"
+
+
+class Handler:
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+        #: for each message, whether it came over TLS
+        self.tls: list[bool] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.received.append(envelope.content)
+        self.tls.append(session.ssl is not None)
+        return "250 2.0.0 queued"
+
+
+def _free_port() -> int:
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind((MX1, 0))
+            port = int(probe.getsockname()[1])
+        try:
+            with socket.socket() as other:
+                other.bind((MX2, port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no port free on both loopback addresses")
+
+
+Start = Callable[..., Handler]
+
+
+@pytest.fixture
+def servers() -> Iterator[tuple[int, Start]]:
+    """(port, start(address, tls=server context or None)): aiosmtpd on address:port, offering
+    STARTTLS with ``tls`` (none without)."""
+    port = _free_port()
+    controllers: list[Controller] = []
+
+    def start(address: str, tls: ssl.SSLContext | None = None) -> Handler:
+        handler = Handler()
+        controller = Controller(handler, hostname=address, port=port, tls_context=tls)
+        controller.start()
+        controllers.append(controller)
+        return handler
+
+    yield port, start
+    for controller in controllers:
+        controller.stop()
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A PKI per host (root -> intermediate -> leaf named after the host)."""
+    return {
+        HOST1: pki(leaf_dns=(HOST1,)),
+        HOST2: pki(leaf_dns=(HOST2,)),
+        "dir": tmp_path_factory.mktemp("dane-mta"),
+    }
+
+
+def server_context(where: Path, *chain: Cert) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*write_chain(where, *chain))
+    return context
+
+
+def full_chain(certs: dict[str, Any], host: str) -> ssl.SSLContext:
+    p: Pki = certs[host]
+    return server_context(certs["dir"] / host, p.leaf, p.inter, p.root)
+
+
+def target(address: str, host: str, preference: int, tls: TlsRequirement) -> Target:
+    return Target(host, preference, ipaddress.ip_address(address), tls=tls)
+
+
+def dane_ee(certs: dict[str, Any], host: str) -> TlsRequirement:
+    """T1: "3 1 1" of the host's leaf."""
+    return requirement(certs[host].leaf.tlsa(3, 1, 1), reference_ids=(host,), base=host)
+
+
+def send(port: int, *targets: Target) -> Outcome:
+    selection = Selection(
+        domain="example.org", canonical_domain="example.org", targets=targets, hosts=()
+    )
+    return asyncio.run(
+        deliver_to(
+            selection,
+            SENDER,
+            RECIPIENT,
+            MESSAGE,
+            smtp_port=port,
+            host_status=HostStatus(),
+            timeout=5,
+        )
+    )
+
+
+def test_T1_dane_ee_match_delivers_over_tls(servers: Any, certs: dict[str, Any]) -> None:
+    port, start = servers
+    mx1 = start(MX1, tls=full_chain(certs, HOST1))
+    outcome = send(port, target(MX1, HOST1, 10, dane_ee(certs, HOST1)))
+    assert outcome.status is DeliveryStatus.DELIVERED, outcome
+    assert mx1.received == [MESSAGE]
+    assert mx1.tls == [True]
+
+
+def test_dane_ta_match_delivers_over_tls(servers: Any, certs: dict[str, Any]) -> None:
+    """DANE-TA(2) "2 0 1" on the root the server sends: needs the presented chain, which
+    mxselect.tls.peer_chain reads from the asyncio SSL object (on 3.11 via the private
+    method); the leaf's DNS-ID is the TLSA base domain."""
+    port, start = servers
+    mx1 = start(MX1, tls=full_chain(certs, HOST1))
+    tls = requirement(certs[HOST1].root.tlsa(2, 0, 1), reference_ids=(HOST1,), base=HOST1)
+    outcome = send(port, target(MX1, HOST1, 10, tls))
+    assert outcome.status is DeliveryStatus.DELIVERED, outcome
+    assert mx1.tls == [True]
+
+
+def test_dane_ta_name_mismatch_is_not_delivered(servers: Any, certs: dict[str, Any]) -> None:
+    """mx1 presents mx2's chain: the TA matches, the names do not (RFC 7672 §3.2.2)."""
+    port, start = servers
+    mx1 = start(MX1, tls=full_chain(certs, HOST2))
+    tls = requirement(certs[HOST2].root.tlsa(2, 0, 1), reference_ids=(HOST1,), base=HOST1)
+    outcome = send(port, target(MX1, HOST1, 10, tls))
+    assert (outcome.status, outcome.reply_code, outcome.enhanced_status) == (
+        DeliveryStatus.DEFERRED,
+        451,
+        "4.7.5",
+    )
+    assert "certificate-host-mismatch" in outcome.message
+    assert mx1.received == []
+
+
+def test_mismatching_tlsa_moves_to_the_next_host(servers: Any, certs: dict[str, Any]) -> None:
+    """mx1's TLSA record does not match its certificate: nothing sent to mx1 (RFC 7672 §3.2
+    "MUST NOT be delivered"), mx2 (matching) gets the message over TLS."""
+    port, start = servers
+    mx1 = start(MX1, tls=full_chain(certs, HOST1))
+    mx2 = start(MX2, tls=full_chain(certs, HOST2))
+    wrong = requirement(TLSARecord(3, 1, 1, bytes(32)), reference_ids=(HOST1,), base=HOST1)
+    outcome = send(
+        port, target(MX1, HOST1, 10, wrong), target(MX2, HOST2, 20, dane_ee(certs, HOST2))
+    )
+    assert outcome.status is DeliveryStatus.DELIVERED, outcome
+    assert outcome.target is not None
+    assert str(outcome.target.address) == MX2
+    assert mx1.received == []
+    assert mx2.tls == [True]
+
+
+def test_P3_mismatch_everywhere_defers_4_7_5(servers: Any, certs: dict[str, Any]) -> None:
+    port, start = servers
+    mx1 = start(MX1, tls=full_chain(certs, HOST1))
+    mx2 = start(MX2, tls=full_chain(certs, HOST2))
+    outcome = send(
+        port,
+        target(MX1, HOST1, 10, dane_ee(certs, HOST2)),  # each host with the other's record
+        target(MX2, HOST2, 20, dane_ee(certs, HOST1)),
+    )
+    assert (outcome.status, outcome.reply_code, outcome.enhanced_status) == (
+        DeliveryStatus.DEFERRED,
+        451,
+        "4.7.5",
+    )
+    for address in (MX1, MX2):
+        assert f"[{address}] (preference" in outcome.message
+    assert outcome.message.count("TLS handshake: validation-failure: the leaf") == 2
+    assert mx1.received == mx2.received == []
+
+
+def test_required_tls_without_starttls_moves_on(servers: Any, certs: dict[str, Any]) -> None:
+    """mx1 has DANE records but offers no STARTTLS: never cleartext, mx2 over TLS."""
+    port, start = servers
+    mx1 = start(MX1)
+    mx2 = start(MX2, tls=full_chain(certs, HOST2))
+    outcome = send(
+        port,
+        target(MX1, HOST1, 10, dane_ee(certs, HOST1)),
+        target(MX2, HOST2, 20, dane_ee(certs, HOST2)),
+    )
+    assert outcome.status is DeliveryStatus.DELIVERED, outcome
+    assert mx1.received == []
+    assert mx2.tls == [True]
+
+
+def test_dane_encrypt_needs_tls_but_no_match(servers: Any, certs: dict[str, Any]) -> None:
+    """T2: DANE_ENCRYPT -- TLS required, any certificate (RFC 7672 §2.2 second bullet)."""
+    port, start = servers
+    mx1 = start(MX1)  # no STARTTLS: skipped
+    self_signed = make(HOST2, dns=(HOST2,))
+    mx2 = start(MX2, tls=server_context(certs["dir"] / "self", self_signed))
+    encrypt = requirement(posture=Posture.DANE_ENCRYPT, base=HOST1)
+    outcome = send(port, target(MX1, HOST1, 10, encrypt), target(MX2, HOST2, 20, encrypt))
+    assert outcome.status is DeliveryStatus.DELIVERED, outcome
+    assert mx1.received == []
+    assert mx2.tls == [True]
+
+
+def test_opportunistic_without_starttls_is_cleartext(servers: Any) -> None:
+    port, start = servers
+    mx1 = start(MX1)
+    outcome = send(port, target(MX1, HOST1, 10, mxselect.OPPORTUNISTIC_TLS))
+    assert outcome.status is DeliveryStatus.DELIVERED, outcome
+    assert mx1.tls == [False]
+
+
+def test_opportunistic_takes_any_certificate(servers: Any, certs: dict[str, Any]) -> None:
+    """RFC 7435: opportunistic TLS does not verify (a self-signed certificate for another
+    name is fine)."""
+    port, start = servers
+    other = make("unrelated.test", dns=("unrelated.test",))
+    mx1 = start(MX1, tls=server_context(certs["dir"] / "other", other))
+    outcome = send(port, target(MX1, HOST1, 10, mxselect.OPPORTUNISTIC_TLS))
+    assert outcome.status is DeliveryStatus.DELIVERED, outcome
+    assert mx1.tls == [True]
+
+
+def test_P2_opportunistic_handshake_failure_retries_in_cleartext(
+    servers: Any, certs: dict[str, Any]
+) -> None:
+    """The server's TLS handshake fails (TLS 1.2 only, and it demands a client certificate):
+    the same host again in cleartext (RFC 7672 §2.2 "MAY retry in cleartext"); the backup MX
+    is not needed."""
+    port, start = servers
+    context = full_chain(certs, HOST1)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(cadata=certs[HOST1].root.pem().decode())
+    mx1 = start(MX1, tls=context)
+    mx2 = start(MX2)
+    outcome = send(
+        port,
+        target(MX1, HOST1, 10, mxselect.OPPORTUNISTIC_TLS),
+        target(MX2, HOST2, 20, mxselect.OPPORTUNISTIC_TLS),
+    )
+    assert outcome.status is DeliveryStatus.DELIVERED, outcome
+    assert outcome.target is not None
+    assert str(outcome.target.address) == MX1
+    assert mx1.tls == [False]
+    assert mx2.received == []
