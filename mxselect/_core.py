@@ -28,17 +28,20 @@ from ._answers import Answer, IPAddress, MXRecord, Query, RRType, Security, Stat
 from ._domain import normalize_domain
 from ._lookup import Batch, Chain, Key, Lookups, Received
 from ._model import (
+    OPPORTUNISTIC_TLS,
     Host,
     RawStep,
     Selection,
     SelectionWarning,
     Target,
+    TlsRequirement,
     Trace,
     WarningCode,
 )
-from ._policy import DEFAULT_POLICY, Policy
+from ._policy import DEFAULT_POLICY, Dane, Policy
 from ._rules import Candidate, Examined, Notes, Outcome
 from .exceptions import (
+    DaneRequiredError,
     DNSTemporaryError,
     MailLoopError,
     MXSelectError,
@@ -46,6 +49,7 @@ from .exceptions import (
     NoSuchDomainError,
     NoUsableTargetsError,
     NullMXError,
+    SecureDeliveryError,
 )
 
 __all__ = ["CNAME_CHAIN_LIMIT", "SelectionPlan"]
@@ -66,6 +70,8 @@ _ERRORS: dict[Outcome, type[MXSelectError]] = {
     Outcome.NO_USABLE_TARGETS: NoUsableTargetsError,
     Outcome.MAIL_LOOP: MailLoopError,
     Outcome.NO_PRIMARY_RELAY: NoPrimaryRelayError,
+    Outcome.DANE_REQUIRED: DaneRequiredError,
+    Outcome.SECURE_DELIVERY: SecureDeliveryError,
 }
 
 
@@ -119,6 +125,11 @@ class SelectionPlan:
         self._error: MXSelectError | None = None
         self._queries_sent = 0
         self._mx_security = Security.UNKNOWN
+        # DANE (rule 10): each host's TLS requirement, and the hosts its TLSA search made
+        # unusable: name -> (why, warning code, outcome when nothing is left).
+        self._tls: dict[str, TlsRequirement] = {}
+        self._tls_failed: dict[str, tuple[str, WarningCode, Outcome]] = {}
+        self._dane = False
         if isinstance(normalized, str):
             self.domain: str = normalized
             self.canonical_domain: str = normalized
@@ -294,6 +305,22 @@ class SelectionPlan:
         answer = mx.answer
         assert answer is not None
         implicit = answer.status is Status.NODATA
+        if policy.dane is not Dane.OFF:
+            # Rule 10 -- RFC 7672 §2.2.1: mandatory DANE needs a secure MX RRset.
+            outcome, reason = rules.dane_precheck(domain, self._mx_security, policy)
+            if outcome is not Outcome.CONTINUE:
+                raise self._error_for(outcome, reason)
+            self._dane = rules.dane_wanted(self._mx_security, policy)
+            self._step(
+                "dane",
+                f"MX RRset {self._mx_security}: "
+                + (
+                    "TLSA records will be looked up for hosts with secure addresses "
+                    "(RFC 7672 §2.2.1)"
+                    if self._dane
+                    else "no TLSA lookups (RFC 7672 §2.2.1, dane_insecure_mx=may)"
+                ),
+            )
         # RFC 5321 §5.1: "If an empty list of MXs is returned, the address is treated as if it
         # was associated with an implicit MX RR, with a preference of 0, pointing to that
         # host." NODATA only (RFC 3974 §3 step 1), at the CNAME-expanded name.
@@ -370,21 +397,197 @@ class SelectionPlan:
             budget -= sent
             for candidate in batch:
                 examined.append(self._examine(candidate, chains))
-            if start >= len(candidates):
-                break  # every exchange examined (the usual case: one batch)
             hit = rules.find_self(examined, policy)
             cut = hit[0].candidate.preference if hit is not None else None
             if cut is not None and cut <= best:
                 break  # this host is the best MX: a loop (_outcome raises)
+            if self._dane:
+                yield from self._tlsa_pass(examined, cut, implicit)
+            if start >= len(candidates):
+                break  # every exchange examined (the usual case: one batch)
             if any(
                 rules.judge(e, policy, implicit)[0]
                 for e in examined
-                if cut is None or e.candidate.preference < cut
+                if (cut is None or e.candidate.preference < cut)
+                and e.candidate.name not in self._tls_failed
             ):
                 break  # a usable host: the rest are not needed
             if cut is not None and candidates[start].preference >= cut:
                 start = len(candidates)  # the rest are no better than this host: never used
         return self._outcome(examined, candidates[start:], name_cut, implicit)
+
+    def _tlsa_pass(
+        self, examined: list[Examined], cut: int | None, implicit: bool
+    ) -> Generator[Batch, Received, None]:
+        """Rule 10 -- RFC 7672 §2.2.2, §2.2.3: the TLSA records of the hosts that will be
+        tried, after their addresses (never before: "MUST perform any A and/or AAAA queries
+        for the destination before attempting to locate the associated TLSA records"), all
+        hosts at once: one batch in the usual case (3 round trips for the whole selection).
+        Only hosts the address limit keeps are searched; when a search makes a host
+        unusable, the hosts the limit now reaches are searched in one more pass. Records
+        ``self._tls`` and ``self._tls_failed``; never reorders anything (§2.2.1)."""
+        policy = self.policy
+        done = self._tls.keys() | self._tls_failed.keys()
+        while True:
+            usable = []
+            for entry in examined:
+                name = entry.candidate.name
+                if (cut is not None and entry.candidate.preference >= cut) or (
+                    name in self._tls_failed
+                ):
+                    continue
+                safe = rules.judge(entry, policy, implicit)[0]
+                if safe:
+                    usable.append((entry, safe))
+            if not usable:
+                return
+            # The hosts whose targets survive the address limit (rule 8c), in order.
+            targets, _ = rules.order_targets(
+                [(e.candidate, e.canonical, a) for e, a in usable], policy
+            )
+            reached = {t.host for t in targets}
+            todo = [
+                e for e, _ in usable if e.candidate.name in reached and e.candidate.name not in done
+            ]
+            if not todo:
+                return
+            yield from self._tlsa_search(todo)
+            done = self._tls.keys() | self._tls_failed.keys()
+
+    def _tlsa_search(self, hosts: list[Examined]) -> Generator[Batch, Received, None]:
+        """The TLSA search of ``hosts`` (RFC 7672 §2.2.2, §2.2.3), in rounds shared by all of
+        them: the CNAME queries some need (RFC 7672 §2.1.3), the first candidate base
+        domains, then the second candidates of those whose first gave no secure TLSA."""
+        policy = self.policy
+        port = policy.tlsa_port
+        searches = {e.candidate.name: (e, rules.tlsa_search(e)) for e in hosts}
+        ask = [(e.candidate.name, RRType.CNAME) for e, s in searches.values() if s.ask_cname]
+        if ask:
+            answers = yield from self._lookups.ask(ask)
+            for key, answer in answers.items():
+                name = key[0]
+                entry, _ = searches[name]
+                verdict = rules.cname_secure(answer)
+                self._use_ttl(answer.ttl)
+                if verdict is None:
+                    self._tls_failure(name, f"CNAME lookup failed: {answer.reason or 'failed'}")
+                    del searches[name]
+                    continue
+                self._step(
+                    "dane",
+                    f"{name}: addresses insecure via CNAME; the CNAME itself is "
+                    + (
+                        "secure: TLSA at the original name (RFC 7672 §2.2.2)"
+                        if verdict
+                        else "not secure (RFC 7672 §2.2.2)"
+                    ),
+                    name,
+                )
+                searches[name] = (
+                    entry,
+                    rules.TlsaSearch((name,), "", False)
+                    if verdict
+                    else rules.TlsaSearch((), rules.RULE_INSECURE_ADDRESS, False),
+                )
+        pending: dict[str, tuple[Examined, tuple[str, ...]]] = {}
+        for name, (entry, search) in searches.items():
+            if search.candidates:
+                pending[name] = (entry, search.candidates)
+            else:
+                self._tls[name] = rules.opportunistic(search.rule)
+                self._step("dane", f"{name}: {search.rule}", name)
+        while pending:
+            keys = {
+                name: (rules.tlsa_name(c[0], port), RRType.TLSA) for name, (_, c) in pending.items()
+            }
+            chains, _ = yield from self._lookups.resolve(keys.values())
+            following: dict[str, tuple[Examined, tuple[str, ...]]] = {}
+            for name, (entry, candidates) in pending.items():
+                chain = chains[keys[name]]
+                self._use_ttl(chain.ttl)
+                base = candidates[0]
+                records, why = rules.tlsa_found(chain)
+                query = rules.tlsa_name(base, port)
+                if records is not None:
+                    requirement, notes = rules.tls_requirement(
+                        name,
+                        base,
+                        records,
+                        self._mx_security,
+                        policy,
+                        (self.domain, self.canonical_domain),
+                    )
+                    self._note(notes)
+                    self._tls[name] = requirement
+                    self._step(
+                        "tlsa",
+                        f"{name}: {query} TLSA secure: "
+                        + ", ".join(map(str, records))
+                        + f" -> {requirement} ({requirement.rule})",
+                        name,
+                    )
+                elif why.startswith("failed"):
+                    # RFC 7672 §2.1.2; after a failed expanded-name lookup the original name
+                    # is not tried (Postfix tls_dane.c: "lookup errors are distinct from
+                    # success with nothing found").
+                    self._tls_failure(name, f"TLSA lookup {query} {why}")
+                elif len(candidates) > 1:
+                    self._step(
+                        "tlsa",
+                        f"{name}: {query}: {why}; trying the next base domain (RFC 7672 §2.2.3)",
+                        name,
+                    )
+                    following[name] = (entry, candidates[1:])
+                else:
+                    self._tls[name] = rules.opportunistic(rules.RULE_NO_TLSA)
+                    self._step(
+                        "tlsa",
+                        f"{name}: {query}: {why} -> opportunistic ({rules.RULE_NO_TLSA})",
+                        name,
+                    )
+            pending = following
+        if policy.dane is Dane.MANDATORY:
+            for entry in hosts:
+                name = entry.candidate.name
+                decided = self._tls.get(name)
+                if decided is not None and decided.authenticate is None:
+                    del self._tls[name]
+                    self._tls_failed[name] = (
+                        "mandatory DANE and no usable secure TLSA records (RFC 7672 §6)",
+                        WarningCode.DANE_REQUIRED,
+                        Outcome.DANE_REQUIRED,
+                    )
+
+    def _tls_failure(self, name: str, why: str) -> None:
+        """RFC 7672 §2.1.2: a failed TLSA search makes the host unreachable."""
+        self._tls_failed[name] = (
+            f"{why} (RFC 7672 §2.1.2: the server MUST be treated as unreachable)",
+            WarningCode.TLSA_LOOKUP_FAILED,
+            Outcome.SECURE_DELIVERY,
+        )
+
+    def _dane_notes(self, examined: list[Examined]) -> None:
+        """With DANE on: the posture of every host without a TLSA search (an insecure MX with
+        ``dane_insecure_mx=may``), and one ``DNSSEC_UNAVAILABLE`` warning when no answer had a
+        DNSSEC status (RFC 7672 §2.1.1; Postfix's dnssec_probe)."""
+        if not self._dane:
+            requirement = rules.opportunistic(rules.RULE_INSECURE_MX_MAY)
+            for entry in examined:
+                self._tls.setdefault(entry.candidate.name, requirement)
+        if self._mx_security is Security.UNKNOWN and all(
+            e.security is Security.UNKNOWN for e in examined
+        ):
+            self._note(
+                [
+                    (
+                        WarningCode.DNSSEC_UNAVAILABLE,
+                        "DANE is on but the resolver reported no DNSSEC status for any answer "
+                        "(not trusted, or it cannot say): every host is opportunistic "
+                        "(RFC 7672 §2.1.1)",
+                        None,
+                    )
+                ]
+            )
 
     def _examine(self, candidate: Candidate, chains: dict[Key, Chain]) -> Examined:
         """Rule 8a for one exchange."""
@@ -430,6 +633,7 @@ class SelectionPlan:
         usable: list[tuple[Candidate, str, list[IPAddress]]] = []
         failures: list[str] = []
         temporary = False
+        security_causes: set[Outcome] = set()
         notes: Notes = []
         for entry in examined:
             name = entry.candidate.name
@@ -438,6 +642,15 @@ class SelectionPlan:
             if notes:
                 self._note(notes)
                 notes.clear()
+            failed = self._tls_failed.get(name) if safe and self._tls_failed else None
+            if failed is not None:
+                # Rule 10: a host whose TLSA search failed, or without DANE when DANE is
+                # mandatory, is never used -- not even in cleartext (RFC 7672 §2.1.2, §6).
+                why, code, cause = failed
+                security_causes.add(cause)
+                failures.append(f"{label}: {why}")
+                self._note([(code, f"{label} is not usable: {why}", name)])
+                continue
             if not safe:
                 temporary = temporary or temp
                 failures.append(f"{label}: {why}")
@@ -454,14 +667,40 @@ class SelectionPlan:
                 len(unexamined),
                 policy.address_query_budget,
             )
+            if security_causes and outcome is Outcome.NO_USABLE_TARGETS:
+                # Rule 10: never permanent for a security reason (RFC 7672 §2.1.2, §6).
+                outcome = Outcome.TEMPORARY
+            if (
+                security_causes
+                and outcome is Outcome.TEMPORARY
+                and not temporary
+                and not unexamined
+            ):
+                # Only security made the hosts unusable: 451 4.7.5 (Postfix).
+                outcome = (
+                    Outcome.SECURE_DELIVERY
+                    if Outcome.SECURE_DELIVERY in security_causes
+                    else Outcome.DANE_REQUIRED
+                )
             raise self._error_for(outcome, reason)
-        targets, notes = rules.order_targets(usable, policy)
+        if policy.dane is not Dane.OFF:
+            self._dane_notes(examined)
+        targets, notes = rules.order_targets(usable, policy, self._tls)
         self._note(notes)
         kept: dict[str, list[IPAddress]] = {}
         for target in targets:
             kept.setdefault(target.host, []).append(target.address)
+        security = {e.candidate.name: e.security for e in examined}
+        tls = self._tls
         hosts = tuple(
-            Host(c.name, c.preference, tuple(kept[c.name]), canonical)
+            Host(
+                c.name,
+                c.preference,
+                tuple(kept[c.name]),
+                canonical,
+                tls.get(c.name, OPPORTUNISTIC_TLS),
+                security[c.name],
+            )
             for c, canonical, _ in usable
             if c.name in kept
         )

@@ -39,9 +39,11 @@ class Chain:
         "canonical",
         "current",
         "error",
+        "first_alias",
         "limit",
         "links",
         "rtype",
+        "security",
         "start",
         "ttl",
     )
@@ -56,6 +58,12 @@ class Chain:
         self.error: str | None = None
         self.ttl: int | None = None
         self.canonical = name
+        # The least secure status of the answers absorbed (RFC 7672 §2.1.3: a chain is only as
+        # secure as its weakest link); None until one is.
+        self.security: Security | None = None
+        # The status of the first answer when it was an ALIAS (this plan followed the CNAME
+        # itself): the security of the initial CNAME response (RFC 7672 §2.2.2).
+        self.first_alias: Security | None = None
 
     @property
     def done(self) -> bool:
@@ -69,6 +77,13 @@ class Chain:
         if answer.status is Status.TEMPFAIL:
             self.answer = answer
             return
+        security = answer.security
+        if self.security is None:
+            self.security = security
+            if answer.status is Status.ALIAS:
+                self.first_alias = security
+        elif security is not self.security:
+            self.security = least_secure(self.security, security)
         if not answer.aliases and not answer.canonical_name:
             # No CNAME in the answer (the common case): what the general steps below do then.
             if answer.status is Status.ALIAS:
@@ -95,7 +110,8 @@ class Chain:
             if len(self.links) > self.limit:
                 self.error = f"CNAME chain longer than {self.limit} links"
                 return
-            why = check_ldh_name(target)
+            # TLSA owner names have underscore labels (_25._tcp...): not host names.
+            why = check_ldh_name(target) if self.rtype is not RRType.TLSA else None
             if why is not None:
                 self.error = f"CNAME target {target!r} is not a valid host name: {why}"
                 return
@@ -127,6 +143,18 @@ class Lookups:
         §2.1.3: a CNAME chain is only as secure as its weakest link): for MX, the MX RRset and
         the CNAMEs leading to it, since the MX chain is the only MX lookup of a selection."""
         return least_secure(*(a.security for (_, t), a in self.memo.items() if t is rtype))
+
+    def ask(self, keys: Iterable[Key]) -> Generator[Batch, Received, dict[Key, Answer]]:
+        """Ask each (name, type) once, as is -- no CNAME is followed (the CNAME query of
+        RFC 7672 §2.1.3 wants the record itself) -- in one batch; answers already in the memo
+        are not asked again. Returns the answers by key."""
+        memo = self.memo
+        keys = list(dict.fromkeys(keys))
+        wanted = [key for key in keys if key not in memo]
+        if wanted:
+            received = yield tuple(Query(name + ".", rtype) for name, rtype in wanted)
+            memo.update(zip(wanted, received, strict=True))
+        return {key: memo[key] for key in keys}
 
     def resolve(
         self, keys: Iterable[Key], budget: int | None = None

@@ -44,11 +44,20 @@ import ipaddress
 import random
 from typing import Any, NamedTuple
 
-from ._answers import Answer, IPAddress, MXRecord, RRType, Status
+from ._answers import (
+    Answer,
+    IPAddress,
+    MXRecord,
+    RRType,
+    Security,
+    Status,
+    TLSARecord,
+    least_secure,
+)
 from ._domain import check_ldh_name, normalize_exchange
 from ._lookup import Chain
-from ._model import Target, WarningCode
-from ._policy import Families, Policy
+from ._model import OPPORTUNISTIC_TLS, Posture, Target, TlsRequirement, WarningCode
+from ._policy import Dane, Families, InsecureMX, Policy
 
 __all__ = [
     "Candidate",
@@ -98,6 +107,10 @@ class Outcome(enum.Enum):
     MAIL_LOOP = "mail-loop"
     #: :class:`~mxselect.NoPrimaryRelayError` (451 4.4.4).
     NO_PRIMARY_RELAY = "no-primary-relay"
+    #: :class:`~mxselect.DaneRequiredError` (451 4.7.5).
+    DANE_REQUIRED = "dane-required"
+    #: :class:`~mxselect.SecureDeliveryError` (451 4.7.5).
+    SECURE_DELIVERY = "secure-delivery"
 
 
 class LookupFailure(enum.Enum):
@@ -123,14 +136,19 @@ class Candidate(NamedTuple):
 
 class Examined(NamedTuple):
     """One exchange after its lookups: every address found (before any policy), its
-    canonical name, why it has none (or which family failed), and whether that was
-    temporary."""
+    canonical name, why it has none (or which family failed), whether that was temporary,
+    and the DNSSEC status of its addresses: the least secure family that gave addresses,
+    whether any such family is secure (RFC 7672 §2.2.2 asks TLSA records then), and the
+    status of the initial CNAME response when this plan followed the alias itself."""
 
     candidate: Candidate
     found: list[IPAddress]
     canonical: str
     why: str
     temporary: bool
+    security: Security = Security.UNKNOWN
+    secure_any: bool = False
+    cname_security: Security | None = None
 
 
 class Family(NamedTuple):
@@ -574,9 +592,23 @@ def host_addresses(
         else ()
     )
     found = r6.addresses + r4.addresses
+    # RFC 7672 §2.1.3: each family's chain is as secure as its least secure answer; the host's
+    # addresses as their least secure family (only families that gave addresses count).
+    if six is not None and r6.addresses and four is not None and r4.addresses:
+        s6, s4 = six.security or Security.UNKNOWN, four.security or Security.UNKNOWN
+        security = s6 if s6 is s4 else least_secure(s6, s4)
+        secure_any = s6 is Security.SECURE or s4 is Security.SECURE
+        first = six.first_alias if six.first_alias is not None else four.first_alias
+    else:
+        security = chain.security or Security.UNKNOWN
+        secure_any = security is Security.SECURE
+        first = chain.first_alias
     # The temporary flag stays set: if every address found is later dropped (unsafe), the
     # family that failed might have had a usable one -- that host's failure is temporary.
-    examined = _new(Examined, (candidate, found, chain.canonical, partial, bool(failed)))
+    examined = _new(
+        Examined,
+        (candidate, found, chain.canonical, partial, bool(failed), security, secure_any, first),
+    )
     step = ("lookup", (_lookup_message, name, chain.canonical, found, partial), name)
     return examined, ttls, notes, step
 
@@ -633,16 +665,21 @@ def judge(
 
 
 def order_targets(
-    usable: list[tuple[Candidate, str, list[IPAddress]]], policy: Policy
+    usable: list[tuple[Candidate, str, list[IPAddress]]],
+    policy: Policy,
+    tls: dict[str, TlsRequirement] | None = None,
 ) -> tuple[list[Target], Notes]:
     """Rule 8c: family order within each preference level (``Policy.families``; RFC 8305 §4),
     each family in resolver order (RFC 5321 §5.1 "in the order presented"), never across
     levels (RFC 3974 §3); an address already listed for a better-placed host is not repeated;
-    then the address limit (``Policy.max_addresses``, RFC 5321 §5.1)."""
+    then the address limit (``Policy.max_addresses``, RFC 5321 §5.1). Each target carries its
+    host's TLS requirement from ``tls`` (opportunistic when absent); security never moves a
+    target (RFC 7672 §2.2.1)."""
     levels: dict[int, list[Target]] = {}
     seen: dict[IPAddress, str] = {}
     notes: Notes = []
     for candidate, _, addresses in usable:
+        requirement = tls.get(candidate.name, OPPORTUNISTIC_TLS) if tls else OPPORTUNISTIC_TLS
         level = levels.setdefault(candidate.preference, [])
         for address in addresses:
             listed = seen.get(address)  # one hash: IPv4Address.__hash__ is Python code
@@ -657,7 +694,7 @@ def order_targets(
                     )
                 continue
             seen[address] = candidate.name
-            level.append(Target(candidate.name, candidate.preference, address))
+            level.append(Target(candidate.name, candidate.preference, address, requirement))
     ordered = [
         family_order(levels[p], policy.families, policy.first_family_count)
         for p in sorted(levels)
@@ -743,6 +780,234 @@ def classify_failure(
     else:
         reason = f"no usable mail exchanger for {domain}: " + "; ".join(failures)
     return (Outcome.TEMPORARY if temporary else Outcome.NO_USABLE_TARGETS), reason
+
+
+# -- rule 10: DANE (RFC 7672) ---------------------------------------------------------------
+
+#: The RFC sentences that decide a posture (the ``rule`` of a :class:`TlsRequirement`).
+RULE_DANE = (
+    'RFC 7672 §2.2: a "secure" TLSA RRset with at least one usable record: any connection '
+    "MUST employ TLS encryption and MUST authenticate the SMTP server"
+)
+RULE_DANE_INSECURE_MX = (
+    'RFC 7672 §2.2.1: DANE TLS "even with MX hosts obtained via an "insecure" MX RRset"; '
+    "authentication MUST NOT be logged as secure delivery to the next-hop domain"
+)
+RULE_ENCRYPT_UNUSABLE = (
+    'RFC 7672 §2.2: a "secure" non-empty TLSA RRset where all the records are unusable: any '
+    "connection MUST be made via TLS, but authentication is not required"
+)
+RULE_ENCRYPT_INSECURE_MX = (
+    "RFC 7672 §2.2.1 with an insecure MX RRset (dane_insecure_mx=encrypt, Postfix "
+    "'encrypt'): TLS required, no authentication"
+)
+RULE_NO_TLSA = (
+    'RFC 7672 §2.2: an "insecure" TLSA RRset or DNSSEC-authenticated denial of existence: '
+    "opportunistic TLS, cleartext allowed"
+)
+RULE_INSECURE_ADDRESS = (
+    'RFC 7672 §2.2.2: address records "insecure": the SMTP client SHOULD NOT proceed to '
+    "search for any associated TLSA records; opportunistic TLS"
+)
+RULE_INSECURE_MX_MAY = (
+    'RFC 7672 §2.2.1: the MX RRset is "insecure" and DANE is not mandatory: pre-DANE '
+    "opportunistic TLS (dane_insecure_mx=may)"
+)
+RULE_NOT_A_NAME = (
+    "RFC 7672 §2.2: an MX record listing a network address: DANE TLSA does not apply; "
+    "opportunistic TLS"
+)
+
+
+class TlsaSearch(NamedTuple):
+    """Where one host's TLSA records are looked for (RFC 7672 §2.2.2, §2.2.3): the candidate
+    TLSA base domains in order, or none and why (the rule deciding opportunistic TLS), and
+    whether the security of the initial CNAME response must be asked first."""
+
+    candidates: tuple[str, ...]
+    rule: str
+    ask_cname: bool
+
+
+def dane_precheck(domain: str, mx_security: Security, policy: Policy) -> tuple[Outcome, str]:
+    """RFC 7672 §2.2.1: with mandatory DANE, an MX RRset (or a CNAME leading to it) that is
+    not "secure" means "delivery MUST be delayed" -- before any address query. A resolver
+    that gives no DNSSEC status at all cannot do mandatory DANE (RFC 7672 §2.1.1: a
+    security-aware resolver MUST be used; Postfix's "dane-only" without DNSSEC)."""
+    if policy.dane is not Dane.MANDATORY or mx_security is Security.SECURE:
+        return Outcome.CONTINUE, ""
+    if mx_security is Security.UNKNOWN:
+        return Outcome.DANE_REQUIRED, (
+            f"mandatory DANE for {domain}, but the resolver reports no DNSSEC status (not "
+            "trusted, or it cannot say): RFC 7672 §2.1.1 requires a security-aware resolver "
+            "the client trusts"
+        )
+    return Outcome.DANE_REQUIRED, (
+        f"mandatory DANE for {domain}, but its MX RRset is not DNSSEC-secure: delivery MUST be "
+        "delayed (RFC 7672 §2.2.1)"
+    )
+
+
+def dane_wanted(mx_security: Security, policy: Policy) -> bool:
+    """Whether TLSA records are looked up for this selection's hosts at all: DANE on, and
+    the MX RRset secure, or insecure with ``dane_insecure_mx`` other than ``MAY``
+    (RFC 7672 §2.2.1 "MAY elect to use DANE TLS ... even with MX hosts obtained via an
+    "insecure" MX RRset")."""
+    if policy.dane is Dane.OFF:
+        return False
+    return mx_security is Security.SECURE or policy.dane_insecure_mx is not InsecureMX.MAY
+
+
+def tlsa_search(examined: Examined) -> TlsaSearch:
+    """RFC 7672 §2.2.2: the candidate TLSA base domains of one host, from its address
+    answers: a non-CNAME host with secure addresses: the host name; a CNAME'd host whose
+    whole chain is secure: the expanded name, then the host name (RFC 7671 §7 "the final
+    target name SHOULD be the preferred base domain"); a CNAME'd host with insecure addresses:
+    the host name only if the initial CNAME response is secure (asked with one CNAME query
+    when unknown, RFC 7672 §2.1.3); otherwise none ("SHOULD NOT proceed to search for any
+    associated TLSA records"). Intermediate names of a chain are never candidates
+    (§2.2.3)."""
+    candidate = examined.candidate
+    if candidate.literal is not None:
+        return TlsaSearch((), RULE_NOT_A_NAME, False)
+    name = candidate.name
+    canonical = examined.canonical
+    if examined.secure_any:
+        if canonical != name:
+            return TlsaSearch((canonical, name), "", False)
+        return TlsaSearch((name,), "", False)
+    if canonical == name or examined.security is not Security.INSECURE:
+        # Not a CNAME, or the status is unknown (untrusted resolver): no TLSA search.
+        return TlsaSearch((), RULE_INSECURE_ADDRESS, False)
+    if examined.cname_security is None:
+        return TlsaSearch((name,), "", True)
+    if examined.cname_security is Security.SECURE:
+        return TlsaSearch((name,), "", False)
+    return TlsaSearch((), RULE_INSECURE_ADDRESS, False)
+
+
+def cname_secure(answer: Answer) -> bool | None:
+    """The answer to a host's CNAME query (RFC 7672 §2.1.3): ``True`` if its CNAME record is
+    secure, ``False`` if not (insecure, or no CNAME there any more), ``None`` when the query
+    failed (a lookup error: RFC 7672 §2.2.2 "errors ... for any query in the process MUST
+    result in delaying or abandoning delivery")."""
+    if answer.status is Status.TEMPFAIL:
+        return None
+    return answer.status is Status.ALIAS and answer.security is Security.SECURE
+
+
+def tlsa_name(base: str, port: int) -> str:
+    """RFC 7672 §2.2.3: the TLSA query name ``_<port>._tcp.<base domain>``."""
+    return f"_{port}._tcp.{base}"
+
+
+def tlsa_found(chain: Chain) -> tuple[tuple[TLSARecord, ...] | None, str]:
+    """One candidate's TLSA lookup (RFC 7672 §2.2.3): ``(records, "")`` for a secure TLSA
+    RRset (through CNAMEs too, "keeps track of whether or not the entire chain is secure");
+    ``(None, why)`` with ``why`` starting ``"failed"`` for a lookup failure (SERVFAIL,
+    timeout, bogus, malformed: the host is unreachable, RFC 7672 §2.1.2), else ``(None,
+    why)`` when the next candidate is to be tried (insecure records, NXDOMAIN, NODATA)."""
+    if chain.error is not None:
+        return None, f"failed: {chain.error}"
+    answer = chain.answer
+    assert answer is not None
+    status = answer.status
+    if status is Status.TEMPFAIL:
+        return None, f"failed: {answer.reason or 'temporary failure'}"
+    security = chain.security or Security.UNKNOWN
+    if status is Status.RECORDS and answer.tlsa:
+        if security is Security.SECURE:
+            return answer.tlsa, ""
+        return None, f"TLSA records {security} (RFC 6698 §4.1: unusable)"
+    what = "NXDOMAIN" if status is Status.NXDOMAIN else "no TLSA records"
+    return None, f"{what} ({security})"
+
+
+def usable_tlsa(
+    records: tuple[TLSARecord, ...], digest_order: tuple[int, ...]
+) -> tuple[TLSARecord, ...]:
+    """The records to match: usable ones (RFC 6698 §4.1, RFC 7672 §3.1.3) of a matching
+    type the policy knows, and per usage and selector only Full(0) records and those of the
+    strongest digest present (RFC 7671 §9: "the client SHOULD process only any usable records
+    with a matching type of Full(0) and the usable records whose digest algorithm is
+    considered by the client to be the strongest"; RFC 7672 §5 makes §9 a MUST)."""
+    rank = {mtype: i for i, mtype in enumerate(digest_order)}
+    usable = [r for r in records if r.usable and (r.mtype == 0 or r.mtype in rank)]
+    strongest: dict[tuple[int, int], int] = {}
+    for r in usable:
+        if r.mtype:
+            key = (r.usage, r.selector)
+            best = strongest.get(key)
+            if best is None or rank[r.mtype] < rank[best]:
+                strongest[key] = r.mtype
+    kept = [r for r in usable if not r.mtype or strongest[(r.usage, r.selector)] == r.mtype]
+    return tuple(dict.fromkeys(kept))  # a record listed twice is matched once
+
+
+def tls_requirement(
+    host: str,
+    base: str,
+    records: tuple[TLSARecord, ...],
+    mx_security: Security,
+    policy: Policy,
+    next_hop: tuple[str, str],
+) -> tuple[TlsRequirement, Notes]:
+    """RFC 7672 §2.2: the requirement for a host whose secure TLSA RRset was found at
+    ``_<port>._tcp.<base>``: DANE when a record is usable (DANE_INSECURE_MX with an insecure
+    MX RRset), else TLS without authentication (DANE_ENCRYPT). The SNI name is the TLSA base
+    domain (§8.1). DANE-TA reference identifiers (§3.2.2): the base domain, then for a secure
+    MX the next-hop domain and its CNAME-expanded form; with an insecure MX the MX host name
+    only. ``next_hop``: the recipient domain and its CNAME-expanded name."""
+    usable = usable_tlsa(records, policy.digest_order)
+    secure_mx = mx_security is Security.SECURE
+    notes: Notes = []
+    if not usable:
+        notes.append(
+            (
+                WarningCode.TLSA_UNUSABLE,
+                f"{host}: the secure TLSA RRset at {tlsa_name(base, policy.tlsa_port)} has no "
+                "usable record (RFC 6698 §4.1, RFC 7672 §3.1.3): TLS required, unauthenticated",
+                host,
+            )
+        )
+        return TlsRequirement(
+            posture=Posture.DANE_ENCRYPT,
+            required=True,
+            sni=base,
+            tlsa_base_domain=base,
+            rule=RULE_ENCRYPT_UNUSABLE,
+        ), notes
+    if not secure_mx and policy.dane_insecure_mx is InsecureMX.ENCRYPT:
+        return TlsRequirement(
+            posture=Posture.DANE_ENCRYPT,
+            required=True,
+            sni=base,
+            tlsa_base_domain=base,
+            rule=RULE_ENCRYPT_INSECURE_MX,
+        ), notes
+    if secure_mx:
+        ids = tuple(dict.fromkeys((base, *next_hop)))
+        posture, rule = Posture.DANE, RULE_DANE
+    else:
+        # RFC 7672 §3.2.2: "the MX hostname is the only reference identifier".
+        ids, posture, rule = (host,), Posture.DANE_INSECURE_MX, RULE_DANE_INSECURE_MX
+    return TlsRequirement(
+        posture=posture,
+        required=True,
+        authenticate="dane",
+        sni=base,
+        reference_ids=ids,
+        tlsa=usable,
+        tlsa_base_domain=base,
+        rule=rule,
+    ), notes
+
+
+def opportunistic(rule: str) -> TlsRequirement:
+    """Opportunistic TLS, decided by ``rule``."""
+    if rule == OPPORTUNISTIC_TLS.rule:
+        return OPPORTUNISTIC_TLS
+    return TlsRequirement(posture=Posture.OPPORTUNISTIC, rule=rule)
 
 
 # -- helpers -------------------------------------------------------------------------------

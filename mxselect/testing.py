@@ -30,7 +30,16 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ._answers import Answer, IPAddress, MXRecord, Query, RRType, Security, least_secure
+from ._answers import (
+    Answer,
+    IPAddress,
+    MXRecord,
+    Query,
+    RRType,
+    Security,
+    TLSARecord,
+    least_secure,
+)
 from ._domain import normalize_exchange
 from ._resolvers import failed as _failed
 
@@ -51,6 +60,10 @@ class Fault(enum.Enum):
     #: A validating resolver found the RRset bogus: SERVFAIL with EDE 6 (RFC 7672 §2.1.1:
     #: a failure, never a status).
     BOGUS = "bogus"
+    #: A validating resolver could not decide (RFC 4035 §4.3 "indeterminate"): a failure too
+    #: (RFC 7672 §2.1.1 "MUST be treated ... as though a "bogus" or error result had been
+    #: returned").
+    INDETERMINATE = "indeterminate"
 
     @property
     def reason(self) -> str:
@@ -58,10 +71,12 @@ class Fault(enum.Enum):
             return "truncated answer, TCP retry failed (fake)"
         if self is Fault.BOGUS:
             return "SERVFAIL (EDE 6: DNSSEC Bogus) (fake)"
+        if self is Fault.INDETERMINATE:
+            return "SERVFAIL (EDE 5: DNSSEC Indeterminate) (fake)"
         return f"{self.value} (fake)"
 
 
-_Value = MXRecord | IPAddress | str
+_Value = MXRecord | IPAddress | TLSARecord | str
 _RecordInput = Mapping[str, Iterable[object] | str]
 
 
@@ -118,16 +133,26 @@ class FakeResolver:
 
     @classmethod
     def from_zone(
-        cls, text: str, *, origin: str | None = None, security: Security = Security.UNKNOWN
+        cls,
+        text: str,
+        *,
+        origin: str | None = None,
+        security: Security = Security.UNKNOWN,
+        signed: Iterable[str] = (),
     ) -> FakeResolver:
         """Build a fake from RFC 1035 master-file text (read by ``dns.zonefile``).
 
         The text may hold several domains (several ``$ORIGIN`` lines). Without ``$ORIGIN`` or
         ``origin``, relative names are relative to the root. ``security``: the DNSSEC status
-        of every answer (see :meth:`set_security` for one zone).
+        of every answer; ``signed``: zones whose answers, positive and negative, are
+        ``SECURE`` (as from a validating resolver with their trust anchor) -- the same as
+        :meth:`set_security` for each. TLSA records are read as in a zone file
+        (``_25._tcp.mx  TLSA  3 1 1 ab12...``).
         """
         fake = cls(security=security)
         fake.load_zone(text, origin=origin)
+        for zone in signed:
+            fake.set_security(zone, Security.SECURE)
         return fake
 
     def set_security(self, zone: str, security: Security | str) -> None:
@@ -190,6 +215,10 @@ class FakeResolver:
                     values.append(fields.address)
                 elif rdataset.rdtype == dns.rdatatype.CNAME:
                     values.append(fields.target.to_text())
+                elif rdataset.rdtype == dns.rdatatype.TLSA:
+                    values.append(
+                        TLSARecord(fields.usage, fields.selector, fields.mtype, fields.cert)
+                    )
                 elif rdataset.rdtype == dns.rdatatype.SOA:
                     values.append(fields.minimum)
                 else:
@@ -199,7 +228,10 @@ class FakeResolver:
     def add(self, name: str, rtype: str | RRType, *values: object, ttl: int = 300) -> None:
         """Add records: ``add("example.org", "MX", (10, "mx.example.org"))``,
         ``add("mx.example.org", "A", "192.0.2.1")``, ``add("www.example.org", "CNAME",
-        "example.org")``, ``add("example.org", "SOA", 60)`` (the SOA minimum)."""
+        "example.org")``, ``add("example.org", "SOA", 60)`` (the SOA minimum),
+        ``add("_25._tcp.mx.example.org", "TLSA", (3, 1, 1, "ab12..."))`` (a
+        :class:`~mxselect.TLSARecord`, a tuple with the data as bytes or hex, or the text
+        ``"3 1 1 ab12..."``)."""
         owner = normalize_exchange(name)
         key = _rtype_key(rtype)
         assert key is not None
@@ -216,6 +248,8 @@ class FakeResolver:
                 if address.version != (4 if key == "A" else 6):
                     raise ValueError(f"{value} is not an address for a {key} record")
                 converted.append(address)
+            elif key == "TLSA":
+                converted.append(_tlsa(value))
             elif key == "SOA":
                 self._soa[owner] = min(ttl, int(value))  # type: ignore[call-overload]
                 converted.append(str(value))
@@ -308,6 +342,8 @@ class FakeResolver:
         """What this fake answers for ``query``, without recording it."""
         rtype = query.rtype.value
         current = normalize_exchange(query.name)
+        if rtype == "CNAME":
+            return self._cname(current)
         chain: list[str] = []
         ttl: int | None = None
         security = self._security_of(current)
@@ -338,8 +374,16 @@ class FakeResolver:
                         aliases=aliases,
                         security=security,
                     )
+                if rtype == "TLSA":
+                    return Answer.from_tlsa(
+                        [v for v in types[rtype] if isinstance(v, TLSARecord)],
+                        ttl=ttl,
+                        canonical_name=canonical,
+                        aliases=aliases,
+                        security=security,
+                    )
                 return Answer.from_addresses(
-                    [v for v in types[rtype] if not isinstance(v, MXRecord | str)],
+                    [v for v in types[rtype] if not isinstance(v, MXRecord | TLSARecord | str)],
                     ttl=ttl,
                     canonical_name=canonical,
                     aliases=aliases,
@@ -359,6 +403,23 @@ class FakeResolver:
                 aliases=aliases,
                 security=security,
             )
+
+    def _cname(self, name: str) -> Answer:
+        """A CNAME query: the record itself, not followed (``ALIAS`` with its target), with the
+        status of the zone holding it (RFC 7672 §2.1.3 asks it to learn just that)."""
+        fault = self._faults.get((name, "CNAME")) or self._faults.get((name, None))
+        if fault is not None:
+            return Answer.tempfail(fault.reason)
+        security = self._security_of(name)
+        node = self._node(name)
+        if node is None:
+            return Answer.nxdomain(ttl=self._negative_ttl(name), security=security)
+        owner, types = node
+        if "CNAME" in types:
+            target = normalize_exchange(str(types["CNAME"][0]))
+            ttl = self._ttl.get((owner, "CNAME"))
+            return Answer.alias(target, ttl=ttl, aliases=(name,), security=security)
+        return Answer.nodata(ttl=self._negative_ttl(name), security=security)
 
     def _node(self, name: str) -> tuple[str, dict[str, list[_Value]]] | None:
         """The records at ``name`` (or the wildcard that covers it); ``{}`` for an empty
@@ -391,6 +452,24 @@ class FakeResolver:
 
     def __repr__(self) -> str:
         return f"FakeResolver({len(self._data)} names, {len(self.queries)} queries)"
+
+
+def _tlsa(value: object) -> TLSARecord:
+    """A TLSA record from a :class:`TLSARecord`, ``(usage, selector, mtype, data)`` with the
+    data as bytes or hex, or presentation text ``"3 1 1 ab12..."``."""
+    if isinstance(value, TLSARecord):
+        return value
+    if isinstance(value, str):
+        usage, selector, mtype, *data = value.split()
+        return TLSARecord(int(usage), int(selector), int(mtype), bytes.fromhex("".join(data)))
+    fields: Any = value
+    data = fields[3]
+    return TLSARecord(
+        int(fields[0]),
+        int(fields[1]),
+        int(fields[2]),
+        bytes.fromhex(data) if isinstance(data, str) else bytes(data),
+    )
 
 
 def _min(a: int | None, b: int | None) -> int | None:
