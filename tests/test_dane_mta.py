@@ -1,6 +1,7 @@
 """examples/mta.py over real STARTTLS on loopback, TLS as each target's ``tls`` says: aiosmtpd
-servers on 127.0.0.2 / 127.0.0.3 with certificates made here, targets built by hand with
-their TlsRequirement (RFC 7672 §2.2, §3.2; rows T1, P2, P3 of shared/secure-delivery.md §7)."""
+servers on 127.0.0.2 / 127.0.0.3 with certificates made here; targets built by hand with their
+TlsRequirement, then resolved by mxselect from a FakeResolver zone with TLSA records and a
+DNSSEC status (RFC 7672 §2.2, §3.2; rows T1, T20, P2, P3 of shared/secure-delivery.md §7)."""
 
 from __future__ import annotations
 
@@ -23,9 +24,10 @@ from aiosmtpd.controller import Controller
 from dane_certs import Cert, Pki, make, pki, requirement, write_chain
 
 import mxselect
-from examples.mta import deliver_to
+from examples.mta import deliver, deliver_to
 from mxselect import Posture, Selection, Target, TLSARecord, TlsRequirement
 from mxselect.delivery import DeliveryStatus, HostStatus, Outcome
+from mxselect.testing import FakeResolver
 
 MX1, MX2 = "127.0.0.2", "127.0.0.3"
 HOST1, HOST2 = "mx1.example.org", "mx2.example.org"
@@ -271,3 +273,132 @@ def test_P2_opportunistic_handshake_failure_retries_in_cleartext(
     assert str(outcome.target.address) == MX1
     assert mx1.tls == [False]
     assert mx2.received == []
+
+
+# ------------------------------------------------- resolved by mxselect: FakeResolver + TLSA
+
+
+DANE_POLICY = mxselect.Policy(dane=mxselect.Dane.OPPORTUNISTIC).without_unsafe("127.0.0.0/8")
+
+
+def zone(mx1_tlsa: TLSARecord, mx2_tlsa: TLSARecord) -> str:
+    """example.org: MX 10 mx1 (127.0.0.2), MX 20 mx2 (127.0.0.3), a TLSA record each."""
+    return f"""
+$ORIGIN example.org.
+$TTL 300
+@   SOA ns hostmaster 1 3600 900 604800 60
+@   MX 10 mx1
+@   MX 20 mx2
+mx1 A {MX1}
+mx2 A {MX2}
+_25._tcp.mx1 TLSA {mx1_tlsa}
+_25._tcp.mx2 TLSA {mx2_tlsa}
+"""
+
+
+def resolve_and_send(port: int, text: str, *, signed: bool = True) -> Outcome:
+    resolver = FakeResolver.from_zone(text)
+    if signed:
+        resolver.set_security("example.org", mxselect.Security.SECURE)
+    return asyncio.run(
+        deliver(
+            SENDER,
+            RECIPIENT,
+            MESSAGE,
+            resolver=resolver,
+            smtp_port=port,
+            policy=DANE_POLICY,
+            host_status=HostStatus(),
+            timeout=5,
+        )
+    )
+
+
+def test_resolved_dane_targets(certs: dict[str, Any]) -> None:
+    """The core makes DANE targets of the zone (what the tests below deliver to)."""
+    resolver = FakeResolver.from_zone(
+        zone(certs[HOST1].leaf.tlsa(3, 1, 1), certs[HOST2].root.tlsa(2, 0, 1))
+    )
+    resolver.set_security("example.org", mxselect.Security.SECURE)
+    selection = mxselect.select_targets("example.org", resolver=resolver, policy=DANE_POLICY)
+    first, second = selection.targets
+    assert (first.tls.posture, first.tls.required, first.tls.authenticate) == (
+        Posture.DANE,
+        True,
+        "dane",
+    )
+    assert first.tls.sni == HOST1
+    assert first.tls.tlsa == (certs[HOST1].leaf.tlsa(3, 1, 1),)
+    assert second.tls.reference_ids[:2] == (HOST2, "example.org")
+
+
+def test_resolved_dane_ee_delivers_over_tls(servers: Any, certs: dict[str, Any]) -> None:
+    port, start = servers
+    mx1 = start(MX1, tls=full_chain(certs, HOST1))
+    mx2 = start(MX2, tls=full_chain(certs, HOST2))
+    text = zone(certs[HOST1].leaf.tlsa(3, 1, 1), certs[HOST2].leaf.tlsa(3, 1, 1))
+    outcome = resolve_and_send(port, text)
+    assert outcome.status is DeliveryStatus.DELIVERED, outcome
+    assert outcome.target is not None
+    assert str(outcome.target.address) == MX1
+    assert mx1.tls == [True]
+    assert mx2.received == []
+
+
+def test_resolved_mismatch_uses_the_next_mx(servers: Any, certs: dict[str, Any]) -> None:
+    """mx1's published record is for another key: nothing to mx1, mx2 (DANE-TA, its name)
+    gets the message over TLS."""
+    port, start = servers
+    mx1 = start(MX1, tls=full_chain(certs, HOST1))
+    mx2 = start(MX2, tls=full_chain(certs, HOST2))
+    text = zone(certs[HOST2].leaf.tlsa(3, 1, 1), certs[HOST2].root.tlsa(2, 0, 1))
+    outcome = resolve_and_send(port, text)
+    assert outcome.status is DeliveryStatus.DELIVERED, outcome
+    assert outcome.target is not None
+    assert str(outcome.target.address) == MX2
+    assert mx1.received == []
+    assert mx2.tls == [True]
+
+
+def test_resolved_dane_ta_next_hop_name(servers: Any, certs: dict[str, Any]) -> None:
+    """T20 at connect time: mx1's certificate names only the next-hop domain example.org,
+    the second reference identifier of a secure MX (RFC 7672 §3.2.2)."""
+    port, start = servers
+    domain_cert = pki(leaf_dns=("example.org",))
+    mx1 = start(
+        MX1,
+        tls=server_context(
+            certs["dir"] / "domain", domain_cert.leaf, domain_cert.inter, domain_cert.root
+        ),
+    )
+    text = zone(domain_cert.inter.tlsa(2, 0, 1), certs[HOST2].leaf.tlsa(3, 1, 1))
+    outcome = resolve_and_send(port, text)
+    assert outcome.status is DeliveryStatus.DELIVERED, outcome
+    assert mx1.tls == [True]
+
+
+def test_resolved_mismatch_everywhere_defers(servers: Any, certs: dict[str, Any]) -> None:
+    port, start = servers
+    mx1 = start(MX1, tls=full_chain(certs, HOST1))
+    mx2 = start(MX2)  # DANE, no STARTTLS
+    text = zone(certs[HOST2].leaf.tlsa(3, 1, 1), certs[HOST2].leaf.tlsa(3, 1, 1))
+    outcome = resolve_and_send(port, text)
+    assert (outcome.status, outcome.reply_code, outcome.enhanced_status) == (
+        DeliveryStatus.DEFERRED,
+        451,
+        "4.7.5",
+    )
+    assert "validation-failure" in outcome.message
+    assert "starttls-not-supported" in outcome.message
+    assert mx1.received == mx2.received == []
+
+
+def test_resolved_unsigned_zone_is_opportunistic(servers: Any, certs: dict[str, Any]) -> None:
+    """The same TLSA records in an unsigned zone: DANE does not apply (RFC 7672 §2.2 third
+    bullet): mx1 without STARTTLS gets the message in cleartext."""
+    port, start = servers
+    mx1 = start(MX1)
+    text = zone(certs[HOST1].leaf.tlsa(3, 1, 1), certs[HOST2].leaf.tlsa(3, 1, 1))
+    outcome = resolve_and_send(port, text, signed=False)
+    assert outcome.status is DeliveryStatus.DELIVERED, outcome
+    assert mx1.tls == [False]
