@@ -43,8 +43,9 @@ def test_R5321_5_1_b_never_the_search_list(fault_server) -> None:  # type: ignor
 
 
 def test_only_mx_a_and_aaaa_are_ever_asked() -> None:
-    """The query types mxselect knows: MX, A, AAAA -- never ANY, WKS or PTR."""
-    assert {t.value for t in RRType} == {"MX", "A", "AAAA"}
+    """The query types mxselect knows: MX, A, AAAA, and for DANE TLSA and CNAME (RFC 7672
+    §2.2.3, §2.1.3) -- never ANY, WKS or PTR."""
+    assert {t.value for t in RRType} == {"MX", "A", "AAAA", "TLSA", "CNAME"}
 
 
 class AdditionalStuffer(dns.resolver.Resolver):
