@@ -16,12 +16,13 @@ Only loopback servers started by the tests are asked.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import struct
 
 import pytest
 
-from mxselect import Answer, RRType, Security, Status, TLSARecord, _wire
+from mxselect import Answer, Query, RRType, Security, Status, TLSARecord, _wire
 from mxselect._wire import WireError, decode, question_of
 
 # -- building replies by hand ---------------------------------------------------------------
@@ -261,3 +262,139 @@ def test_R8914_stub_rcode_names_the_extended_error() -> None:
     assert result == Rcode(2, ((6, "validation failure"),))
     assert isinstance(result, Rcode)
     assert result.text == 'SERVFAIL (EDE 6: DNSSEC Bogus "validation failure")'
+
+
+# -- 2. the aiodns adapter -----------------------------------------------------------------
+
+
+def test_aiodns_tlsa_is_a_temporary_failure_naming_the_limitation() -> None:
+    """No TLSA query in aiodns, no AD bit from c-ares: a temporary failure (RFC 7672 §2.1.2:
+    a TLSA lookup that cannot be made must not pass as "no records"); nothing is sent."""
+    pytest.importorskip("aiodns")
+    from mxselect.aiodns import AiodnsResolver
+
+    async def run() -> Answer:
+        async with AiodnsResolver(nameservers=["127.0.0.1"], port=9) as resolver:
+            return await resolver.aresolve(Query(TLSA_NAME, RRType.TLSA))
+
+    answer = asyncio.run(run())
+    assert answer.status is Status.TEMPFAIL
+    assert answer.reason == (
+        "TLSA queries are not supported by c-ares (aiodns); use the stub or the dnspython"
+        " adapter for DANE"
+    )
+
+
+# -- 3. the cache --------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Scripted:
+    """Answers from a dict, counting the queries (sync and async)."""
+
+    def __init__(self, answers: dict[Query, Answer]) -> None:
+        self.answers = answers
+        self.calls: list[Query] = []
+
+    def resolve(self, query: Query) -> Answer:
+        self.calls.append(query)
+        return self.answers[query]
+
+    async def aresolve(self, query: Query) -> Answer:
+        return self.resolve(query)
+
+
+TLSA_Q = Query(TLSA_NAME, RRType.TLSA)
+CNAME_Q = Query("mx.example.", RRType.CNAME)
+MX_Q = Query("example.", RRType.MX)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        Answer.from_tlsa([(3, 1, 1, DIGEST)], ttl=3600, security=Security.SECURE),
+        Answer.nodata(ttl=3600, security=Security.SECURE),
+        Answer.nxdomain(ttl=3600, security=Security.SECURE),
+    ],
+    ids=["records", "nodata", "nxdomain"],
+)
+def test_T21_R7671_13_tlsa_answers_are_kept_at_most_100_s(answer: Answer) -> None:
+    """RFC 7671 §13 / Postfix TLS_DANE_CACHE_TTL_MAX: a TLSA answer with a TTL of an hour is
+    kept 100 s, returned with the remaining (capped) TTL and its security status; then asked
+    again. An MX answer of the same TTL keeps its hour."""
+    from mxselect.cache import CachingResolver
+
+    clock = Clock()
+    mx = Answer.from_mx([(10, "mx.example.")], ttl=3600, security=Security.SECURE)
+    upstream = Scripted({TLSA_Q: answer, MX_Q: mx})
+    cache = CachingResolver(upstream, clock=clock)
+    assert cache.lifetime(answer, RRType.TLSA) == 100
+    assert cache.lifetime(answer) == 3600
+    first = cache.resolve(TLSA_Q)
+    assert first == answer  # the first answer is the resolver's, as it came
+    cache.resolve(MX_Q)
+    clock.now += 60
+    again = cache.resolve(TLSA_Q)
+    assert again == Answer(status=answer.status, tlsa=answer.tlsa, ttl=40, security=Security.SECURE)
+    clock.now += 40  # 100 s: expired
+    cache.resolve(TLSA_Q)
+    assert cache.resolve(MX_Q).ttl == 3600 - 100
+    assert upstream.calls == [TLSA_Q, MX_Q, TLSA_Q]
+
+
+def test_T21_tlsa_cap_is_configurable_and_a_short_ttl_stays_short() -> None:
+    from mxselect.cache import CachingResolver
+
+    short = Answer.from_tlsa([(3, 1, 1, DIGEST)], ttl=30, security=Security.SECURE)
+    assert CachingResolver(Scripted({}), clock=Clock()).lifetime(short, RRType.TLSA) == 30
+    never = CachingResolver(Scripted({}), clock=Clock(), max_tlsa_ttl=0)
+    assert never.lifetime(short, RRType.TLSA) == 0
+    with pytest.raises(ValueError, match="max_tlsa_ttl"):
+        CachingResolver(Scripted({}), max_tlsa_ttl=-1)
+
+
+def test_T21_a_cached_nxdomain_keeps_its_status_but_never_answers_tlsa() -> None:
+    """An NXDOMAIN recorded for a name answers its other types with the same DNSSEC status
+    (an authenticated denial covers every type) -- but not a TLSA query, which is asked again
+    (the TLSA cap, RFC 7671 §13)."""
+    from mxselect.cache import CachingResolver
+
+    name = TLSA_NAME
+    a_q = Query(name, RRType.A)
+    denial = Answer.nxdomain(ttl=3600, security=Security.SECURE)
+    upstream = Scripted({a_q: denial, TLSA_Q: denial})
+    cache = CachingResolver(upstream, clock=Clock())
+    cache.resolve(a_q)
+    aaaa = cache.resolve(Query(name, RRType.AAAA))
+    assert (aaaa.status, aaaa.security) == (Status.NXDOMAIN, Security.SECURE)
+    assert cache.resolve(TLSA_Q).security is Security.SECURE
+    assert upstream.calls == [a_q, TLSA_Q]
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+def test_A6_cname_answers_are_cached_with_their_status(api: str) -> None:
+    """A CNAME query's ALIAS answer is kept for its TTL with its security (RFC 7672 §2.1.3:
+    the status is the point of the query)."""
+    from mxselect.cache import CachingResolver
+
+    clock = Clock()
+    alias = Answer.alias("host.unsigned.example.", ttl=300, security=Security.SECURE)
+    upstream = Scripted({CNAME_Q: alias})
+    cache = CachingResolver(upstream, clock=clock)
+
+    def ask() -> Answer:
+        if api == "sync":
+            return cache.resolve(CNAME_Q)
+        return asyncio.run(cache.aresolve(CNAME_Q))
+
+    ask()
+    clock.now += 100
+    assert ask() == Answer.alias("host.unsigned.example.", ttl=200, security=Security.SECURE)
+    assert upstream.calls == [CNAME_Q]
