@@ -19,8 +19,12 @@ from __future__ import annotations
 import asyncio
 import random
 import struct
+from collections.abc import Callable
+from typing import Any
 
+import attrs
 import pytest
+from harness.dnsenv import DnsEnv
 
 from mxselect import Answer, Query, RRType, Security, Status, TLSARecord, _wire
 from mxselect._wire import WireError, decode, question_of
@@ -398,3 +402,250 @@ def test_A6_cname_answers_are_cached_with_their_status(api: str) -> None:
     clock.now += 100
     assert ask() == Answer.alias("host.unsigned.example.", ttl=200, security=Security.SECURE)
     assert upstream.calls == [CNAME_Q]
+
+
+# -- 4. end to end: Knot + the validating Unbound --------------------------------------------
+
+BACKENDS = ["stub", "stub-async", "stub-batch", "dnspython", "dnspython-async"]
+
+
+def _asker(backend: str, port: int, *, trust: bool | None = None) -> Callable[[Query], Answer]:
+    """``ask(query)`` through one of the adapters, asking only the harness's Unbound."""
+    if backend.startswith("stub"):
+        from mxselect.stub import StubResolver
+
+        stub = StubResolver([("127.0.0.1", port)], timeout=2.0, lifetime=5.0, trust_ad=trust)
+        if backend == "stub":
+            return stub.resolve
+
+        async def batch(query: Query) -> Answer:
+            (answer,) = await stub.aresolve_batch([query])
+            return answer
+
+        run = stub.aresolve if backend == "stub-async" else batch
+        return lambda query: asyncio.run(run(query))
+    from harness.resolvers import make_dnspython_resolver
+
+    from mxselect.dnspython import AsyncDnspythonResolver, DnspythonResolver
+
+    if backend == "dnspython":
+        resolver = make_dnspython_resolver(port, lifetime=5.0, timeout=2.0)
+        resolver.use_edns(0, 0, 1232)  # Unbound sends EDE only to a query with EDNS
+        return DnspythonResolver(resolver, trust_ad=trust).resolve
+    aresolver = make_dnspython_resolver(port, asynchronous=True, lifetime=5.0, timeout=2.0)
+    aresolver.use_edns(0, 0, 1232)
+    adapter = AsyncDnspythonResolver(aresolver, trust_ad=trust)
+    return lambda query: asyncio.run(adapter.aresolve(query))
+
+
+@pytest.fixture(params=BACKENDS)
+def ask(request: pytest.FixtureRequest, dns_env: DnsEnv) -> Callable[[Query], Answer]:
+    return _asker(request.param, dns_env.resolver_port)
+
+
+def tlsa(owner: str) -> tuple[TLSARecord, ...]:
+    """The TLSA record the harness's zone files publish at ``owner``."""
+    from harness.dnsenv import TLSA_DATA
+
+    usage, selector, mtype, data = TLSA_DATA[owner]
+    return (TLSARecord(usage, selector, mtype, bytes.fromhex(data)),)
+
+
+def without_ttl(answer: Answer) -> Answer:
+    """The answer with its TTL checked (1..300: Unbound counts cached TTLs down) and dropped."""
+    assert answer.ttl is not None
+    assert 0 < answer.ttl <= 300, answer
+    return attrs.evolve(answer, ttl=None)
+
+
+def q_tlsa(host: str) -> Query:
+    return Query(f"_25._tcp.{host}", RRType.TLSA)
+
+
+@pytest.mark.e2e
+def test_T1_secure_tlsa(ask: Callable[[Query], Answer]) -> None:
+    """T1: ``_25._tcp.mx.dane.dnssec.test`` TLSA 3 1 1: the record and its data, SECURE."""
+    answer = ask(q_tlsa("mx.dane.dnssec.test."))
+    expected = tlsa("_25._tcp.mx.dane.dnssec.test.")
+    assert without_ttl(answer) == Answer.from_tlsa(expected, security=Security.SECURE)
+    assert answer.tlsa[0].usable
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("host", ["mx1.dnssec.test.", "mx.notlsa.dnssec.test."])
+def test_D1_T3_secure_nxdomain_at_the_tlsa_name(ask: Callable[[Query], Answer], host: str) -> None:
+    """D1/T3: no TLSA name at all: a secure NXDOMAIN (an answer, RFC 7672 §2.1.1), with the
+    SOA's negative TTL (min(300, 60), RFC 2308 §5)."""
+    answer = ask(q_tlsa(host))
+    assert (answer.status, answer.security) == (Status.NXDOMAIN, Security.SECURE)
+    assert answer.ttl is not None
+    assert 0 < answer.ttl <= 60
+
+
+@pytest.mark.e2e
+def test_T4_secure_nodata_at_the_tlsa_name(ask: Callable[[Query], Answer]) -> None:
+    """T4: ``_25._tcp.mx.nodata-tlsa.dnssec.test`` exists (TXT) without TLSA: secure NODATA."""
+    answer = ask(q_tlsa("mx.nodata-tlsa.dnssec.test."))
+    assert (answer.status, answer.security, answer.tlsa) == (Status.NODATA, Security.SECURE, ())
+
+
+@pytest.mark.e2e
+def test_T9_bogus_tlsa_is_a_temporary_failure_naming_dnssec_bogus(
+    ask: Callable[[Query], Answer],
+) -> None:
+    """T9: the TLSA RRset of ``mx.dane.bogus.test`` fails validation: SERVFAIL with EDE 6 ->
+    TEMPFAIL whose reason names it (RFC 7672 §2.1.1: bogus = lookup failure) -- while the
+    same domain's MX and the host's addresses validate (secure)."""
+    answer = ask(q_tlsa("mx.dane.bogus.test."))
+    assert answer.status is Status.TEMPFAIL
+    # (Unbound's EXTRA-TEXT, "... signature crypto failed ...", only when not from its cache)
+    assert "SERVFAIL (EDE 6: DNSSEC Bogus" in answer.reason
+    mx = ask(Query("dane.bogus.test.", RRType.MX))
+    assert (mx.status, mx.security) == (Status.RECORDS, Security.SECURE)
+    for rtype in (RRType.A, RRType.AAAA):
+        address = ask(Query("mx.dane.bogus.test.", rtype))
+        assert (address.status, address.security) == (Status.RECORDS, Security.SECURE)
+
+
+@pytest.mark.e2e
+def test_D6_bogus_mx_names_dnssec_bogus(ask: Callable[[Query], Answer]) -> None:
+    """D6: the tampered MX RRset of ``bogus.test``: TEMPFAIL, EDE 6 in the reason."""
+    answer = ask(Query("bogus.test.", RRType.MX))
+    assert answer.status is Status.TEMPFAIL
+    assert "EDE 6: DNSSEC Bogus" in answer.reason
+
+
+@pytest.mark.e2e
+def test_A9_tlsa_through_a_cname_to_a_shared_name(ask: Callable[[Query], Answer]) -> None:
+    """A9: ``_25._tcp.mx.shared.dnssec.test`` CNAME ``_tlsa.provider.dnssec.test`` TLSA: the
+    records, the chain (RFC 7672 §2.2.3: the base domain stays mx.shared), SECURE."""
+    answer = ask(q_tlsa("mx.shared.dnssec.test."))
+    assert without_ttl(answer) == Answer.from_tlsa(
+        tlsa("_tlsa.provider.dnssec.test."),
+        canonical_name="_tlsa.provider.dnssec.test.",
+        aliases=["_25._tcp.mx.shared.dnssec.test."],
+        security=Security.SECURE,
+    )
+
+
+@pytest.mark.e2e
+def test_A4_secure_cname_then_tlsa_at_the_target(ask: Callable[[Query], Answer]) -> None:
+    """A4: ``mx.cname.dnssec.test`` CNAME ``real.cname.dnssec.test`` (both signed): the A
+    answer is SECURE with the chain, and the TLSA is at the expanded name."""
+    address = ask(Query("mx.cname.dnssec.test.", RRType.A))
+    assert without_ttl(address) == Answer.from_addresses(
+        ["192.0.2.74"],
+        canonical_name="real.cname.dnssec.test.",
+        aliases=["mx.cname.dnssec.test."],
+        security=Security.SECURE,
+    )
+    answer = ask(q_tlsa("real.cname.dnssec.test."))
+    assert without_ttl(answer) == Answer.from_tlsa(
+        tlsa("_25._tcp.real.cname.dnssec.test."), security=Security.SECURE
+    )
+
+
+@pytest.mark.e2e
+def test_A6_cname_query_is_secure_while_the_address_is_insecure(
+    ask: Callable[[Query], Answer],
+) -> None:
+    """A6: ``mx.a6.dnssec.test`` CNAME ``v4only.example.test`` (unsigned): the A answer is
+    INSECURE (one AD bit for the response, RFC 4035 §3.2.3), the CNAME query says the alias
+    itself is SECURE (RFC 7672 §2.1.3), and the TLSA at the original name is SECURE."""
+    address = ask(Query("mx.a6.dnssec.test.", RRType.A))
+    assert without_ttl(address) == Answer.from_addresses(
+        ["192.0.2.30"],
+        canonical_name="v4only.example.test.",
+        aliases=["mx.a6.dnssec.test."],
+        security=Security.INSECURE,
+    )
+    alias = ask(Query("mx.a6.dnssec.test.", RRType.CNAME))
+    assert without_ttl(alias) == Answer.alias(
+        "v4only.example.test.", aliases=["mx.a6.dnssec.test."], security=Security.SECURE
+    )
+    answer = ask(q_tlsa("mx.a6.dnssec.test."))
+    assert without_ttl(answer) == Answer.from_tlsa(
+        tlsa("_25._tcp.mx.a6.dnssec.test."), security=Security.SECURE
+    )
+
+
+@pytest.mark.e2e
+def test_A6_cname_query_for_a_name_without_cname(ask: Callable[[Query], Answer]) -> None:
+    """A CNAME query for a host that is no alias: secure NODATA; for a missing one: NXDOMAIN."""
+    nodata = ask(Query("mx.dane.dnssec.test.", RRType.CNAME))
+    assert (nodata.status, nodata.security) == (Status.NODATA, Security.SECURE)
+    missing = ask(Query("nowhere.dnssec.test.", RRType.CNAME))
+    assert (missing.status, missing.security) == (Status.NXDOMAIN, Security.SECURE)
+
+
+@pytest.mark.e2e
+def test_T5_insecure_delegation_gives_insecure_tlsa(ask: Callable[[Query], Answer]) -> None:
+    """An unsigned child delegated without DS below the signed zone: its TLSA records come
+    back INSECURE (RFC 6698 §4.1: unusable for DANE), its MX too."""
+    answer = ask(q_tlsa("mx.insecure.dnssec.test."))
+    assert without_ttl(answer) == Answer.from_tlsa(
+        tlsa("_25._tcp.mx.insecure.dnssec.test."), security=Security.INSECURE
+    )
+    mx = ask(Query("insecure.dnssec.test.", RRType.MX))
+    assert (mx.status, mx.security) == (Status.RECORDS, Security.INSECURE)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("backend", ["stub", "dnspython"])
+def test_R7672_2_1_1_untrusted_tlsa_is_unknown(backend: str, dns_env: DnsEnv) -> None:
+    """The trust rule covers the new types: from a resolver not trusted, the TLSA and CNAME
+    answers are UNKNOWN, never SECURE (RFC 4035 §4.9.3 via RFC 7672 §2.1.1)."""
+    ask = _asker(backend, dns_env.resolver_port, trust=False)
+    answer = ask(q_tlsa("mx.dane.dnssec.test."))
+    assert (answer.tlsa, answer.security) == (
+        tlsa("_25._tcp.mx.dane.dnssec.test."),
+        Security.UNKNOWN,
+    )
+    assert ask(Query("mx.a6.dnssec.test.", RRType.CNAME)).security is Security.UNKNOWN
+
+
+@pytest.mark.e2e
+def test_aiodns_cname_query_and_tlsa_refusal(aiodns_factory: Callable[[], Any]) -> None:
+    """aiodns: the CNAME query works (status UNKNOWN: no AD from c-ares); TLSA is refused
+    with a temporary failure before anything is sent."""
+
+    async def run() -> tuple[Answer, Answer, Answer]:
+        async with aiodns_factory() as resolver:
+            alias = await resolver.aresolve(Query("mx.a6.dnssec.test.", RRType.CNAME))
+            nodata = await resolver.aresolve(Query("mx.dane.dnssec.test.", RRType.CNAME))
+            refused = await resolver.aresolve(q_tlsa("mx.dane.dnssec.test."))
+            return alias, nodata, refused
+
+    alias, nodata, refused = asyncio.run(run())
+    assert without_ttl(alias) == Answer.alias(
+        "v4only.example.test.", aliases=["mx.a6.dnssec.test."], security=Security.UNKNOWN
+    )
+    assert nodata.status is Status.NODATA
+    assert refused.status is Status.TEMPFAIL
+    assert "not supported by c-ares" in refused.reason
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("backend", ["stub", "dnspython"])
+def test_T21_cached_tlsa_keeps_secure_and_is_capped(backend: str, dns_env: DnsEnv) -> None:
+    """Through CachingResolver: a real secure TLSA answer comes back from the cache SECURE,
+    its TTL at most the 100 s cap (RFC 7671 §13), the resolver asked once."""
+    from mxselect.cache import CachingResolver
+
+    ask = _asker(backend, dns_env.resolver_port)
+    calls: list[Query] = []
+
+    class Counting:
+        def resolve(self, query: Query) -> Answer:
+            calls.append(query)
+            return ask(query)
+
+    cache = CachingResolver(Counting())
+    query = q_tlsa("mx.dane.dnssec.test.")
+    first = cache.resolve(query)
+    second = cache.resolve(query)
+    assert second.security is first.security is Security.SECURE
+    assert second.tlsa == first.tlsa == tlsa("_25._tcp.mx.dane.dnssec.test.")
+    assert second.ttl is not None
+    assert second.ttl <= 100
+    assert calls == [query]
