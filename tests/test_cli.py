@@ -1048,3 +1048,17 @@ def test_dane_batch_lines_name_the_first_targets_tls(tmp_path: Path) -> None:
     plain = demo("-q", "--in-order", "--seed", "1", *SIGNED, "-f", str(listing)).stdout
     assert "(dane" not in plain
     assert "(opportunistic)" not in plain
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="core (_rules.tlsa_search): addresses with no DNSSEC status (UNKNOWN) get "
+    "RULE_INSECURE_ADDRESS, so the trace and TlsRequirement.rule call them 'insecure'",
+)
+def test_explain_does_not_call_unknown_addresses_insecure() -> None:
+    """Without --signed no answer has a DNSSEC status: the per-host dane steps (and the
+    rule of each tls object) should say the status is unknown, not that it is "insecure"."""
+    text = demo("--explain", "--dane", "dane.example.net").stdout
+    steps = [line for line in text.splitlines() if "[dane] mx" in line]
+    assert len(steps) == 3
+    assert not any('"insecure"' in step for step in steps), steps
