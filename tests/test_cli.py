@@ -1010,8 +1010,8 @@ def test_explain_names_the_rfc_7672_rules() -> None:
     text = demo("--seed", "1", "--explain", *SIGNED, "--dane", "dane.example.net").stdout
     steps = [line.strip() for line in text.splitlines() if re.match(r"^\s+\d+\. \[", line)]
     assert (
-        "2. [dane] MX RRset secure: TLSA records will be looked up for hosts with secure "
-        "addresses (RFC 7672 §2.2.1)"
+        "2. [dane] MX RRset secure: TLSA records of hosts with secure addresses "
+        "(RFC 7672 §2.2.1, §2.2.2)"
     ) in steps
     tlsa = [s for s in steps if "[tlsa]" in s]
     assert len(tlsa) == 3
@@ -1031,7 +1031,7 @@ def test_explain_names_the_rfc_7672_rules() -> None:
     assert "RFC 7672 §2.2.1" in step["message"]
     # Unsigned host addresses: no TLSA lookup, and the trace says why (RFC 7672 §2.2.2).
     plain = demo("--explain", *SIGNED, "--dane", "example.net").stdout
-    assert "[dane] backup.example.net: RFC 7672 §2.2.2" in plain
+    assert "[dane] backup.example.net: no TLSA lookup -> opportunistic (RFC 7672 §2.2.2" in plain
     assert "[tlsa]" not in plain
 
 
@@ -1050,11 +1050,6 @@ def test_dane_batch_lines_name_the_first_targets_tls(tmp_path: Path) -> None:
     assert "(opportunistic)" not in plain
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core (_rules.tlsa_search): addresses with no DNSSEC status (UNKNOWN) get "
-    "RULE_INSECURE_ADDRESS, so the trace and TlsRequirement.rule call them 'insecure'",
-)
 def test_explain_does_not_call_unknown_addresses_insecure() -> None:
     """Without --signed no answer has a DNSSEC status: the per-host dane steps (and the
     rule of each tls object) should say the status is unknown, not that it is "insecure"."""
