@@ -15,6 +15,7 @@ because retrying may change everything.
 from __future__ import annotations
 
 import argparse
+import enum
 import ipaddress
 import random
 import sys
@@ -38,7 +39,7 @@ from ._output import (
     summary,
 )
 from ._output import worst as worst  # re-exported: the rule for several outcomes' exit code
-from ._policy import Families, Network, Policy
+from ._policy import Dane, Families, InsecureMX, Network, Policy
 from .exceptions import MXSelectError
 
 if TYPE_CHECKING:
@@ -97,10 +98,26 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 < value < 65536:
+        raise ValueError(text)
+    return value
+
+
+def _zone_name(text: str) -> str:
+    name = text.strip().rstrip(".").lower()
+    if not name or " " in name or ".." in name:
+        raise ValueError(text)
+    return name
+
+
 _positive_int.__name__ = "positive integer"
 _limit.__name__ = "integer or 'none'"
 _network.__name__ = "network"
 _seconds.__name__ = "number of seconds"
+_port.__name__ = "port (1-65535)"
+_zone_name.__name__ = "zone name"
 
 
 # ---------------------------------------------------------------------------- policy flags
@@ -113,6 +130,8 @@ class _Kind:
     action: str = "store"
     type: Callable[[str], Any] | None = None
     choices: tuple[str, ...] | None = None
+    #: The value of a ``store_const`` switch.
+    const: str | None = None
     #: The parsed value -> the value of the Policy field.
     to_field: Callable[[Any], Any] = lambda value: value
     #: The flag names a Policy method, called with the values on the constructed policy.
@@ -120,7 +139,7 @@ class _Kind:
 
     def arguments(self) -> dict[str, Any]:
         """The keywords of ``add_argument`` for this kind (a switch takes no type)."""
-        given = {"type": self.type, "choices": self.choices}
+        given = {"type": self.type, "choices": self.choices, "const": self.const}
         return {"action": self.action} | {k: v for k, v in given.items() if v is not None}
 
 
@@ -131,6 +150,9 @@ _LIMIT = _Kind(type=_limit)  # an integer, or 'none' for None
 _REPEATED = _Kind("append")  # the list of every value given
 _NETWORKS = _Kind("append", _network, method=True)
 _FAMILY = _Kind(choices=tuple(f.value for f in Families), to_field=Families)
+_DANE = _Kind("store_const", const=Dane.OPPORTUNISTIC.value, to_field=Dane)
+_INSECURE_MX = _Kind(choices=tuple(m.value for m in InsecureMX), to_field=InsecureMX)
+_PORT = _Kind(type=_port)
 
 
 @attrs.frozen
@@ -138,7 +160,9 @@ class _PolicyFlag:
     """One policy flag: the option, the Policy field (or method) it sets, its kind and help.
 
     A flag not given leaves its field at the Policy default. ``shortcuts`` are flags that stand
-    for one value (``-4``: ``--family ipv4-only``), mutually exclusive with the flag.
+    for one value (``-4``: ``--family ipv4-only``), mutually exclusive with the flag. ``needs``:
+    options of which one must be given too (the flag means nothing without them), and
+    ``needs_why`` the reason a usage error adds.
     """
 
     option: str
@@ -146,7 +170,16 @@ class _PolicyFlag:
     kind: _Kind
     help: str
     metavar: str | None = None
-    shortcuts: tuple[tuple[str, Families, str], ...] = ()
+    shortcuts: tuple[tuple[str, enum.Enum, str], ...] = ()
+    needs: tuple[str, ...] = ()
+    needs_why: str = ""
+
+    def given(self, args: argparse.Namespace) -> str | None:
+        """The option (the flag or one of its shortcuts) that set the field, if any."""
+        if not hasattr(args, self.field):
+            return None
+        value = getattr(args, self.field)
+        return next((o for o, v, _ in self.shortcuts if v.value == value), self.option)
 
     def add_to(self, group: argparse._ArgumentGroup) -> None:
         """Add the flag and its shortcuts; given or not is told by the attribute's presence."""
@@ -253,11 +286,50 @@ _POLICY_FLAGS = (
         "take this network out of the unsafe ones, e.g. 127.0.0.0/8 for tests (repeatable)",
         "CIDR",
     ),
+    _PolicyFlag(
+        "--dane",
+        "dane",
+        _DANE,
+        "DANE (RFC 7672) where published: look up TLSA records of the hosts with "
+        "DNSSEC-secure addresses, and show how TLS must be used with each target",
+        shortcuts=(
+            (
+                "--dane-mandatory",
+                Dane.MANDATORY,
+                "DANE or nothing: only hosts with usable secure TLSA records; otherwise a "
+                "temporary failure, 451 4.7.5",
+            ),
+        ),
+    ),
+    _PolicyFlag(
+        "--dane-insecure-mx",
+        "dane_insecure_mx",
+        _INSECURE_MX,
+        "with --dane, hosts of an MX RRset that is not DNSSEC-secure: dane (use their TLSA "
+        "records; default), encrypt (TLS required, unauthenticated), may (no DANE)",
+        "POLICY",
+        needs=("--dane",),
+        needs_why=" (--dane-mandatory defers every insecure MX RRset: RFC 7672 §2.2.1)",
+    ),
+    _PolicyFlag(
+        "--tlsa-port",
+        "tlsa_port",
+        _PORT,
+        "with --dane or --dane-mandatory: the port of the TLSA query names, _N._tcp.HOST "
+        "(default 25)",
+        "N",
+        needs=("--dane", "--dane-mandatory"),
+    ),
 )
 
 
 def _policy(args: argparse.Namespace) -> Policy:
-    """The Policy the flags given ask for (a ValueError names a value it refuses)."""
+    """The Policy the flags given ask for (a ValueError names a value it refuses, or a flag
+    given without one it needs)."""
+    options = {f.given(args) for f in _POLICY_FLAGS} - {None}
+    for flag in _POLICY_FLAGS:
+        if flag.needs and flag.given(args) and not options.intersection(flag.needs):
+            raise ValueError(f"{flag.option} needs {' or '.join(flag.needs)}{flag.needs_why}")
     given = [(f, getattr(args, f.field)) for f in _POLICY_FLAGS if hasattr(args, f.field)]
     policy = Policy(**{f.field: f.kind.to_field(v) for f, v in given if not f.kind.method})
     for flag, values in given:
@@ -319,6 +391,14 @@ def _parser() -> argparse.ArgumentParser:
         help="answer from this RFC 1035 master file instead of the network (repeatable)",
     )
     dns.add_argument(
+        "--signed",
+        action="append",
+        type=_zone_name,
+        metavar="ZONE",
+        help="with --zone: answers at and below ZONE are DNSSEC-secure, as from a validating "
+        "resolver; every other answer is then insecure (repeatable)",
+    )
+    dns.add_argument(
         "--nameserver",
         action="append",
         metavar="ADDR[:PORT]",
@@ -369,21 +449,37 @@ def _split_server(text: str) -> tuple[str, int]:
     return host, port
 
 
+def _zone_resolver(
+    paths: Sequence[Path], signed: Sequence[str], parser: argparse.ArgumentParser
+) -> AsyncResolver:
+    """The offline resolver of ``--zone``: the master files' records, without a DNSSEC status
+    (``UNKNOWN``, as from a resolver that cannot say), or with ``--signed`` the zones named
+    ``SECURE`` and every other answer ``INSECURE``, as a validating resolver reports them."""
+    from ._answers import Query, RRType, Security, Status
+    from .testing import FakeResolver
+
+    fake = FakeResolver(security=Security.INSECURE if signed else Security.UNKNOWN)
+    for path in paths:
+        try:
+            fake.load_zone(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            parser.exit(EX_USAGE, f"mxselect: cannot read zone file {path}: {exc}\n")
+        except Exception as exc:
+            parser.exit(EX_USAGE, f"mxselect: bad zone file {path}: {exc}\n")
+    for zone in signed:
+        if fake.answer(Query(f"{zone}.", RRType.A)).status is Status.NXDOMAIN:
+            parser.error(f"--signed {zone}: no name of the zone files is at or below it")
+        fake.set_security(zone, Security.SECURE)
+    return fake
+
+
 def _resolver(args: argparse.Namespace, parser: argparse.ArgumentParser) -> AsyncResolver:
+    if args.signed and not args.zone:
+        parser.error("--signed needs --zone (a resolver reports the DNSSEC status itself)")
     if args.zone:
         if args.nameserver or args.tcp:
             parser.error("--zone answers offline: it cannot be combined with --nameserver or --tcp")
-        from .testing import FakeResolver
-
-        fake = FakeResolver()
-        for path in args.zone:
-            try:
-                fake.load_zone(path.read_text(encoding="utf-8"))
-            except OSError as exc:
-                parser.exit(EX_USAGE, f"mxselect: cannot read zone file {path}: {exc}\n")
-            except Exception as exc:
-                parser.exit(EX_USAGE, f"mxselect: bad zone file {path}: {exc}\n")
-        return fake
+        return _zone_resolver(args.zone, args.signed or [], parser)
     import dns.asyncresolver
     import dns.nameserver
 
@@ -577,11 +673,14 @@ def _run(
     batch = args.file is not None
     tally = Tally()  # not the results themselves: a batch may be millions of domains
     enabled = batch and not args.quiet and sys.stderr.isatty()
+    tls = policy.dane is not Dane.OFF
     progress = Progress(len(items), enabled, sys.stdout, sys.stderr)
 
     def emit(result: Result) -> None:
         tally.add(result)
-        progress.write(render(result, json_lines=args.json, batch=batch, explained=args.explain))
+        progress.write(
+            render(result, json_lines=args.json, batch=batch, explained=args.explain, tls=tls)
+        )
 
     def select(item: Item) -> Any:
         return _select(item, resolver, policy, args.seed, args.deadline)

@@ -311,16 +311,7 @@ class SelectionPlan:
             if outcome is not Outcome.CONTINUE:
                 raise self._error_for(outcome, reason)
             self._dane = rules.dane_wanted(self._mx_security, policy)
-            self._step(
-                "dane",
-                f"MX RRset {self._mx_security}: "
-                + (
-                    "TLSA records will be looked up for hosts with secure addresses "
-                    "(RFC 7672 §2.2.1)"
-                    if self._dane
-                    else "no TLSA lookups (RFC 7672 §2.2.1, dane_insecure_mx=may)"
-                ),
-            )
+            self._step("dane", rules.dane_step(self._mx_security, self._dane, policy))
         # RFC 5321 §5.1: "If an empty list of MXs is returned, the address is treated as if it
         # was associated with an implicit MX RR, with a preference of 0, pointing to that
         # host." NODATA only (RFC 3974 §3 step 1), at the CNAME-expanded name.
@@ -477,9 +468,9 @@ class SelectionPlan:
                     "dane",
                     f"{name}: addresses insecure via CNAME; the CNAME itself is "
                     + (
-                        "secure: TLSA at the original name (RFC 7672 §2.2.2)"
+                        "secure -> TLSA at the original name (RFC 7672 §2.2.2)"
                         if verdict
-                        else "not secure (RFC 7672 §2.2.2)"
+                        else "not secure -> no TLSA lookup (RFC 7672 §2.2.2)"
                     ),
                     name,
                 )
@@ -495,7 +486,7 @@ class SelectionPlan:
                 pending[name] = (entry, search.candidates)
             else:
                 self._tls[name] = rules.opportunistic(search.rule)
-                self._step("dane", f"{name}: {search.rule}", name)
+                self._step("dane", f"{name}: no TLSA lookup -> opportunistic ({search.rule})", name)
         while pending:
             keys = {
                 name: (rules.tlsa_name(c[0], port), RRType.TLSA) for name, (_, c) in pending.items()
@@ -517,7 +508,6 @@ class SelectionPlan:
                         policy,
                         (self.domain, self.canonical_domain),
                     )
-                    self._note(notes)
                     self._tls[name] = requirement
                     self._step(
                         "tlsa",
@@ -526,6 +516,7 @@ class SelectionPlan:
                         + f" -> {requirement} ({requirement.rule})",
                         name,
                     )
+                    self._note(notes)
                 elif why.startswith("failed"):
                     # RFC 7672 §2.1.2; after a failed expanded-name lookup the original name
                     # is not tried (Postfix tls_dane.c: "lookup errors are distinct from

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import attrs
 
-from ._model import Selection, explain
+from ._model import Host, Selection, TlsRequirement, explain
 from .exceptions import InvalidDomainError, MXSelectError, NoSuchDomainError, TemporaryError
 
 if TYPE_CHECKING:
@@ -111,8 +111,34 @@ def _warnings(result: Result) -> list[dict[str, Any]]:
     return [{"code": w.code.value, "message": w.message, "host": w.host} for w in source.warnings]
 
 
+def _tls(tls: TlsRequirement) -> dict[str, Any]:
+    """A :class:`TlsRequirement` as JSON, TLSA records in presentation form (``"3 1 1 ab.."``)."""
+    return {
+        "posture": tls.posture.value,
+        "required": tls.required,
+        "authenticate": tls.authenticate,
+        "sni": tls.sni,
+        "reference_ids": list(tls.reference_ids),
+        "tlsa": [str(r) for r in tls.tlsa],
+        "tlsa_base_domain": tls.tlsa_base_domain,
+        "rule": tls.rule,
+    }
+
+
+def _host(host: Host) -> dict[str, Any]:
+    return {
+        "name": host.name,
+        "preference": host.preference,
+        "canonical_name": host.canonical_name,
+        "addresses": [str(a) for a in host.addresses],
+        "address_security": host.address_security.value,
+        "tls": _tls(host.tls),
+    }
+
+
 def as_json(result: Result, with_trace: bool) -> dict[str, Any]:
-    """The ``--json`` object for one result; every key is always present (schema 1)."""
+    """The ``--json`` object for one result; every key is always present (schema 1): the DANE
+    ones too, opportunistic TLS and the DNSSEC status the resolver gave when DANE is off."""
     selection, error = result.selection, result.error
     data: dict[str, Any] = {
         "schema": JSON_SCHEMA,
@@ -134,6 +160,7 @@ def as_json(result: Result, with_trace: bool) -> dict[str, Any]:
         "implicit": None if selection is None else selection.implicit,
         "address_literal": None if selection is None else selection.address_literal,
         "ttl": None if selection is None else selection.ttl,
+        "security": None if selection is None else {"mx": selection.mx_security.value},
         "targets": []
         if selection is None
         else [
@@ -143,20 +170,11 @@ def as_json(result: Result, with_trace: bool) -> dict[str, Any]:
                 "preference": t.preference,
                 "address": str(t.address),
                 "family": t.family,
+                "tls": _tls(t.tls),
             }
             for rank, t in enumerate(selection, 1)
         ],
-        "hosts": []
-        if selection is None
-        else [
-            {
-                "name": h.name,
-                "preference": h.preference,
-                "canonical_name": h.canonical_name,
-                "addresses": [str(a) for a in h.addresses],
-            }
-            for h in selection.hosts
-        ],
+        "hosts": [] if selection is None else [_host(h) for h in selection.hosts],
         "warnings": _warnings(result),
     }
     if with_trace:
@@ -169,8 +187,10 @@ def _where(item: Item) -> str:
     return item.text if item.line is None else f"line {item.line}: {item.text}"
 
 
-def as_text(result: Result, with_trace: bool) -> str:
-    """The readable block for one result: a target table and warnings, or the error."""
+def as_text(result: Result, with_trace: bool, tls: bool = False) -> str:
+    """The readable block for one result: a target table and warnings, or the error. ``tls``
+    (DANE on): the header names the MX RRset's DNSSEC status, and a ``tls`` column tells how
+    TLS must be used with each target (:class:`~mxselect.TlsRequirement`)."""
     selection, error = result.selection, result.error
     name = _where(result.item)
     if error is not None:
@@ -191,13 +211,22 @@ def as_text(result: Result, with_trace: bool) -> str:
             if selection.canonical_domain != selection.domain
             else ""
         )
-        lines = [f"{name}: {len(selection)} target(s) ({how}{via}{ttl})"]
-        rows = [("rank", "pref", "host", "address", "family")]
+        # DANE on: how secure the MX RRset was (RFC 7672 §2.2.1); a literal has none.
+        security = f", MX {selection.mx_security}" if tls and not selection.address_literal else ""
+        lines = [f"{name}: {len(selection)} target(s) ({how}{via}{ttl}{security})"]
+        rows = [("rank", "pref", "host", "address", "family", *(("tls",) if tls else ()))]
         rows += [
-            (str(i), str(t.preference), t.host, str(t.address), f"IPv{t.family}")
+            (
+                str(i),
+                str(t.preference),
+                t.host,
+                str(t.address),
+                f"IPv{t.family}",
+                *((str(t.tls),) if tls else ()),
+            )
             for i, t in enumerate(selection, 1)
         ]
-        widths = [max(len(r[c]) for r in rows) for c in range(5)]
+        widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
         lines += [
             "  " + "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()
             for r in rows
@@ -209,8 +238,9 @@ def as_text(result: Result, with_trace: bool) -> str:
     return "\n".join(lines)
 
 
-def as_line(result: Result) -> str:
-    """The compact one-line form used in batch mode."""
+def as_line(result: Result, tls: bool = False) -> str:
+    """The compact one-line form used in batch mode; ``tls`` (DANE on) adds the first target's
+    TLS requirement."""
     selection, error = result.selection, result.error
     name = _where(result.item)
     if error is not None:
@@ -218,17 +248,23 @@ def as_line(result: Result) -> str:
     assert selection is not None
     first = next(iter(selection))
     warned = f", {len(selection.warnings)} warning(s)" if selection.warnings else ""
-    return f"{name}  ok  {len(selection)} target(s), first {first.host} {first.address}{warned}"
+    how = f" ({first.tls})" if tls else ""
+    return (
+        f"{name}  ok  {len(selection)} target(s), first {first.host} {first.address}{how}{warned}"
+    )
 
 
-def render(result: Result, *, json_lines: bool, batch: bool, explained: bool) -> str:
+def render(
+    result: Result, *, json_lines: bool, batch: bool, explained: bool, tls: bool = False
+) -> str:
     """What the command prints for one result: a JSON line (``--json``), the batch line (batch
-    mode without ``--explain``) or the readable block."""
+    mode without ``--explain``) or the readable block; ``tls``: DANE is on, show the TLS
+    requirements."""
     if json_lines:
         return json.dumps(as_json(result, explained), ensure_ascii=False)
     if batch and not explained:
-        return as_line(result)
-    return as_text(result, explained)
+        return as_line(result, tls)
+    return as_text(result, explained, tls)
 
 
 def summary(

@@ -790,7 +790,7 @@ RULE_DANE = (
     "MUST employ TLS encryption and MUST authenticate the SMTP server"
 )
 RULE_DANE_INSECURE_MX = (
-    'RFC 7672 §2.2.1: DANE TLS "even with MX hosts obtained via an "insecure" MX RRset"; '
+    "RFC 7672 §2.2.1: DANE TLS \"even with MX hosts obtained via an 'insecure' MX RRset\"; "
     "authentication MUST NOT be logged as secure delivery to the next-hop domain"
 )
 RULE_ENCRYPT_UNUSABLE = (
@@ -808,6 +808,10 @@ RULE_NO_TLSA = (
 RULE_INSECURE_ADDRESS = (
     'RFC 7672 §2.2.2: address records "insecure": the SMTP client SHOULD NOT proceed to '
     "search for any associated TLSA records; opportunistic TLS"
+)
+RULE_UNKNOWN_ADDRESS = (
+    "RFC 7672 §2.1.1: no DNSSEC status for the address records (the resolver is not trusted, "
+    "or cannot say): treated as insecure, no TLSA lookup; opportunistic TLS"
 )
 RULE_INSECURE_MX_MAY = (
     'RFC 7672 §2.2.1: the MX RRset is "insecure" and DANE is not mandatory: pre-DANE '
@@ -858,6 +862,23 @@ def dane_wanted(mx_security: Security, policy: Policy) -> bool:
     return mx_security is Security.SECURE or policy.dane_insecure_mx is not InsecureMX.MAY
 
 
+def dane_step(mx_security: Security, wanted: bool, policy: Policy) -> str:
+    """The trace step that opens DANE for a selection: the MX RRset's status and what follows
+    from it (RFC 7672 §2.2.1)."""
+    if mx_security is Security.UNKNOWN:
+        status = "MX RRset without DNSSEC status (the resolver is not trusted, or cannot say)"
+    else:
+        status = f"MX RRset {mx_security}"
+    if not wanted:
+        return f"{status}: no TLSA lookups (RFC 7672 §2.2.1, dane_insecure_mx=may)"
+    if mx_security is Security.SECURE:
+        return f"{status}: TLSA records of hosts with secure addresses (RFC 7672 §2.2.1, §2.2.2)"
+    return (
+        f"{status}: TLSA records of hosts with secure addresses all the same "
+        f"(dane_insecure_mx={policy.dane_insecure_mx.value}; RFC 7672 §2.2.1 MAY)"
+    )
+
+
 def tlsa_search(examined: Examined) -> TlsaSearch:
     """RFC 7672 §2.2.2: the candidate TLSA base domains of one host, from its address
     answers: a non-CNAME host with secure addresses: the host name; a CNAME'd host whose
@@ -876,8 +897,10 @@ def tlsa_search(examined: Examined) -> TlsaSearch:
         if canonical != name:
             return TlsaSearch((canonical, name), "", False)
         return TlsaSearch((name,), "", False)
-    if canonical == name or examined.security is not Security.INSECURE:
-        # Not a CNAME, or the status is unknown (untrusted resolver): no TLSA search.
+    if examined.security is Security.UNKNOWN:
+        # No status (an untrusted resolver, c-ares): treated as insecure (RFC 7672 §2.1.1).
+        return TlsaSearch((), RULE_UNKNOWN_ADDRESS, False)
+    if canonical == name:
         return TlsaSearch((), RULE_INSECURE_ADDRESS, False)
     if examined.cname_security is None:
         return TlsaSearch((name,), "", True)

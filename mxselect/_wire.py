@@ -2,11 +2,20 @@
 
 Pure: no sockets, no dnspython. It builds the one query message mxselect sends (RFC 1035 §4.1,
 RD set, EDNS0 OPT with a 1232-byte payload, RFC 6891 §6.1 and the 2020 DNS flag day), and reads
-exactly what a selection needs from a response: the header, the answer section (MX, A, AAAA
-and CNAME records, RFC 1035 §3.3), the SOA of the authority section for the negative TTL
-(RFC 2308 §5) and the OPT record's extended RCODE (RFC 6891 §6.1.3). Anything else is skipped by
-its RDLENGTH. Names come out in dnspython's presentation form (case kept, ``\\DDD`` and
-``\\.`` escapes), so both adapters hand the core the same strings.
+exactly what a selection needs from a response: the header, the answer section (MX, A, AAAA,
+TLSA and CNAME records, RFC 1035 §3.3, RFC 6698 §2.1), the SOA of the authority section for the
+negative TTL (RFC 2308 §5) and the OPT record's extended RCODE (RFC 6891 §6.1.3) -- and, for an
+error reply only, its extended DNS errors (RFC 8914, :func:`extended_errors`). Anything else is
+skipped by its RDLENGTH.
+
+A TLSA query (RFC 7672 §2.2.3) is answered like an address query: the CNAME chain from the
+question's name is followed (``_25._tcp.mx.example`` CNAME ``_tlsa.provider.example``), the
+records at its end are the answer. A CNAME query (RFC 7672 §2.1.3: is the alias itself signed?)
+is answered with :meth:`Answer.alias <mxselect.Answer.alias>`: the CNAME record's target, never
+followed. The AD bit covers both, as every other answer (RFC 4035 §3.2.3).
+
+Names come out in dnspython's presentation form (case kept, ``\\DDD`` and ``\\.`` escapes),
+so both adapters hand the core the same strings.
 
 The checks dnspython makes when it parses are made here too, for the parts read: label types,
 compression pointers that only point backwards (no loops, RFC 1035 §4.1.4), names of at most
@@ -21,25 +30,58 @@ import ipaddress
 import struct
 from typing import Any
 
-from ._answers import Answer, IPAddress, MXRecord, RRType, Security, Status
+from ._answers import Answer, IPAddress, MXRecord, RRType, Security, Status, TLSARecord
 
 __all__ = [
     "EDNS_PAYLOAD",
     "TRUNCATED",
     "WireError",
     "decode",
+    "describe_ede",
     "encode_name",
+    "extended_errors",
     "make_query",
     "question_of",
 ]
 
 #: EDNS0 UDP payload size advertised (RFC 6891 §6.2.5; DNS flag day 2020: 1232).
 EDNS_PAYLOAD = 1232
-#: QTYPE codes (RFC 1035 §3.2.2, RFC 3596 §2.1).
-QTYPE = {RRType.MX: 15, RRType.A: 1, RRType.AAAA: 28}
+#: QTYPE codes (RFC 1035 §3.2.2, RFC 3596 §2.1, RFC 6698 §7.1).
+QTYPE = {RRType.MX: 15, RRType.A: 1, RRType.AAAA: 28, RRType.TLSA: 52, RRType.CNAME: 5}
 # Enum members read once (an attribute of an Enum class costs a lookup in its metaclass).
 _MX, _A, _RECORDS = RRType.MX, RRType.A, Status.RECORDS
-_CNAME, _SOA, _OPT = 5, 6, 41
+_TLSA, _CNAME_QUERY = RRType.TLSA, RRType.CNAME
+_CNAME, _SOA, _OPT, _TLSA_TYPE = 5, 6, 41, 52
+#: The EDNS0 option code of an extended DNS error (RFC 8914 §2).
+_EDE_OPTION = 15
+#: The names of the extended DNS error codes (RFC 8914 §4; IANA "Extended DNS Error Codes").
+EDE_TEXT = {
+    0: "Other Error",
+    1: "Unsupported DNSKEY Algorithm",
+    2: "Unsupported DS Digest Type",
+    3: "Stale Answer",
+    4: "Forged Answer",
+    5: "DNSSEC Indeterminate",
+    6: "DNSSEC Bogus",
+    7: "Signature Expired",
+    8: "Signature Not Yet Valid",
+    9: "DNSKEY Missing",
+    10: "RRSIGs Missing",
+    11: "No Zone Key Bit Set",
+    12: "NSEC Missing",
+    13: "Cached Error",
+    14: "Not Ready",
+    15: "Blocked",
+    16: "Censored",
+    17: "Filtered",
+    18: "Prohibited",
+    19: "Stale NXDOMAIN Answer",
+    20: "Not Authoritative",
+    21: "Not Supported",
+    22: "No Reachable Authority",
+    23: "Network Error",
+    24: "Invalid Data",
+}
 _CLASS_IN = 1
 #: RCODEs (RFC 1035 §4.1.1, RFC 6895 §2.3).
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
@@ -324,6 +366,13 @@ def decode(
                 if after != rdend:
                     raise WireError("MX record of the wrong length")
                 data = ((msg[off] << 8) | msg[off + 1], exchange)
+            elif rrtype == _TLSA_TYPE:
+                # RFC 6698 §2.1: usage, selector, matching type (one octet each), then the
+                # association data (any length, even none: then unusable, RFC 6698 §4.1).
+                # Shorter than 3 octets is no TLSA record: a malformed reply, never a crash.
+                if rdend - off < 3:
+                    raise WireError("TLSA record shorter than 3 octets")
+                data = (msg[off], msg[off + 1], msg[off + 2], msg[off + 3 : rdend])
             else:
                 target, after = _name(msg, off, seen)
                 if after != rdend:
@@ -363,6 +412,57 @@ def decode(
     return _answer(rcode, rtype, qname, records, owners, soas, security)
 
 
+#: The longest EXTRA-TEXT of an extended DNS error kept in a reason (server-chosen text).
+_EDE_TEXT_MAX = 200
+
+
+def describe_ede(code: int, extra: str | None = None) -> str:
+    """``EDE 6: DNSSEC Bogus`` -- an extended DNS error as a reason names it (RFC 8914 §4),
+    with the server's EXTRA-TEXT quoted after it (RFC 8914 §2: for humans; here made
+    printable and cut to 200 characters, since the server chose it)."""
+    text = f"EDE {code}: {EDE_TEXT.get(code, 'unknown code')}"
+    if extra:
+        printable = "".join(c if c.isprintable() else "?" for c in extra[:_EDE_TEXT_MAX])
+        text += f' "{printable}"'
+    return text
+
+
+def extended_errors(msg: bytes) -> tuple[tuple[int, str], ...]:
+    """The extended DNS errors (RFC 8914 §2: EDNS0 option 15, INFO-CODE then EXTRA-TEXT)
+    of the OPT record of ``msg``, as ``(code, extra text)`` pairs; ``()`` if there are none or
+    the message cannot be read. Called for error replies only (a validating resolver says
+    why it answered SERVFAIL, e.g. 6 "DNSSEC Bogus"): it walks the message once more."""
+    try:
+        if len(msg) < 12:
+            return ()
+        _qid, _flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(msg)
+        seen: dict[int, tuple[str, int, int]] = {}
+        off = 12
+        for _ in range(qdcount):
+            _qname, off = _name(msg, off, seen)
+            off += 4
+        for _ in range(ancount + nscount):
+            *_, off = _record(msg, off, seen)
+        found: list[tuple[int, str]] = []
+        for _ in range(arcount):
+            _owner, rrtype, _payload, _ttl, rdata, off = _record(msg, off, seen)
+            if rrtype != _OPT:
+                continue
+            at = rdata
+            while at + 4 <= off:
+                code, length = _U16.unpack_from(msg, at)[0], _U16.unpack_from(msg, at + 2)[0]
+                value = msg[at + 4 : at + 4 + length]
+                at += 4 + length
+                if at > off:
+                    break  # an option running past the record: ignore it
+                if code == _EDE_OPTION and len(value) >= 2:
+                    extra = value[2:].decode("utf-8", "replace").rstrip("\x00")
+                    found.append((_U16.unpack_from(value)[0], extra))
+        return tuple(found)
+    except (WireError, IndexError, struct.error):
+        return ()
+
+
 def _answer(
     rcode: int,
     rtype: RRType,
@@ -396,6 +496,17 @@ def _answer(
         name = str(cname[-1][1])
         key = name.lower()
     canonical = name if aliases else None
+    if found is not None and rtype is _CNAME_QUERY:
+        # A CNAME query: the record at the question's name, its target not followed
+        # (RFC 7672 §2.1.3). CNAME is a singleton type: of several, the last, as above.
+        if rcode == NXDOMAIN:
+            return rcode  # data with NXDOMAIN: refused, as below
+        return Answer.alias(
+            str(found[-1][1]),
+            ttl=min([t for t, _ in found]),
+            aliases=[owners[key]],
+            security=security,
+        )
     if found is not None and rcode == NXDOMAIN:
         # NXDOMAIN with the data: dnspython refuses the reply (AnswerForNXDOMAIN) and drops
         # the server; so does the caller, given the RCODE.
@@ -411,6 +522,20 @@ def _answer(
             return Answer(
                 status=_RECORDS,
                 mx=tuple(mx.values()),
+                ttl=ttl,
+                canonical_name=canonical,
+                aliases=tuple(aliases),
+                security=security,
+            )
+        if rtype is _TLSA:
+            # RFC 6698 §2.1; duplicates dropped, as dnspython's RRset does (RFC 2181 §5).
+            tlsa: dict[tuple[int, int, int, bytes], TLSARecord] = {}
+            for _, fields in found:
+                if fields not in tlsa:
+                    tlsa[fields] = TLSARecord(*fields)
+            return Answer(
+                status=_RECORDS,
+                tlsa=tuple(tlsa.values()),
                 ttl=ttl,
                 canonical_name=canonical,
                 aliases=tuple(aliases),

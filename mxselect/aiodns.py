@@ -29,6 +29,18 @@ MX uses the canonical name). The SOA of a negative answer, hence its RFC 2308 §
 available: negative answers carry ``ttl=None`` unless you set ``negative_ttl``, and
 :class:`~mxselect.cache.CachingResolver` does not keep negative answers without a TTL.
 
+**DANE** (RFC 7672). This adapter cannot serve it: aiodns offers no ``TLSA`` query type (its
+``query_dns`` knows A, AAAA, CAA, CNAME, MX, NAPTR, NS, PTR, SOA, SRV, TXT), and c-ares does not
+expose the AD bit, so every answer's :class:`~mxselect.Security` is ``UNKNOWN`` and a TLSA
+RRset from it could never be used (RFC 6698 §4.1: one whose validation state is not secure
+"MUST be considered unusable"). A ``TLSA`` query is answered with a temporary failure, "TLSA
+queries are not supported by c-ares (aiodns); use the stub or the dnspython adapter for DANE"
+-- never with NODATA, which would claim the records do not exist. With only ``UNKNOWN``
+statuses mxselect asks no TLSA query (RFC 7672 §2.2.2: TLSA only after secure addresses), so
+with DANE on every host is opportunistic and the selection warns ``dnssec-unavailable``.
+``CNAME`` queries work (RFC 7672 §2.1.3): :meth:`Answer.alias(target) <mxselect.Answer.alias>`,
+or NODATA/NXDOMAIN, status ``UNKNOWN``.
+
 c-ares retries a truncated UDP answer over TCP by itself (RFC 1123 §6.1.3.2). Queries are
 absolute names sent with ``query`` (never ``search``): no search list (RFC 5321 §5.1).
 
@@ -66,7 +78,12 @@ from ._answers import Answer, MXRecord, Query, RRType
 
 __all__ = ["AiodnsResolver", "answer_from_aiodns", "answer_from_error"]
 
-_QTYPE = {RRType.MX: "MX", RRType.A: "A", RRType.AAAA: "AAAA"}
+_QTYPE = {RRType.MX: "MX", RRType.A: "A", RRType.AAAA: "AAAA", RRType.CNAME: "CNAME"}
+#: The answer to every TLSA query (no TLSA in aiodns, no AD bit from c-ares; see above).
+_TLSA_UNSUPPORTED = (
+    "TLSA queries are not supported by c-ares (aiodns); use the stub or the dnspython adapter"
+    " for DANE"
+)
 _RCODE_ERRORS = {
     pycares.errno.ARES_ESERVFAIL: "SERVFAIL",
     pycares.errno.ARES_EREFUSED: "REFUSED",
@@ -155,7 +172,11 @@ class AiodnsResolver:
 
     async def aresolve(self, query: Query) -> Answer:
         """Resolve one query; never raises for a DNS outcome. A query that failed on a
-        malformed datagram (``ARES_EBADRESP``) is asked once more (see the module docstring)."""
+        malformed datagram (``ARES_EBADRESP``) is asked once more (see the module docstring).
+        A TLSA query is a temporary failure (RFC 7672 §2.1.2: a TLSA lookup that cannot be made
+        is a failed one, never an absence of records)."""
+        if query.rtype is RRType.TLSA:
+            return Answer.tempfail(_TLSA_UNSUPPORTED)
         resolver = self._resolver()
         started = asyncio.get_running_loop().time()
         try:
@@ -167,7 +188,7 @@ class AiodnsResolver:
                 result = await self._retry(query, started, exc)
         except aiodns.error.DNSError as exc:
             code = exc.args[0] if exc.args else None
-            if code in _NEGATIVE:
+            if code in _NEGATIVE and query.rtype is not RRType.CNAME:
                 alias = await self._alias(resolver, query.name)
                 if alias is not None:
                     return alias
@@ -256,7 +277,19 @@ class AiodnsResolver:
 
 def answer_from_aiodns(query: Query, result: pycares.DNSResult) -> Answer:
     """Translate a successful ``query_dns`` result: follow the CNAMEs in the answer section
-    from the queried name, then take the records of the asked type at the canonical name."""
+    from the queried name, then take the records of the asked type at the canonical name. To a
+    CNAME query: ``ALIAS`` with the record's target, not followed (RFC 7672 §2.1.3)."""
+    if query.rtype is RRType.CNAME:
+        for record in result.answer:
+            if record.type == pycares.QUERY_TYPE_CNAME and _absolute(record.name) == _absolute(
+                query.name
+            ):
+                return Answer.alias(
+                    _absolute(_data(record).cname),
+                    ttl=record.ttl,
+                    aliases=[_absolute(query.name)],
+                )
+        return Answer.nodata()
     cnames: dict[str, tuple[str, int]] = {}
     records: dict[str, list[Any]] = {}
     want = getattr(pycares, f"QUERY_TYPE_{_QTYPE[query.rtype]}")

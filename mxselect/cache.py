@@ -23,6 +23,13 @@ The rules, each from the RFC cited next to the code:
   poison another;
 * temporary failures are kept at most ``tempfail_ttl`` seconds (default 30, at most 300,
   0 = never; RFC 2308 §7.1, RFC 1123 §6.1.3.3); a cached one says ``(cached)`` in its reason;
+* TLSA answers (DANE, RFC 7672 §2.2.3) -- records, NODATA and NXDOMAIN alike -- are kept at
+  most ``max_tlsa_ttl`` seconds (default 100): RFC 7671 §13 warns that "clients that cache
+  stale TLSA records will fail to validate the certificate chain of the updated server", and
+  Postfix clamps its TLSA cache the same way (``TLS_DANE_CACHE_TTL_MAX``, 100 s); a name-wide
+  NXDOMAIN recorded by another query never answers a TLSA query;
+* every entry keeps the answer's DNSSEC status (:class:`~mxselect.Security`) with it: a cached
+  SECURE answer is SECURE again, never re-labelled;
 * at most ``max_entries`` entries, least recently used dropped first;
 * every answer it returns carries the *remaining* TTL, so :attr:`mxselect.Selection.ttl`
   tells how much longer a selection made from cached answers stays valid;
@@ -51,7 +58,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._answers import Answer, Query, Status
+from ._answers import Answer, Query, RRType, Status
 from ._resolvers import AsyncPort, SyncPort, async_port, pool, sync_port
 
 if TYPE_CHECKING:
@@ -65,6 +72,8 @@ __all__ = ["CacheStats", "CachingResolver"]
 MAX_TEMPFAIL_TTL = 300
 #: RFC 2308 §5: "Values exceeding one day have been found to be problematic."
 MAX_NEGATIVE_TTL = 86400
+#: RFC 7671 §13 / Postfix ``TLS_DANE_CACHE_TTL_MAX``: TLSA answers are kept at most 100 s.
+TLSA_CACHE_TTL_MAX = 100
 
 _TOP_BIT = 2**31
 
@@ -134,6 +143,9 @@ class CachingResolver:
         tempfail_ttl: how long a temporary failure is kept (RFC 2308 §7.1: at most 300 s;
             0 never keeps one). Default 30 s: a burst of deliveries to a broken domain costs
             one query, and the next queue run asks again.
+        max_tlsa_ttl: the longest a TLSA answer (records or negative) is kept, whatever its
+            TTL (RFC 7671 §13; default 100 s, Postfix's ``TLS_DANE_CACHE_TTL_MAX``; 0 never
+            keeps one).
         clock: a monotonic clock in seconds (inject a fake one in tests).
 
     Attributes:
@@ -148,6 +160,7 @@ class CachingResolver:
         max_ttl: int = 86400,
         max_negative_ttl: int = 3 * 3600,
         tempfail_ttl: int = 30,
+        max_tlsa_ttl: int = TLSA_CACHE_TTL_MAX,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_entries < 1:
@@ -155,11 +168,13 @@ class CachingResolver:
         _check_ttl("max_ttl", max_ttl, _TOP_BIT - 1)
         _check_ttl("max_negative_ttl", max_negative_ttl, MAX_NEGATIVE_TTL)
         _check_ttl("tempfail_ttl", tempfail_ttl, MAX_TEMPFAIL_TTL)
+        _check_ttl("max_tlsa_ttl", max_tlsa_ttl, _TOP_BIT - 1)
         self.resolver = resolver
         self.max_entries = max_entries
         self.max_ttl = max_ttl
         self.max_negative_ttl = max_negative_ttl
         self.tempfail_ttl = tempfail_ttl
+        self.max_tlsa_ttl = max_tlsa_ttl
         self.clock = clock
         self.stats = CacheStats()
         self._lock = threading.Lock()
@@ -171,10 +186,17 @@ class CachingResolver:
 
     # -- the rules ---------------------------------------------------------------------------
 
-    def lifetime(self, answer: Answer) -> int:
-        """How many seconds ``answer`` may be kept (0: not at all), by the rules above."""
+    def lifetime(self, answer: Answer, rtype: RRType | None = None) -> int:
+        """How many seconds ``answer`` (to a query of type ``rtype``, if given) may be kept
+        (0: not at all), by the rules above."""
         if answer.status is Status.TEMPFAIL:
             return self.tempfail_ttl  # RFC 2308 §7.1: at most 5 minutes, or never
+        if rtype is RRType.TLSA:
+            # RFC 7671 §13: stale TLSA records fail the updated server; Postfix: 100 s.
+            return min(self._lifetime(answer), self.max_tlsa_ttl)
+        return self._lifetime(answer)
+
+    def _lifetime(self, answer: Answer) -> int:
         ttl = answer.ttl
         if ttl is None:
             # RFC 2308 §5: "Negative responses without SOA records SHOULD NOT be cached";
@@ -203,13 +225,15 @@ class CachingResolver:
             if answer.status is Status.TEMPFAIL:
                 return answer
             if key != query:  # an NXDOMAIN recorded for the name answers every type
-                return Answer.nxdomain(ttl=int(remaining))
+                if query.rtype is RRType.TLSA:
+                    continue  # but not past the TLSA cap (RFC 7671 §13): ask again
+                return Answer.nxdomain(ttl=int(remaining), security=answer.security)
             return attrs.evolve(answer, ttl=int(remaining))
         return None
 
     def _store(self, query: Query, answer: Answer, now: float) -> None:
         """Keep ``answer`` by the rules. Call with the lock held."""
-        seconds = self.lifetime(answer)
+        seconds = self.lifetime(answer, query.rtype)
         if seconds <= 0:
             return
         expires = now + seconds
@@ -226,7 +250,9 @@ class CachingResolver:
             # NXDOMAIN is part of the answer to this question only, never a fact about the
             # chain's last name (RFC 5452 §6, RFC 2181 §5.4.1) -- one forged reply for a
             # random name would otherwise make any victim domain "not exist" for hours.
-            self._put((query.name, None), _Entry(Answer.nxdomain(ttl=seconds), expires))
+            # The denial of the name, with its DNSSEC status (an NSEC proof covers every type).
+            denial = Answer.nxdomain(ttl=seconds, security=answer.security)
+            self._put((query.name, None), _Entry(denial, expires))
 
     def _put(self, key: Query | tuple[str, None], entry: _Entry) -> None:
         self._entries[key] = entry

@@ -7,7 +7,8 @@ It translates; it decides nothing. Every dnspython outcome is mapped to an
 ==================================== ==========================================================
 dnspython                            mxselect
 ==================================== ==========================================================
-an ``Answer``                        ``RECORDS`` (with the CNAME chain and the minimum TTL)
+an ``Answer``                        ``RECORDS`` (with the CNAME chain and the minimum TTL);
+                                     to a ``CNAME`` query, ``ALIAS`` with the record's target
 ``NXDOMAIN``                         ``NXDOMAIN`` (canonical name and negative TTL from the SOA)
 ``NoAnswer``                         ``NODATA`` (canonical name and negative TTL from the SOA)
 ``NoNameservers``                    ``TEMPFAIL``, reason lists each server's rcode or error
@@ -31,6 +32,16 @@ or any resolver with ``trust_ad=True``. Then an answer with AD is ``SECURE`` and
 resolver's ``flags`` are already set. From any other resolver every answer is ``UNKNOWN``.
 A validating resolver answers a bogus RRset with SERVFAIL: a temporary failure, whose reason
 names the extended DNS error when the server sent one (RFC 8914, e.g. "EDE 6: DNSSEC Bogus").
+Unbound sends it only to a query with EDNS: give the resolver ``use_edns(0)`` to see it.
+
+**DANE** (RFC 7672). A ``TLSA`` query (at ``_25._tcp.<host>``, RFC 7672 §2.2.3) is answered as
+the address queries are: :meth:`Answer.from_tlsa <mxselect.Answer.from_tlsa>` with the CNAME
+chain the resolver followed (``_25._tcp.mx.example`` CNAME ``_tlsa.provider.example``) in
+``canonical_name``/``aliases``, NODATA, NXDOMAIN or a temporary failure, and the AD bit over
+the whole response, CNAMEs included. A ``CNAME`` query (RFC 7672 §2.1.3: is an alias whose
+final addresses are insecure itself signed?) is answered with
+:meth:`Answer.alias(target) <mxselect.Answer.alias>`, or NODATA/NXDOMAIN when the name is no
+alias.
 """
 
 from __future__ import annotations
@@ -47,7 +58,8 @@ import dns.rcode
 import dns.rdatatype
 import dns.resolver
 
-from ._answers import Answer, IPAddress, MXRecord, Query, RRType, Security
+from ._answers import Answer, IPAddress, MXRecord, Query, RRType, Security, TLSARecord
+from ._wire import describe_ede
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -63,6 +75,8 @@ _RDTYPE = {
     RRType.MX: dns.rdatatype.MX,
     RRType.A: dns.rdatatype.A,
     RRType.AAAA: dns.rdatatype.AAAA,
+    RRType.TLSA: dns.rdatatype.TLSA,  # RFC 6698 §7.1
+    RRType.CNAME: dns.rdatatype.CNAME,
 }
 
 
@@ -227,6 +241,16 @@ def answer_from_dnspython(
         return Answer.nodata(ttl=ttl, canonical_name=canonical, aliases=aliases, security=security)
     if ttl is None:
         ttl = rrset.ttl
+    if query.rtype is RRType.CNAME:
+        # RFC 7672 §2.1.3: the alias itself, its target not followed (a singleton RRset).
+        target = next(iter(rrset)).target.to_text()
+        return Answer.alias(target, ttl=ttl, aliases=[rrset.name.to_text()], security=security)
+    if query.rtype is RRType.TLSA:
+        # RFC 6698 §2.1: usage, selector, matching type, association data.
+        tlsa = [TLSARecord(rd.usage, rd.selector, rd.mtype, bytes(rd.cert)) for rd in rrset]
+        return Answer.from_tlsa(
+            tlsa, ttl=ttl, canonical_name=canonical, aliases=aliases, security=security
+        )
     if query.rtype is RRType.MX:
         records = [MXRecord(rd.preference, rd.exchange.to_text()) for rd in rrset]
         return Answer.from_mx(
@@ -309,7 +333,7 @@ def _server_errors(exc: dns.resolver.NoNameservers) -> str:
             what = dns.rcode.to_text(response.rcode())
             # RFC 8914: why a validating resolver failed (6: DNSSEC Bogus, 9: DNSKEY Missing...)
             for ede in _extended_errors(response):
-                what += f" (EDE {ede.code}{': ' + ede.text if ede.text else ''})"
+                what += f" ({describe_ede(int(ede.code), ede.text)})"
         else:
             what = f"{type(err).__name__}: {err}" if err else "no answer"
         via = " over TCP" if tcp else ""

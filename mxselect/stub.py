@@ -151,13 +151,19 @@ class Exchange(NamedTuple):
 
 class Rcode(NamedTuple):
     """A reply with an error RCODE (RFC 1035 §4.1.1; extended, RFC 6891 §6.1.3): SERVFAIL,
-    REFUSED, FORMERR, NOTIMP... (NOERROR and NXDOMAIN are answers)."""
+    REFUSED, FORMERR, NOTIMP... (NOERROR and NXDOMAIN are answers), with the extended DNS
+    errors it carried (RFC 8914: why a validating resolver failed, e.g. 6 "DNSSEC Bogus")."""
 
     code: int
+    ede: tuple[tuple[int, str], ...] = ()
 
     @property
     def text(self) -> str:
-        return _wire.RCODE_TEXT.get(self.code, f"RCODE {self.code}")
+        """``SERVFAIL (EDE 6: DNSSEC Bogus "...")``, as the dnspython adapter says it."""
+        text = _wire.RCODE_TEXT.get(self.code, f"RCODE {self.code}")
+        for code, extra in self.ede:
+            text += f" ({_wire.describe_ede(code, extra)})"
+        return text
 
 
 class Failure(NamedTuple):
@@ -215,7 +221,7 @@ def classify(data: bytes, question: bytes, sent: bytes, rtype: RRType) -> Reply 
     if isinstance(result, Answer):
         return result
     if isinstance(result, int):
-        return Rcode(result)
+        return Rcode(result, _wire.extended_errors(data))
     return Signal.TRUNCATED
 
 

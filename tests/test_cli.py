@@ -137,7 +137,7 @@ def test_readme_command_outputs_are_exact() -> None:
         assert args[:2] == ["--zone", "examples/demo.zone"]
         result = run(*args)
         assert result.stdout == expected, command
-        assert result.returncode in (0, 65, 68, 69), command
+        assert result.returncode in (0, 65, 68, 69, 75), command
 
 
 DEMO_LIST = "example.net\nuser@nomail.example.net\nbad_domain.example\nmissing.example.net\n"
@@ -264,6 +264,17 @@ def test_explain_flag() -> None:
         (("--zone", str(DEMO), "--tcp", "example.net"), "cannot be combined"),
         (("--zone", "does-not-exist.zone", "example.net"), "cannot read zone file"),
         (("-f", "does-not-exist.txt"), "cannot read does-not-exist.txt"),
+        (("--dane", "--dane-mandatory", "x.example"), "not allowed with argument --dane"),
+        (("--dane-insecure-mx", "may", "x.example"), "--dane-insecure-mx needs --dane"),
+        (("--dane-mandatory", "--dane-insecure-mx", "encrypt", "x.example"), "RFC 7672 §2.2.1"),
+        (("--dane", "--dane-insecure-mx", "maybe", "x.example"), "invalid choice: 'maybe'"),
+        (("--dane", "--tlsa-port", "0", "x.example"), "invalid port (1-65535) value: '0'"),
+        (("--dane", "--tlsa-port", "65536", "x.example"), "invalid port (1-65535) value"),
+        (("--dane", "--tlsa-port", "smtp", "x.example"), "invalid port (1-65535) value"),
+        (("--tlsa-port", "587", "x.example"), "--tlsa-port needs --dane or --dane-mandatory"),
+        (("--signed", "dane.example.net", "x.example"), "--signed needs --zone"),
+        (("--zone", str(DEMO), "--signed", "dane.example.nt", "x.example"), "no name of the"),
+        (("--zone", str(DEMO), "--signed", "a..b", "x.example"), "invalid zone name value"),
     ],
 )
 def test_usage_errors_exit_64(args: tuple[str, ...], message: str) -> None:
@@ -762,3 +773,287 @@ def test_ctrl_c_prints_the_summary_and_exits_130(fault_server: Any) -> None:
     assert f"mxselect: {printed} of {len(entries)} domains in" in err
     assert f"interrupted: {len(entries) - printed} not looked up; exit 130" in err
     assert "Traceback" not in err
+
+
+# ------------------------------------------------------------------------ DANE (RFC 7672)
+
+#: The demo zone's signed zone, as a validating resolver would report it.
+SIGNED = ("--signed", "dane.example.net")
+MX1_TLSA = "3 1 1 e8ef66791711a453e47cfc16daffe34b6d745185a7dce54534ca1677416154d5"
+
+
+def table(text: str) -> list[list[str]]:
+    """The rows of a target table (header included), split on runs of two spaces or more:
+    the indented lines that are neither warnings nor explained steps."""
+    lines = [line.strip() for line in text.splitlines() if line.startswith("  ")]
+    rows = [r for r in lines if not r.startswith("warning:") and not re.match(r"\d+\. \[", r)]
+    return [re.split(r"\s{2,}", row) for row in rows]
+
+
+def tls_by_target(*args: str) -> list[tuple[str, str, str]]:
+    data = json.loads(demo("--seed", "1", "--json", *args).stdout)
+    return [(t["host"], t["address"], t["tls"]["posture"]) for t in data["targets"]]
+
+
+def test_dane_offline_demo_shows_a_tls_column() -> None:
+    """The demo zone's signed zone: DANE-EE, an unusable PKIX-TA record, nothing."""
+    result = demo("--seed", "1", *SIGNED, "--dane", "dane.example.net")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "dane.example.net: 4 target(s) (MX, TTL 300, MX secure)"
+    assert table(result.stdout) == [
+        ["rank", "pref", "host", "address", "family", "tls"],
+        ["1", "10", "mx1.dane.example.net", "2001:db8::40", "IPv6", "dane 3 1 1"],
+        ["2", "10", "mx1.dane.example.net", "192.0.2.40", "IPv4", "dane 3 1 1"],
+        ["3", "20", "mx2.dane.example.net", "192.0.2.41", "IPv4", "dane-encrypt"],
+        ["4", "30", "mx3.dane.example.net", "198.51.100.42", "IPv4", "opportunistic"],
+    ]
+    assert lines[-1] == (
+        "  warning: mx2.dane.example.net: the secure TLSA RRset at _25._tcp.mx2.dane.example.net "
+        "has no usable record (RFC 6698 §4.1, RFC 7672 §3.1.3): TLS required, unauthenticated"
+    )
+
+
+def test_output_without_a_dane_flag_is_unchanged() -> None:
+    """No tls column and no MX security without --dane, --signed or not."""
+    plain = demo("--seed", "1", "example.net", "dane.example.net")
+    signed = demo("--seed", "1", *SIGNED, "example.net", "dane.example.net")
+    assert plain.stdout == signed.stdout
+    assert "tls" not in plain.stdout
+    assert "secure" not in plain.stdout
+    assert plain.stdout.startswith("example.net: 5 target(s) (MX, TTL 300)\n")
+    assert table(plain.stdout)[0] == ["rank", "pref", "host", "address", "family"]
+
+
+def test_dane_insecure_mx_flag() -> None:
+    """An unsigned MX RRset naming a signed host: DANE, TLS only, or no DANE (RFC 7672 §2.2.1)."""
+    base = ("insecure-mx.example.net", *SIGNED)
+    for flags, posture in [
+        ((), "dane-insecure-mx"),
+        (("--dane-insecure-mx", "dane"), "dane-insecure-mx"),
+        (("--dane-insecure-mx", "encrypt"), "dane-encrypt"),
+        (("--dane-insecure-mx", "may"), "opportunistic"),
+    ]:
+        assert {p for _, _, p in tls_by_target(*base, "--dane", *flags)} == {posture}, flags
+    text = demo(*base, "--dane").stdout
+    assert (
+        text.splitlines()[0] == "insecure-mx.example.net: 2 target(s) (MX, TTL 3600, MX insecure)"
+    )
+    assert table(text)[1][-1] == "dane-insecure-mx 3 1 1"
+    assert table(demo(*base, "--dane", "--dane-insecure-mx", "encrypt").stdout)[1][-1] == (
+        "dane-encrypt"
+    )
+    data = json.loads(demo("--json", *base, "--dane").stdout)
+    # RFC 7672 §3.2.2: with an insecure MX RRset, the MX host name is the only reference id.
+    assert data["targets"][0]["tls"]["reference_ids"] == ["mx1.dane.example.net"]
+    assert data["security"] == {"mx": "insecure"}
+
+
+def test_dane_mandatory_defers_with_exit_75() -> None:
+    """Mandatory DANE: only hosts with usable secure TLSA records; else 451 4.7.5, exit 75."""
+    kept = demo("--seed", "1", *SIGNED, "--dane-mandatory", "dane.example.net")
+    assert kept.returncode == 0
+    assert [row[2] for row in table(kept.stdout)[1:]] == ["mx1.dane.example.net"] * 2
+    assert "mx3.dane.example.net is not usable: mandatory DANE" in kept.stdout
+    for domain in ("nodane.dane.example.net", "insecure-mx.example.net"):
+        result = demo(*SIGNED, "--dane-mandatory", domain)
+        assert result.returncode == 75, (domain, result.stdout)
+        assert result.stdout.startswith(f"{domain}: DaneRequiredError 451 4.7.5\n")
+        data = json.loads(demo("--json", *SIGNED, "--dane-mandatory", domain).stdout)
+        assert {k: data[k] for k in ("outcome", "error", "reply_code", "status", "exit_code")} == {
+            "outcome": "temporary",
+            "error": "DaneRequiredError",
+            "reply_code": 451,
+            "status": "4.7.5",
+            "exit_code": 75,
+        }
+        assert (data["security"], data["targets"]) == (None, [])
+    insecure = demo(*SIGNED, "--dane-mandatory", "insecure-mx.example.net").stdout
+    assert "its MX RRset is not DNSSEC-secure: delivery MUST be delayed (RFC 7672 §2.2.1)" in (
+        insecure
+    )
+    # No --signed: no DNSSEC status at all, which mandatory DANE cannot work with.
+    unknown = demo("--dane-mandatory", "dane.example.net")
+    assert unknown.returncode == 75
+    assert "reports no DNSSEC status" in unknown.stdout
+    # With a usable domain beside it, the temporary failure still wins.
+    assert demo(*SIGNED, "--dane-mandatory", "dane.example.net", "nodane.dane.example.net")\
+        .returncode == 75  # fmt: skip
+
+
+def test_tlsa_port_flag() -> None:
+    """--tlsa-port 587: _587._tcp TLSA names; mx1 publishes a DANE-TA record there only."""
+    result = demo("--seed", "1", "--explain", *SIGNED, "--dane", "--tlsa-port", "587",
+                  "dane.example.net")  # fmt: skip
+    assert [row[-1] for row in table(result.stdout)[1:]] == [
+        "dane 2 0 1", "dane 2 0 1", "opportunistic", "opportunistic",
+    ]  # fmt: skip
+    assert "_587._tcp.mx1.dane.example.net TLSA secure: 2 0 1 " in result.stdout
+    assert "_25._tcp." not in result.stdout
+    default = demo("--explain", *SIGNED, "--dane", "dane.example.net").stdout
+    assert "_25._tcp.mx1.dane.example.net TLSA secure: 3 1 1 " in default
+    assert "_587._tcp." not in default
+
+
+def test_json_dane_keys() -> None:
+    """--json: security, and tls per target and per host, with real values; schema 1."""
+    data = json.loads(demo("--seed", "1", "--json", *SIGNED, "--dane", "dane.example.net").stdout)
+    assert data["schema"] == 1
+    assert data["security"] == {"mx": "secure"}
+    first = data["targets"][0]
+    assert first["tls"] == {
+        "posture": "dane",
+        "required": True,
+        "authenticate": "dane",
+        "sni": "mx1.dane.example.net",
+        "reference_ids": ["mx1.dane.example.net", "dane.example.net"],
+        "tlsa": [MX1_TLSA],
+        "tlsa_base_domain": "mx1.dane.example.net",
+        "rule": 'RFC 7672 §2.2: a "secure" TLSA RRset with at least one usable record: any '
+        "connection MUST employ TLS encryption and MUST authenticate the SMTP server",
+    }
+    encrypt = data["targets"][2]["tls"]
+    assert (encrypt["posture"], encrypt["required"], encrypt["authenticate"]) == (
+        "dane-encrypt", True, None,
+    )  # fmt: skip
+    assert (encrypt["tlsa"], encrypt["sni"]) == ([], "mx2.dane.example.net")
+    hosts = {h["name"]: h for h in data["hosts"]}
+    assert list(hosts["mx1.dane.example.net"]) == [
+        "name", "preference", "canonical_name", "addresses", "address_security", "tls",
+    ]  # fmt: skip
+    assert hosts["mx1.dane.example.net"]["tls"] == first["tls"]
+    assert {n: h["address_security"] for n, h in hosts.items()} == dict.fromkeys(hosts, "secure")
+    assert hosts["mx3.dane.example.net"]["tls"]["posture"] == "opportunistic"
+    assert [w["code"] for w in data["warnings"]] == ["tlsa-unusable"]
+    assert data["warnings"][0]["host"] == "mx2.dane.example.net"
+
+
+def test_json_dane_keys_are_present_without_dane() -> None:
+    """Every key is always present: without --dane, opportunistic TLS and the status given."""
+    plain = json.loads(demo("--json", "implicit.example.net").stdout)
+    assert plain["security"] == {"mx": "unknown"}
+    assert plain["targets"][0]["tls"] == {
+        "posture": "opportunistic",
+        "required": False,
+        "authenticate": None,
+        "sni": None,
+        "reference_ids": [],
+        "tlsa": [],
+        "tlsa_base_domain": None,
+        "rule": "RFC 3207 / RFC 7672 §2.2: no secure TLSA records: opportunistic TLS, "
+        "cleartext allowed",
+    }
+    assert plain["hosts"][0]["address_security"] == "unknown"
+    signed = json.loads(demo("--json", *SIGNED, "nodane.dane.example.net").stdout)
+    assert signed["security"] == {"mx": "secure"}
+    assert signed["hosts"][0]["address_security"] == "secure"
+    assert signed["targets"][0]["tls"]["posture"] == "opportunistic"
+    unsigned = json.loads(demo("--json", *SIGNED, "example.net").stdout)
+    assert unsigned["security"] == {"mx": "insecure"}
+    assert json.loads(demo("--json", "nomail.example.net").stdout)["security"] is None
+
+
+def test_json_schema_documents_the_dane_keys() -> None:
+    """The keys of a tls object and of a host appear in the JSON section of the reference."""
+    section = README.split("### JSON output", 1)[1].split("\n#", 1)[0]
+    data = json.loads(demo("--json", *SIGNED, "--dane", "dane.example.net").stdout)
+    for key in [*data["targets"][0]["tls"], *data["hosts"][0], *data["security"]]:
+        assert f'"{key}"' in section, key
+
+
+def test_dane_without_dnssec_status_warns() -> None:
+    """--dane without --signed: no DNSSEC status for any answer, one warning, opportunistic."""
+    result = demo("--dane", "dane.example.net")
+    assert result.returncode == 0
+    assert result.stdout.splitlines()[0].endswith("(MX, TTL 300, MX unknown)")
+    assert {row[-1] for row in table(result.stdout)[1:]} == {"opportunistic"}
+    assert "  warning: DANE is on but the resolver reported no DNSSEC status" in result.stdout
+    data = json.loads(demo("--json", "--dane", "dane.example.net").stdout)
+    assert [w["code"] for w in data["warnings"]] == ["dnssec-unavailable"]
+    literal = demo("--dane", "[192.0.2.1]").stdout  # no MX RRset: no MX security shown
+    assert literal.splitlines()[0] == "[192.0.2.1]: 1 target(s) (address literal)"
+
+
+def test_tlsa_lookup_failure_is_secure_delivery_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed TLSA lookup makes its host unusable, never cleartext: 451 4.7.5, exit 75."""
+    from mxselect import _cli
+    from mxselect.testing import FakeResolver, Fault
+
+    zone_resolver = _cli._zone_resolver
+
+    def failing(*args: Any) -> Any:
+        fake = zone_resolver(*args)
+        assert isinstance(fake, FakeResolver)
+        fake.fail("_25._tcp.mx3.dane.example.net", "TLSA", Fault.SERVFAIL)
+        return fake
+
+    monkeypatch.setattr(_cli, "_zone_resolver", failing)
+    result = demo(*SIGNED, "--dane", "nodane.dane.example.net")
+    assert result.returncode == 75
+    assert result.stdout.startswith("nodane.dane.example.net: SecureDeliveryError 451 4.7.5\n")
+    data = json.loads(demo("--json", *SIGNED, "--dane", "nodane.dane.example.net").stdout)
+    assert (data["error"], data["status"], data["outcome"]) == (
+        "SecureDeliveryError", "4.7.5", "temporary",
+    )  # fmt: skip
+    assert [w["code"] for w in data["warnings"]] == ["tlsa-lookup-failed"]
+    # The other hosts of dane.example.net are unaffected: mx3 alone is dropped.
+    kept = tls_by_target(*SIGNED, "--dane", "dane.example.net")
+    assert kept == [
+        ("mx1.dane.example.net", "2001:db8::40", "dane"),
+        ("mx1.dane.example.net", "192.0.2.40", "dane"),
+        ("mx2.dane.example.net", "192.0.2.41", "dane-encrypt"),
+    ]
+
+
+def test_explain_names_the_rfc_7672_rules() -> None:
+    """--explain: the dane and tlsa steps, each naming the RFC sentence that decided."""
+    text = demo("--seed", "1", "--explain", *SIGNED, "--dane", "dane.example.net").stdout
+    steps = [line.strip() for line in text.splitlines() if re.match(r"^\s+\d+\. \[", line)]
+    assert (
+        "2. [dane] MX RRset secure: TLSA records of hosts with secure addresses "
+        "(RFC 7672 §2.2.1, §2.2.2)"
+    ) in steps
+    tlsa = [s for s in steps if "[tlsa]" in s]
+    assert len(tlsa) == 3
+    assert tlsa[0].startswith(
+        f"9. [tlsa] mx1.dane.example.net: _25._tcp.mx1.dane.example.net TLSA secure: {MX1_TLSA} "
+        "-> dane 3 1 1 (RFC 7672 §2.2: "
+    )
+    assert "NXDOMAIN (secure) -> opportunistic (RFC 7672 §2.2" in tlsa[2]
+    data = json.loads(
+        demo("--json", "--explain", *SIGNED, "--dane", "insecure-mx.example.net").stdout
+    )
+    kinds = [t["kind"] for t in data["trace"]]
+    assert kinds.count("dane") == 1
+    assert kinds.count("tlsa") == 1
+    step = next(t for t in data["trace"] if t["kind"] == "tlsa")
+    assert step["host"] == "mx1.dane.example.net"
+    assert "RFC 7672 §2.2.1" in step["message"]
+    # Unsigned host addresses: no TLSA lookup, and the trace says why (RFC 7672 §2.2.2).
+    plain = demo("--explain", *SIGNED, "--dane", "example.net").stdout
+    assert "[dane] backup.example.net: no TLSA lookup -> opportunistic (RFC 7672 §2.2.2" in plain
+    assert "[tlsa]" not in plain
+
+
+def test_dane_batch_lines_name_the_first_targets_tls(tmp_path: Path) -> None:
+    listing = tmp_path / "list.txt"
+    listing.write_text("dane.example.net\nnodane.dane.example.net\n", encoding="utf-8")
+    lines = demo("-q", "--in-order", "--seed", "1", *SIGNED, "--dane", "-f", str(listing))
+    assert lines.stdout.splitlines() == [
+        "line 1: dane.example.net  ok  4 target(s), first mx1.dane.example.net 2001:db8::40 "
+        "(dane 3 1 1), 1 warning(s)",
+        "line 2: nodane.dane.example.net  ok  1 target(s), first mx3.dane.example.net "
+        "198.51.100.42 (opportunistic)",
+    ]
+    plain = demo("-q", "--in-order", "--seed", "1", *SIGNED, "-f", str(listing)).stdout
+    assert "(dane" not in plain
+    assert "(opportunistic)" not in plain
+
+
+def test_explain_does_not_call_unknown_addresses_insecure() -> None:
+    """Without --signed no answer has a DNSSEC status: the per-host dane steps (and the
+    rule of each tls object) should say the status is unknown, not that it is "insecure"."""
+    text = demo("--explain", "--dane", "dane.example.net").stdout
+    steps = [line for line in text.splitlines() if "[dane] mx" in line]
+    assert len(steps) == 3
+    assert not any('"insecure"' in step for step in steps), steps

@@ -743,3 +743,16 @@ def test_P1_dane_never_makes_an_outcome_permanent_nor_reorders(
     if isinstance(dane, mxselect.Selection):
         for target in dane:
             assert target.tls.required or policy.dane is not Dane.MANDATORY
+
+
+def test_T14_mandatory_dane_with_keep_one_per_preference_keeps_only_dane_hosts() -> None:
+    names = [f"h{i}" for i in range(4)]
+    text = f"$ORIGIN example.org.\n$TTL 300\n{SOA}\n" + "".join(
+        f"@ MX {10 * (i + 1)} {n}\n{n} A 192.0.2.{i + 10}\n{n} A 198.51.100.{i + 10}\n"
+        for i, n in enumerate(names)
+    )
+    text += "".join(f"_25._tcp.{n} TLSA 3 1 1 {SHA256}\n" for n in names[::2])
+    policy = Policy(dane=Dane.MANDATORY, max_addresses=2, keep_one_per_preference=True)
+    selection = select(fake(text), policy)
+    assert {t.host for t in selection} == {"h0.example.org", "h2.example.org"}
+    assert all(t.tls.posture is Posture.DANE for t in selection)

@@ -39,6 +39,12 @@ exactly these shapes -- by :func:`check_against_dnspython`):
     reply repeating the question as that server's failure and moves to the next server; the
     stub waits for its timeout on that server and moves on too). An error RCODE without a
     question is that server's failure in both.
+(5) A TLSA record whose digest length does not fit its matching type (SHA2-256 not 32
+    octets, SHA2-512 not 64): dnspython refuses the whole reply (``TLSABase`` raises), so the
+    dnspython adapter ends in a temporary failure; ``decode`` keeps the record, which is
+    unusable (``TLSARecord.usable``: RFC 6698 §4.1 "If the comparison data for a certificate
+    is malformed, the certificate association MUST be considered unusable" -- the record, not
+    the lookup). Falls under the one-way rule of (3).
 """
 
 from __future__ import annotations
@@ -63,6 +69,7 @@ import dns.rdatatype
 import dns.resolver
 import dns.rrset
 import pytest
+from dns.rdtypes.ANY.TLSA import TLSA
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
@@ -77,7 +84,13 @@ pytestmark = pytest.mark.filterwarnings(
 
 IN = dns.rdataclass.IN
 CH = dns.rdataclass.CH
-RDTYPE = {RRType.MX: dns.rdatatype.MX, RRType.A: dns.rdatatype.A, RRType.AAAA: dns.rdatatype.AAAA}
+RDTYPE = {
+    RRType.MX: dns.rdatatype.MX,
+    RRType.A: dns.rdatatype.A,
+    RRType.AAAA: dns.rdatatype.AAAA,
+    RRType.TLSA: dns.rdatatype.TLSA,
+    RRType.CNAME: dns.rdatatype.CNAME,
+}
 #: dnspython reads a TTL with the top bit set as 0 (RFC 2181 §8).
 TOP_BIT = 2**31
 
@@ -529,7 +542,8 @@ def names_near(draw: st.DrawFn, base: dns.name.Name) -> dns.name.Name:
 def data_rrset(
     draw: st.DrawFn, owner: dns.name.Name, rdtype: int, rdclass: int = IN
 ) -> dns.rrset.RRset:
-    """One RRset of MX/A/AAAA records (repeats likely: duplicates across RRsets)."""
+    """One RRset of MX/A/AAAA/TLSA/CNAME records (repeats likely: duplicates across
+    RRsets)."""
     rrset = dns.rrset.RRset(owner, rdclass, rdtype)
     for _ in range(draw(st.integers(1, 4))):
         if rdtype == dns.rdatatype.MX:
@@ -537,6 +551,18 @@ def data_rrset(
             text = f"{draw(st.sampled_from([0, 10, 10, 20, 65535]))} {exchange.to_text()}"
         elif rdtype == dns.rdatatype.A:
             text = str(draw(st.sampled_from(V4) | st.ip_addresses(v=4)))
+        elif rdtype == dns.rdatatype.TLSA:  # RFC 6698 §2.1, odd values and lengths included
+            fields = draw(st.sampled_from(TLSA_FIELDS) | st.tuples(*[st.integers(0, 255)] * 3))
+            digest = st.sampled_from([b"\xab" * 32, b"\x01" * 64])
+            data = draw(digest | st.binary(min_size=0, max_size=40))
+            if {1: 32, 2: 64}.get(fields[2], len(data)) != len(data):
+                # A digest of the wrong length: dnspython refuses the reply (difference (5)).
+                rrset.add(dns.rdata.GenericRdata(rdclass, rdtype, bytes(fields) + data))
+            else:
+                rrset.add(TLSA(rdclass, rdtype, *fields, data))
+            continue
+        elif rdtype == dns.rdatatype.CNAME:
+            text = draw(names_near(owner)).to_text()
         else:
             text = str(draw(st.sampled_from(V6) | st.ip_addresses(v=6)))
         rdata = dns.rdata.from_text(IN, rdtype, text)
@@ -556,6 +582,7 @@ EXCHANGES = [
     dns.name.Name([b"_mx", b"example", b"org", b""]),
 ]
 V4 = [ipaddress.IPv4Address("192.0.2.1"), ipaddress.IPv4Address("192.0.2.2")]
+TLSA_FIELDS = [(3, 1, 1), (2, 0, 1), (3, 1, 2), (1, 1, 1)]
 V6 = [ipaddress.IPv6Address("2001:db8::1"), ipaddress.IPv6Address("2001:db8::2")]
 
 

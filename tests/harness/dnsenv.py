@@ -6,6 +6,12 @@ and ``bogus.test.`` signed with ldns at start-up, ``bogus.test.`` then tampered
 with), and a validating Unbound on another port resolves ``test.`` through a stub
 to Knot and ``dead.test.`` through a stub to a port where nothing listens.
 
+DANE (RFC 7672): ``dnssec.test.`` carries TLSA records and CNAME shapes for the
+scenarios of shared/secure-delivery.md section 7, row P5 (listed in its zone file;
+the TLSA data in :data:`TLSA_DATA`), ``insecure.dnssec.test.`` is an unsigned child
+delegated without DS (Unbound ``domain-insecure:``), and ``dane.bogus.test.`` has
+valid MX/A/AAAA RRsets and a TLSA RRset tampered after signing (bogus).
+
 Everything is written under ``workdir``; nothing but 127.0.0.1 is ever queried.
 Usage::
 
@@ -62,11 +68,62 @@ AUTH_ZONES = (
     "hugemx.test.",
     "hostile.test.",
     "dnssec.test.",
+    "insecure.dnssec.test.",
     "bogus.test.",
     "mta.test.",
 )
 #: Zones signed at start-up; Knot serves their ``<zone>.signed`` file.
 SIGNED_ZONES = ("dnssec.test", "bogus.test")
+#: Unsigned children of signed zones, delegated without DS: Unbound's ``domain-insecure``.
+INSECURE_ZONES = ("insecure.dnssec.test",)
+
+#: The TLSA records of the zones, owner -> (usage, selector, mtype, data as hex), as the zone
+#: files write them. ``_25._tcp.mx.dane.bogus.test.`` is served tampered (bogus); the
+#: ``insecure.dnssec.test.`` one is insecure; the others validate (secure).
+TLSA_DATA = {
+    "_25._tcp.mx.dane.dnssec.test.": (
+        3,
+        1,
+        1,
+        "d2185a182eaf0cc86ac664b6474e111fb4a0f8df8319da34740e2fb6dc94078d",
+    ),
+    "_25._tcp.real.cname.dnssec.test.": (
+        3,
+        1,
+        1,
+        "e3def29cfc136bca3029357fcbddacc0d0ec873b1d4156a71f795f0cab44ae72",
+    ),
+    "_25._tcp.mx.fallback.dnssec.test.": (
+        3,
+        1,
+        1,
+        "3fae5675cb2cd22a837ba8247af34b166f4a65b292c36ef186d89c7f90df4a8e",
+    ),
+    "_25._tcp.mx.a6.dnssec.test.": (
+        3,
+        1,
+        1,
+        "217c4627defde9413913bef097350c772cb27296968406a3c03e579553739f62",
+    ),
+    "_tlsa.provider.dnssec.test.": (
+        3,
+        1,
+        1,
+        "e6106c91054347fe742fb689ace1df91b213e2d12b843b4ee3858bb86e05b7ed",
+    ),
+    "_25._tcp.mx.insecure.dnssec.test.": (
+        3,
+        1,
+        1,
+        "a9d10fcd7c5e27c319957bcd9f7b1e36b304a82e442f83e8115f42c96b15befe",
+    ),
+    "_25._tcp.mx.dane.bogus.test.": (
+        3,
+        1,
+        1,
+        "48f8ed6ee87b7c3ea3ded5266693f4126a1bd3b6eec9d54f58c43750d0a12a46",
+    ),
+}
 
 #: Programs DnsEnv runs (Debian packages knot, unbound and ldnsutils).
 REQUIRED_PROGRAMS = (
@@ -257,12 +314,21 @@ def hostile_zone_text() -> str:
 
 
 # After signing, these edits make bogus.test.'s MX RRset and mx1's A RRset no
-# longer match their RRSIGs; mx1 AAAA stays valid.
+# longer match their RRSIGs; mx1 AAAA stays valid. The last one changes the last
+# octet of _25._tcp.mx.dane.bogus.test.'s TLSA digest (T9: a bogus TLSA beside a valid
+# MX and valid addresses).
 _BOGUS_TAMPER = (
     (re.compile(r"^(bogus\.test\.\s+300\s+IN\s+MX\s+)10 ", re.M), r"\g<1>20 "),
     (
         re.compile(r"^(mx1\.bogus\.test\.\s+300\s+IN\s+A\s+)192\.0\.2\.70", re.M),
         r"\g<1>192.0.2.99",
+    ),
+    (
+        re.compile(
+            r"^(_25\._tcp\.mx\.dane\.bogus\.test\.\s+300\s+IN\s+TLSA\s+3 1 1 [0-9a-f]{62})46$",
+            re.M,
+        ),
+        r"\g<1>47",
     ),
 )
 
@@ -410,6 +476,9 @@ zone:
 
     def _unbound_conf(self) -> str:
         d = self.unbound_dir
+        # An unsigned child below a trust anchor, delegated without DS: insecure, not bogus
+        # (shared/secure-delivery.md section 3.3).
+        insecure = "".join(f'    domain-insecure: "{zone}."\n' for zone in INSECURE_ZONES)
         # The settings and why each is needed: dns-test-harness.md, sections 3 and 6.
         return f"""\
 server:
@@ -439,7 +508,7 @@ server:
     infra-keep-probing: yes
     val-bogus-ttl: 1
     ede: yes
-stub-zone:
+{insecure}stub-zone:
     name: "test."
     stub-addr: {_LOOPBACK}@{self.auth_port}
 stub-zone:

@@ -509,3 +509,63 @@ def test_fault_server_empty_zone_and_timeout_exception_type() -> None:
             resolver_for(server).resolve("anything.", "A")
         with pytest.raises(dns.exception.Timeout):  # LifetimeTimeout subclasses it
             resolver_for(server, lifetime=0.1).resolve("drop.anything.", "A")
+
+
+# --- DANE records (dnssec.test., insecure.dnssec.test., dane.bogus.test.) ----------------
+
+
+def _ad_query(dns_env: DnsEnv, name: str, rdtype: str) -> dns.message.Message:
+    """``name``/``rdtype`` through Unbound with RD|AD and EDNS (for EDE)."""
+    query = dns.message.make_query(name, rdtype, use_edns=0, payload=1232)
+    query.flags = dns.flags.RD | dns.flags.AD
+    return dns.query.udp(query, "127.0.0.1", port=dns_env.resolver_port, timeout=3)
+
+
+@pytest.mark.parametrize(
+    ("name", "rdtype", "rcode", "ad", "last"),
+    [
+        ("_25._tcp.mx1.dnssec.test", "TLSA", dns.rcode.NXDOMAIN, True, None),
+        ("_25._tcp.mx.dane.dnssec.test", "TLSA", dns.rcode.NOERROR, True, "TLSA"),
+        ("_25._tcp.mx.notlsa.dnssec.test", "TLSA", dns.rcode.NXDOMAIN, True, None),
+        ("_25._tcp.mx.nodata-tlsa.dnssec.test", "TLSA", dns.rcode.NOERROR, True, None),
+        ("mx.cname.dnssec.test", "A", dns.rcode.NOERROR, True, "192.0.2.74"),
+        ("_25._tcp.real.cname.dnssec.test", "TLSA", dns.rcode.NOERROR, True, "TLSA"),
+        ("mx.fallback.dnssec.test", "A", dns.rcode.NOERROR, True, "192.0.2.75"),
+        ("_25._tcp.mx.fallback.dnssec.test", "TLSA", dns.rcode.NOERROR, True, "TLSA"),
+        ("mx.a6.dnssec.test", "A", dns.rcode.NOERROR, False, "192.0.2.30"),
+        ("mx.a6.dnssec.test", "CNAME", dns.rcode.NOERROR, True, "v4only.example.test."),
+        ("_25._tcp.mx.a6.dnssec.test", "TLSA", dns.rcode.NOERROR, True, "TLSA"),
+        ("_25._tcp.mx.shared.dnssec.test", "TLSA", dns.rcode.NOERROR, True, "TLSA"),
+        ("insecure.dnssec.test", "MX", dns.rcode.NOERROR, False, "10 mx.insecure.dnssec.test."),
+        ("_25._tcp.mx.insecure.dnssec.test", "TLSA", dns.rcode.NOERROR, False, "TLSA"),
+        ("dane.bogus.test", "MX", dns.rcode.NOERROR, True, "10 mx.dane.bogus.test."),
+        ("mx.dane.bogus.test", "A", dns.rcode.NOERROR, True, "192.0.2.77"),
+        ("_25._tcp.mx.dane.bogus.test", "TLSA", dns.rcode.SERVFAIL, False, None),
+    ],
+)
+def test_dane_records(
+    dns_env: DnsEnv, name: str, rdtype: str, rcode: dns.rcode.Rcode, ad: bool, last: str | None
+) -> None:
+    """The DANE names of the zone files (shared/secure-delivery.md §3.3, §7 P5): rcode, AD,
+    and the last record of the answer (a TLSA record: the data of TLSA_DATA at its owner)."""
+    from harness.dnsenv import TLSA_DATA
+
+    response = _ad_query(dns_env, name, rdtype)
+    assert response.rcode() == rcode
+    assert bool(response.flags & dns.flags.AD) is ad
+    if last is None:
+        assert response.answer == []
+        return
+    rrset = response.answer[-1]
+    if last == "TLSA":
+        usage, selector, mtype, data = TLSA_DATA[rrset.name.to_text()]
+        assert [(r.usage, r.selector, r.mtype, r.cert.hex()) for r in rrset] == [
+            (usage, selector, mtype, data)
+        ]
+    else:
+        assert last in {r.to_text() for r in rrset}
+
+
+def test_dane_bogus_tlsa_has_ede_6(dns_env: DnsEnv) -> None:
+    response = _ad_query(dns_env, "_25._tcp.mx.dane.bogus.test", "TLSA")
+    assert [e.code for e in response.extended_errors()] == [6]
