@@ -100,9 +100,10 @@ def resolver_at(*nameservers: str) -> dns.resolver.Resolver:
     return resolver
 
 
-def test_R4035_4_9_3_a_ad_trusted_only_from_loopback_by_default() -> None:
+def test_D13_R4035_4_9_3_a_ad_trusted_only_from_loopback_by_default() -> None:
     local = DnspythonResolver(resolver_at("127.0.0.1", "::1"))
     assert local.trust_ad
+    assert DnspythonResolver(resolver_at("127.0.0.2")).trust_ad  # all of 127.0.0.0/8
     assert local.resolver.flags == dns.flags.RD | dns.flags.AD  # asks for AD (RFC 6840 §5.7)
     remote = DnspythonResolver(resolver_at("192.0.2.53"))
     assert not remote.trust_ad
