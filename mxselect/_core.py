@@ -388,6 +388,8 @@ class SelectionPlan:
             budget -= sent
             for candidate in batch:
                 examined.append(self._examine(candidate, chains))
+            if start >= len(candidates) and not self._dane:
+                break  # every exchange examined (the usual case: one batch)
             hit = rules.find_self(examined, policy)
             cut = hit[0].candidate.preference if hit is not None else None
             if cut is not None and cut <= best:
@@ -566,7 +568,7 @@ class SelectionPlan:
             for entry in examined:
                 self._tls.setdefault(entry.candidate.name, requirement)
         if self._mx_security is Security.UNKNOWN and all(
-            e.security is Security.UNKNOWN for e in examined
+            rules.address_status(e).security is Security.UNKNOWN for e in examined
         ):
             self._note(
                 [
@@ -579,6 +581,28 @@ class SelectionPlan:
                     )
                 ]
             )
+
+    def _dane_hosts(
+        self,
+        examined: list[Examined],
+        usable: list[tuple[Candidate, str, list[IPAddress]]],
+        kept: dict[str, list[IPAddress]],
+    ) -> tuple[Host, ...]:
+        """The hosts with DANE on: each with its TLS requirement and address status."""
+        entries = {e.candidate.name: e for e in examined}
+        tls = self._tls
+        return tuple(
+            Host(
+                c.name,
+                c.preference,
+                tuple(kept[c.name]),
+                canonical,
+                tls.get(c.name, OPPORTUNISTIC_TLS),
+                rules.address_status(entries[c.name]).security,
+            )
+            for c, canonical, _ in usable
+            if c.name in kept
+        )
 
     def _examine(self, candidate: Candidate, chains: dict[Key, Chain]) -> Examined:
         """Rule 8a for one exchange."""
@@ -625,6 +649,7 @@ class SelectionPlan:
         failures: list[str] = []
         temporary = False
         security_causes: set[Outcome] = set()
+        tls_failed = self._tls_failed
         notes: Notes = []
         for entry in examined:
             name = entry.candidate.name
@@ -633,7 +658,7 @@ class SelectionPlan:
             if notes:
                 self._note(notes)
                 notes.clear()
-            failed = self._tls_failed.get(name) if safe and self._tls_failed else None
+            failed = self._tls_failed.get(name) if tls_failed and safe else None
             if failed is not None:
                 # Rule 10: a host whose TLSA search failed, or without DANE when DANE is
                 # mandatory, is never used -- not even in cleartext (RFC 7672 §2.1.2, §6).
@@ -674,27 +699,22 @@ class SelectionPlan:
                     else Outcome.DANE_REQUIRED
                 )
             raise self._error_for(outcome, reason)
-        if policy.dane is not Dane.OFF:
+        dane = policy.dane is not Dane.OFF
+        if dane:
             self._dane_notes(examined)
-        targets, notes = rules.order_targets(usable, policy, self._tls)
+        targets, notes = rules.order_targets(usable, policy, self._tls if dane else None)
         self._note(notes)
         kept: dict[str, list[IPAddress]] = {}
         for target in targets:
             kept.setdefault(target.host, []).append(target.address)
-        security = {e.candidate.name: e.security for e in examined}
-        tls = self._tls
-        hosts = tuple(
-            Host(
-                c.name,
-                c.preference,
-                tuple(kept[c.name]),
-                canonical,
-                tls.get(c.name, OPPORTUNISTIC_TLS),
-                security[c.name],
+        if not dane:
+            hosts = tuple(
+                Host(c.name, c.preference, tuple(kept[c.name]), canonical)
+                for c, canonical, _ in usable
+                if c.name in kept
             )
-            for c, canonical, _ in usable
-            if c.name in kept
-        )
+        else:
+            hosts = self._dane_hosts(examined, usable, kept)
         self._step("outcome", ("{} target(s) on {} host(s)".format, len(targets), len(hosts)))
         return self._selection(
             domain=domain,

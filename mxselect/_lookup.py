@@ -35,15 +35,14 @@ class Chain:
     """One lookup (name, type) followed through its CNAME chain to an answer or an error."""
 
     __slots__ = (
+        "aliased",
         "answer",
         "canonical",
         "current",
         "error",
-        "first_alias",
         "limit",
         "links",
         "rtype",
-        "security",
         "start",
         "ttl",
     )
@@ -58,12 +57,10 @@ class Chain:
         self.error: str | None = None
         self.ttl: int | None = None
         self.canonical = name
-        # The least secure status of the answers absorbed (RFC 7672 §2.1.3: a chain is only as
-        # secure as its weakest link); None until one is.
-        self.security: Security | None = None
-        # The status of the first answer when it was an ALIAS (this plan followed the CNAME
-        # itself): the security of the initial CNAME response (RFC 7672 §2.2.2).
-        self.first_alias: Security | None = None
+        # For the ALIAS answers this plan followed: (the status of the first one -- the
+        # initial CNAME response of RFC 7672 §2.2.2 --, the least secure of them -- RFC 7672
+        # §2.1.3: a chain is only as secure as its weakest link; see security()). None: none.
+        self.aliased: tuple[Security, Security] | None = None
 
     @property
     def done(self) -> bool:
@@ -77,13 +74,6 @@ class Chain:
         if answer.status is Status.TEMPFAIL:
             self.answer = answer
             return
-        security = answer.security
-        if self.security is None:
-            self.security = security
-            if answer.status is Status.ALIAS:
-                self.first_alias = security
-        elif security is not self.security:
-            self.security = least_secure(self.security, security)
         if not answer.aliases and not answer.canonical_name:
             # No CNAME in the answer (the common case): what the general steps below do then.
             if answer.status is Status.ALIAS:
@@ -118,9 +108,30 @@ class Chain:
             self.canonical = target
         if answer.status is Status.ALIAS:
             assert target is not None
+            aliased = self.aliased
+            if aliased is None:
+                self.aliased = (answer.security, answer.security)
+            elif answer.security is not aliased[1]:
+                self.aliased = (aliased[0], least_secure(aliased[1], answer.security))
             self.current = target
             return
         self.answer = answer
+
+    def security(self) -> Security:
+        """The DNSSEC status of the whole lookup: the least secure of its answers, the ALIAS
+        answers followed included (RFC 7672 §2.1.3); ``UNKNOWN`` for a failure."""
+        answer = self.answer
+        final = answer.security if answer is not None else Security.UNKNOWN
+        aliased = self.aliased
+        if aliased is None or aliased[1] is final:
+            return final
+        return least_secure(aliased[1], final)
+
+    @property
+    def first_alias(self) -> Security | None:
+        """The status of the first ALIAS answer followed (the initial CNAME response), or
+        ``None`` when the resolver followed the CNAMEs itself (or there were none)."""
+        return self.aliased[0] if self.aliased is not None else None
 
 
 class Lookups:

@@ -300,8 +300,10 @@ class Host:
             RFC 7671 §7 uses it as the TLSA base domain).
         tls: how TLS must be used with it (:class:`TlsRequirement`; opportunistic without
             DANE).
-        address_security: the DNSSEC status of its address answers, CNAMEs included (the
-            least secure family that gave addresses; ``UNKNOWN`` for an address literal).
+        address_security: with DANE on (:attr:`Policy.dane`), the DNSSEC status of its address
+            answers, CNAMEs included (the least secure family that gave addresses); ``UNKNOWN``
+            without DANE (not worked out: a selection without DANE costs what it did) and for
+            an address literal.
     """
 
     name: str

@@ -137,18 +137,35 @@ class Candidate(NamedTuple):
 class Examined(NamedTuple):
     """One exchange after its lookups: every address found (before any policy), its
     canonical name, why it has none (or which family failed), whether that was temporary,
-    and the DNSSEC status of its addresses: the least secure family that gave addresses,
-    whether any such family is secure (RFC 7672 §2.2.2 asks TLSA records then), and the
-    status of the initial CNAME response when this plan followed the alias itself."""
+    and the lookups that gave its addresses (their DNSSEC status: :func:`address_status`)."""
 
     candidate: Candidate
     found: list[IPAddress]
     canonical: str
     why: str
     temporary: bool
-    security: Security = Security.UNKNOWN
-    secure_any: bool = False
-    cname_security: Security | None = None
+    sources: tuple[Chain, ...] = ()
+
+
+class AddressStatus(NamedTuple):
+    """The DNSSEC status of a host's addresses (RFC 7672 §2.1.3, §2.2.2): the least secure
+    family that gave addresses, whether any such family is secure (TLSA records are looked
+    up then; host-level, see docs), and the status of the initial CNAME response when the
+    plan followed the alias itself (``None``: not known)."""
+
+    security: Security
+    secure_any: bool
+    cname_security: Security | None
+
+
+def address_status(examined: Examined) -> AddressStatus:
+    """The :class:`AddressStatus` of an examined host (``UNKNOWN`` without DNS addresses)."""
+    sources = examined.sources
+    if not sources:
+        return AddressStatus(Security.UNKNOWN, False, None)
+    statuses = [chain.security() for chain in sources]
+    first = next((c.first_alias for c in sources if c.first_alias is not None), None)
+    return AddressStatus(least_secure(*statuses), Security.SECURE in statuses, first)
 
 
 class Family(NamedTuple):
@@ -592,23 +609,12 @@ def host_addresses(
         else ()
     )
     found = r6.addresses + r4.addresses
-    # RFC 7672 §2.1.3: each family's chain is as secure as its least secure answer; the host's
-    # addresses as their least secure family (only families that gave addresses count).
-    if six is not None and r6.addresses and four is not None and r4.addresses:
-        s6, s4 = six.security or Security.UNKNOWN, four.security or Security.UNKNOWN
-        security = s6 if s6 is s4 else least_secure(s6, s4)
-        secure_any = s6 is Security.SECURE or s4 is Security.SECURE
-        first = six.first_alias if six.first_alias is not None else four.first_alias
-    else:
-        security = chain.security or Security.UNKNOWN
-        secure_any = security is Security.SECURE
-        first = chain.first_alias
+    # The lookups that gave addresses: their DNSSEC status is read only when needed
+    # (address_status).
+    sources = (six, four) if r6.addresses and r4.addresses else (chain,)
     # The temporary flag stays set: if every address found is later dropped (unsafe), the
     # family that failed might have had a usable one -- that host's failure is temporary.
-    examined = _new(
-        Examined,
-        (candidate, found, chain.canonical, partial, bool(failed), security, secure_any, first),
-    )
+    examined = _new(Examined, (candidate, found, chain.canonical, partial, bool(failed), sources))
     step = ("lookup", (_lookup_message, name, chain.canonical, found, partial), name)
     return examined, ttls, notes, step
 
@@ -893,18 +899,19 @@ def tlsa_search(examined: Examined) -> TlsaSearch:
         return TlsaSearch((), RULE_NOT_A_NAME, False)
     name = candidate.name
     canonical = examined.canonical
-    if examined.secure_any:
+    status = address_status(examined)
+    if status.secure_any:
         if canonical != name:
             return TlsaSearch((canonical, name), "", False)
         return TlsaSearch((name,), "", False)
-    if examined.security is Security.UNKNOWN:
+    if status.security is Security.UNKNOWN:
         # No status (an untrusted resolver, c-ares): treated as insecure (RFC 7672 §2.1.1).
         return TlsaSearch((), RULE_UNKNOWN_ADDRESS, False)
     if canonical == name:
         return TlsaSearch((), RULE_INSECURE_ADDRESS, False)
-    if examined.cname_security is None:
+    if status.cname_security is None:
         return TlsaSearch((name,), "", True)
-    if examined.cname_security is Security.SECURE:
+    if status.cname_security is Security.SECURE:
         return TlsaSearch((name,), "", False)
     return TlsaSearch((), RULE_INSECURE_ADDRESS, False)
 
@@ -937,7 +944,7 @@ def tlsa_found(chain: Chain) -> tuple[tuple[TLSARecord, ...] | None, str]:
     status = answer.status
     if status is Status.TEMPFAIL:
         return None, f"failed: {answer.reason or 'temporary failure'}"
-    security = chain.security or Security.UNKNOWN
+    security = chain.security()
     if status is Status.RECORDS and answer.tlsa:
         if security is Security.SECURE:
             return answer.tlsa, ""
