@@ -12,7 +12,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._answers import Answer, MXRecord, Query, RRType, Security, Status, TLSARecord
+from ._answers import (
+    Answer,
+    FetchResult,
+    MXRecord,
+    PolicyFetch,
+    Query,
+    RRType,
+    Security,
+    Status,
+    TLSARecord,
+)
 from ._core import CNAME_CHAIN_LIMIT, SelectionPlan
 from ._drivers import aselect_targets, select_targets
 from ._model import (
@@ -28,6 +38,7 @@ from ._model import (
     WarningCode,
 )
 from ._policy import DEFAULT_UNSAFE_NETWORKS, Dane, Families, InsecureMX, Policy
+from ._sts import StsEntry, StsMode, StsPolicy, StsRecord
 from .cache import CacheStats, CachingResolver
 from .delivery import Attempt, DeliveryPlan, DeliveryStatus, HandshakeStage, HostStatus, Outcome
 from .exceptions import (
@@ -42,6 +53,7 @@ from .exceptions import (
     NullMXError,
     PermanentError,
     SecureDeliveryError,
+    StsPolicyError,
     TemporaryError,
 )
 from .typing import AsyncResolver, Resolver
@@ -81,6 +93,7 @@ __all__ = [
     "DeliveryPlan",
     "DeliveryStatus",
     "Families",
+    "FetchResult",
     "HandshakeStage",
     "Host",
     "HostStatus",
@@ -96,6 +109,7 @@ __all__ = [
     "Outcome",
     "PermanentError",
     "Policy",
+    "PolicyFetch",
     "Posture",
     "Query",
     "RRType",
@@ -106,6 +120,11 @@ __all__ = [
     "SelectionPlan",
     "SelectionWarning",
     "Status",
+    "StsEntry",
+    "StsMode",
+    "StsPolicy",
+    "StsPolicyError",
+    "StsRecord",
     "TLSARecord",
     "Target",
     "TemporaryError",

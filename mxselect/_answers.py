@@ -19,8 +19,10 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 __all__ = [
     "Answer",
+    "FetchResult",
     "IPAddress",
     "MXRecord",
+    "PolicyFetch",
     "Query",
     "RRType",
     "Security",
@@ -43,6 +45,9 @@ class RRType(enum.Enum):
     AAAA = "AAAA"
     TLSA = "TLSA"
     CNAME = "CNAME"
+    #: Asked only with MTA-STS or TLS-RPT on: ``_mta-sts.<domain>`` (RFC 8461 §3.1) and
+    #: ``_smtp._tls.<domain>`` (RFC 8460 §3).
+    TXT = "TXT"
 
     def __str__(self) -> str:
         return self.value
@@ -212,6 +217,8 @@ class Answer:
         canonical_name: the name at the end of the CNAME chain, if the queried name was an
             alias; for ``ALIAS``, the target still to resolve.
         tlsa: the TLSA records (``RECORDS`` answer to a TLSA query; RFC 6698 §2.1).
+        txt: the TXT records (``RECORDS`` answer to a TXT query), each record's strings
+            concatenated without spaces (RFC 8461 §3.1, RFC 8460 §3), in the order received.
         aliases: the owner names of the CNAME records followed, in order, starting with the
             queried name (optional; ``canonical_name`` alone is enough).
         ttl: the smallest TTL of the records used (for NODATA/NXDOMAIN: the negative TTL of
@@ -226,6 +233,7 @@ class Answer:
     mx: tuple[MXRecord, ...] = ()
     addresses: tuple[IPAddress, ...] = ()
     tlsa: tuple[TLSARecord, ...] = ()
+    txt: tuple[str, ...] = ()
     canonical_name: str | None = None
     aliases: tuple[str, ...] = ()
     ttl: int | None = None
@@ -294,6 +302,28 @@ class Answer:
         )
 
     @classmethod
+    def from_txt(
+        cls,
+        records: Iterable[str],
+        *,
+        ttl: int | None = None,
+        canonical_name: str | None = None,
+        aliases: Iterable[str] = (),
+        security: Security = Security.UNKNOWN,
+    ) -> Answer:
+        """TXT records, each given as its strings already concatenated (RFC 8461 §3.1: "the
+        record MUST be treated as if those strings are concatenated without adding spaces"),
+        e.g. ``Answer.from_txt(["v=STSv1; id=20260101"])``."""
+        return cls(
+            status=Status.RECORDS,
+            txt=tuple(records),
+            ttl=ttl,
+            canonical_name=canonical_name,
+            aliases=tuple(aliases),
+            security=security,
+        )
+
+    @classmethod
     def nodata(
         cls,
         *,
@@ -352,3 +382,67 @@ class Answer:
     def tempfail(cls, reason: str) -> Answer:
         """A temporary failure: SERVFAIL, timeout, REFUSED, network error... (RFC 5321 §5.1)."""
         return cls(status=Status.TEMPFAIL, reason=reason)
+
+
+#: RFC 8461 §3.3: "a suggested maximum policy size is 64 kilobytes".
+MAX_POLICY_BYTES = 65536
+
+
+@attrs.frozen
+class PolicyFetch:
+    """A request of the plan that is not DNS: fetch a domain's MTA-STS policy over HTTPS
+    (RFC 8461 §3.3). A fetcher (``mxselect.fetch``) answers it with a :class:`FetchResult`.
+
+    Attributes:
+        domain: the policy domain (lower-case A-label, no trailing dot).
+        url: ``https://mta-sts.<domain>/.well-known/mta-sts.txt`` (RFC 8461 §3.3).
+        timeout: the most seconds the whole fetch may take (RFC 8461 §3.3 suggests a minute;
+            the policy sets it).
+        max_bytes: the largest body accepted (RFC 8461 §3.3: 64 kilobytes).
+    """
+
+    domain: str
+    url: str
+    timeout: float
+    max_bytes: int = MAX_POLICY_BYTES
+
+    @classmethod
+    def for_domain(cls, domain: str, timeout: float) -> PolicyFetch:
+        """The fetch of ``domain``'s policy (RFC 8461 §3.3 names the host and path)."""
+        return cls(domain, f"https://mta-sts.{domain}/.well-known/mta-sts.txt", timeout)
+
+    def __str__(self) -> str:
+        return f"GET {self.url}"
+
+
+@attrs.frozen(kw_only=True)
+class FetchResult:
+    """What a fetcher got for a :class:`PolicyFetch`. Build it with the named constructors.
+
+    The fetcher enforces what only the transport can (RFC 8461 §3.3): HTTPS with a
+    certificate valid for ``mta-sts.<domain>``, redirects not followed, no HTTP cache, the
+    timeout, reading no more than ``max_bytes`` + 1 octets. The plan checks the rest: status
+    200, a ``text/plain`` media type (§3.2 SHOULD), the size, and the policy's syntax.
+
+    Attributes:
+        status: the HTTP status code, or ``None`` when no response arrived.
+        content_type: the ``Content-Type`` header, as sent (``""`` if absent).
+        body: the body (at most ``max_bytes`` + 1 octets: one more shows it was too long).
+        reason: why the fetch failed (a connection error, a timeout, a certificate error);
+            ``""`` when a response arrived.
+    """
+
+    status: int | None = None
+    content_type: str = ""
+    body: bytes = b""
+    reason: str = ""
+
+    @classmethod
+    def response(cls, status: int, content_type: str, body: bytes) -> FetchResult:
+        """An HTTP response arrived (any status: a 3xx is a failure the plan names, §3.3)."""
+        return cls(status=status, content_type=content_type, body=body)
+
+    @classmethod
+    def failed(cls, reason: str) -> FetchResult:
+        """No response: a connection or TLS error, a timeout... (``reason`` says which)."""
+        return cls(reason=reason)

@@ -9,6 +9,7 @@ from typing import Any, overload
 import attrs
 
 from ._answers import IPAddress, Security, TLSARecord
+from ._sts import StsPolicy
 
 __all__ = [
     "OPPORTUNISTIC_TLS",
@@ -204,6 +205,13 @@ class Posture(enum.Enum):
     #: :attr:`InsecureMX.ENCRYPT`): TLS is required, not authenticated (RFC 7672 §2.2 second
     #: bullet).
     DANE_ENCRYPT = "dane-encrypt"
+    #: An MTA-STS policy in mode enforce matches the host: TLS 1.2 or later, a certificate
+    #: that chains to a trusted root and names the MX host (PKIX), no cleartext
+    #: (RFC 8461 §4.2, §5, §7.2).
+    MTA_STS = "mta-sts"
+    #: An MTA-STS policy in mode testing: validate as for ``MTA_STS`` and report failures, but
+    #: deliver anyway (RFC 8461 §5).
+    MTA_STS_TESTING = "mta-sts-testing"
     #: STARTTLS when offered, cleartext otherwise; a failed handshake may be retried in
     #: cleartext (RFC 7672 §2.2 third bullet; RFC 3207).
     OPPORTUNISTIC = "opportunistic"
@@ -223,10 +231,12 @@ class TlsRequirement:
         required: ``True``: no cleartext delivery -- no STARTTLS offered, or a failed
             handshake, means the next target (RFC 7672 §2.2: "MUST employ TLS").
         authenticate: ``"dane"``: verify the peer against :attr:`tlsa` (``mxselect.dane``),
-            not against a CA list or by name for DANE-EE (RFC 7672 §3.1.1); ``None``: no
-            authentication required.
+            not against a CA list or by name for DANE-EE (RFC 7672 §3.1.1); ``"pkix"``: the
+            usual certificate checks against trusted roots, with :attr:`sni` as the name
+            (MTA-STS, RFC 8461 §4.2); ``None``: no authentication required.
         sni: the server name to send in the TLS SNI extension: the TLSA base domain
-            (RFC 7672 §8.1); ``None`` when no name is required.
+            (RFC 7672 §8.1), or the MX host name for MTA-STS (RFC 8461 §7.1); ``None`` when no
+            name is required.
         reference_ids: the names a DANE-TA(2) certificate must match (RFC 7672 §3.2.2): the
             TLSA base domain first, then for a secure MX the next-hop domain and its
             CNAME-expanded form; with an insecure MX the MX host name only.
@@ -336,6 +346,10 @@ class Selection:
         mx_security: the DNSSEC status of the MX RRset and of the CNAMEs leading to it (for an
             implicit MX, of the NODATA answer) -- the least secure of them (RFC 7672 §2.2.1);
             ``UNKNOWN`` for an address literal or a resolver that cannot say.
+        sts_policy: the MTA-STS policy applied (RFC 8461), or ``None``.
+        sts_source: where it came from: ``"fetched"`` or ``"cached"`` (``None`` without one).
+        tlsrpt: the reporting URIs (``rua``) of the domain's TLS-RPT record (RFC 8460 §3),
+            when the policy asks for it and one is published; ``()`` otherwise.
         trace: every decision, in order: a :class:`Trace` (a sequence of :class:`TraceStep`);
             see :meth:`explain`. Not part of equality.
     """
@@ -349,6 +363,9 @@ class Selection:
     ttl: int | None = None
     warnings: tuple[SelectionWarning, ...] = ()
     mx_security: Security = Security.UNKNOWN
+    sts_policy: StsPolicy | None = None
+    sts_source: str | None = None
+    tlsrpt: tuple[str, ...] = ()
     trace: Trace = attrs.field(factory=Trace, converter=_as_trace, eq=False, repr=False)
 
     def explain(self) -> str:

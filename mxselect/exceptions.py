@@ -53,6 +53,7 @@ __all__ = [
     "NullMXError",
     "PermanentError",
     "SecureDeliveryError",
+    "StsPolicyError",
     "TemporaryError",
 ]
 
@@ -243,3 +244,19 @@ class SecureDeliveryError(TemporaryError):
 
     reply_code = 451
     status = "4.7.5"
+
+
+class StsPolicyError(TemporaryError):
+    """The recipient domain's MTA-STS policy is in mode enforce and no MX host matches it
+    (RFC 8461 §5: "Sending MTAs MUST NOT deliver the message to hosts that fail MX matching").
+    Temporary: RFC 8461 §5.1 forbids failing permanently "until the sender has first checked
+    for the presence of a new policy" -- :attr:`recheck_policy` says so, and :attr:`policy_id`
+    is the id of the policy that refused."""
+
+    reply_code = 451
+    status = "4.7.5"
+    #: The MTA must look for a new policy (the ``_mta-sts`` TXT id) before it ever fails the
+    #: message permanently (RFC 8461 §5.1).
+    recheck_policy = True
+    #: The id of the policy applied (its TXT record's ``id``), if known.
+    policy_id: str | None = None

@@ -18,13 +18,14 @@ CORE_MODULES = [
     "mxselect._model",
     "mxselect._policy",
     "mxselect._rules",
+    "mxselect._sts",
     "mxselect.exceptions",
     "mxselect.typing",
 ]
 #: The core's layers, lowest first (the header of mxselect/_core.py): a module imports from
 #: its own layer or those below it, never from a layer above.
 LAYERS = [
-    {"_answers", "_domain", "_model", "_policy", "exceptions", "typing"},  # the values
+    {"_answers", "_domain", "_model", "_policy", "_sts", "exceptions", "typing"},  # the values
     {"_lookup"},  # the lookup engine: chains, memo, budget
     {"_rules"},  # the rules, one pure function each
     {"_core"},  # the plan: its API and the glue

@@ -43,9 +43,9 @@ def test_R5321_5_1_b_never_the_search_list(fault_server) -> None:  # type: ignor
 
 
 def test_only_mx_a_and_aaaa_are_ever_asked() -> None:
-    """The query types mxselect knows: MX, A, AAAA, and with DANE TLSA and CNAME -- never
-    ANY, WKS or PTR (RFC 1123 §5.2.12)."""
-    assert {t.value for t in RRType} == {"MX", "A", "AAAA", "TLSA", "CNAME"}
+    """The query types mxselect knows: MX, A, AAAA, with DANE TLSA and CNAME, with MTA-STS and
+    TLS-RPT TXT -- never ANY, WKS or PTR (RFC 1123 §5.2.12)."""
+    assert {t.value for t in RRType} == {"MX", "A", "AAAA", "TLSA", "CNAME", "TXT"}
 
 
 class AdditionalStuffer(dns.resolver.Resolver):
