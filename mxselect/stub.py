@@ -855,11 +855,13 @@ class StubResolver:
     # -- the retry loop, shared by every path -------------------------------------------
 
     def _attempts(
-        self, total: float, end: float, clock: Callable[[], float]
+        self, total: float, end: float, clock: Callable[[], float], first: Reply | None = None
     ) -> Generator[Exchange, Reply, Answer]:
         """The retry loop of one query, without I/O: yields the next ``Exchange`` to
         make, is sent its ``Reply``, returns the Answer (``total``: the lifetime, for the
-        reason of a timeout; ``end``: when it is over, on ``clock``).
+        reason of a timeout; ``end``: when it is over, on ``clock``). ``first``: the reply
+        to the loop's first exchange (:meth:`_first_exchange`), already made by a batch; the
+        loop goes on from there.
 
         * The servers in order, round after round (RFC 1123 §6.1.3.3), each exchange waiting
           ``timeout`` or what is left before ``end``; at ``end``, a timeout naming the servers
@@ -882,15 +884,18 @@ class StubResolver:
         turn = 0
         while servers:
             server = servers[turn % len(servers)]
-            remaining = end - clock()
-            if remaining <= 0:
-                return failures.answer(total, True)
-            caps = self.dns0x20 and server not in no_caps
-            ask = (self.tcp, server, edns, caps, min(self.timeout, remaining))
-            exchange = self._last_exchange
-            if exchange != ask:  # (most queries' first exchange is the one made before)
-                exchange = self._last_exchange = Exchange(*ask)
-            reply = yield exchange
+            if first is not None:  # (made by a batch: the first server, as below)
+                reply, first = first, None
+            else:
+                remaining = end - clock()
+                if remaining <= 0:
+                    return failures.answer(total, True)
+                caps = self.dns0x20 and server not in no_caps
+                ask = (self.tcp, server, edns, caps, min(self.timeout, remaining))
+                exchange = self._last_exchange
+                if exchange != ask:  # (most queries' first exchange is the one made before)
+                    exchange = self._last_exchange = Exchange(*ask)
+                reply = yield exchange
             if isinstance(reply, Answer):  # (nearly always, at the first exchange)
                 return reply
             if reply is Signal.TRUNCATED and not self.tcp:
@@ -921,6 +926,19 @@ class StubResolver:
                 failures.add(reply.value)
             servers.remove(server)
         return failures.answer(total, False)
+
+    def _first_exchange(self, remaining: float) -> Exchange | None:
+        """The first exchange of every retry loop started now, ``remaining`` seconds before
+        its end, if it is a UDP one (what :meth:`_attempts` yields first: the first server,
+        EDNS0 and DNS 0x20 as configured); None if the loop starts otherwise (TCP only, or
+        no time left)."""
+        if self.tcp or remaining <= 0:
+            return None
+        ask = (False, self.nameservers[0], self.edns, self.dns0x20, min(self.timeout, remaining))
+        exchange = self._last_exchange
+        if exchange != ask:
+            exchange = self._last_exchange = Exchange(*ask)
+        return exchange
 
     # -- asyncio -----------------------------------------------------------------------
 
@@ -1073,65 +1091,69 @@ class StubResolver:
         total: float,
         end: float,
     ) -> None:
-        """The queries ``todo`` of a batch, none of them in flight elsewhere: one retry loop
-        each; their first UDP exchanges together (:meth:`_first_exchanges`), then each loop
-        on its own from where it stands (:meth:`_aresolve`)."""
+        """The queries ``todo`` of a batch, none of them in flight elsewhere: their first
+        UDP exchanges together (:meth:`_first_exchanges`), then a retry loop for each query
+        that got no answer from it, on its own from there (:meth:`_aresolve`).
+
+        The first exchange of every query's retry loop is the same (:meth:`_first_exchange`),
+        and nearly every query ends with it: a loop is started only for the others, with the
+        reply they got (a timeout, truncation, an error RCODE...)."""
         loop = state.loop
-        runs = [_Run(self._attempts(total, end, loop.time)) for _ in todo]
         udp = [_UdpQuery(state, questions[i], queries[i].rtype) for i in todo]
         try:
-            first = [
-                n for n, run in enumerate(runs) if run.exchange is not None and not run.exchange.tcp
-            ]
-            if first and len(first) <= self.max_in_flight:
-                # (more than the server may have outstanding at all: each query on its own)
-                await self._first_exchanges(
-                    state, [runs[n] for n in first], [udp[n] for n in first]
-                )
-            rest = [n for n, run in enumerate(runs) if run.exchange is not None]
+            # (more than the server may have outstanding at all: each query on its own)
+            first = (
+                self._first_exchange(end - loop.time()) if len(todo) <= self.max_in_flight else None
+            )
+            runs: list[_Run | None]
+            if first is None:
+                runs = [_Run(self._attempts(total, end, loop.time)) for _ in todo]
+            else:
+                runs = []
+                for n, reply in enumerate(await self._first_exchanges(state, first, udp)):
+                    if isinstance(reply, Answer):
+                        answers[todo[n]] = reply
+                        runs.append(None)
+                    else:
+                        runs.append(_Run(self._attempts(total, end, loop.time, reply)))
+            rest = [(n, run) for n, run in enumerate(runs) if run is not None and run.exchange]
             if rest:
-                await asyncio.gather(*(self._aresolve(state, runs[n], udp[n]) for n in rest))
+                await asyncio.gather(*(self._aresolve(state, run, udp[n]) for n, run in rest))
             for n, run in enumerate(runs):
-                answers[todo[n]] = run.answer
+                if run is not None:
+                    answers[todo[n]] = run.answer
         finally:
             for one in udp:
                 one.close()
 
     async def _first_exchanges(
-        self, state: _LoopState, runs: list[_Run], udp: list[_UdpQuery]
-    ) -> None:
-        """Make the first exchange of each of ``runs`` -- UDP, to the first server -- all at
-        once: one wait and one timer for all, and feed each loop its reply."""
+        self, state: _LoopState, first: Exchange, udp: list[_UdpQuery]
+    ) -> list[Reply]:
+        """Make ``first`` -- a UDP exchange -- for each of ``udp`` at once: one wait and one
+        timer for all; their replies."""
         loop = state.loop
-        first = runs[0].exchange
-        assert first is not None
-        count = len(runs)
+        count = len(udp)
         limiter = state.limiter(first.server, self.max_in_flight)
-        replies: list[Reply]
         if not (limiter.take_now(count) or await limiter.take(loop, first.wait, count)):
             # no slots freed up within the first timeout: that counts as the first server
             # timing out, as in _audp, and each query's retry loop goes on
-            replies = [Signal.TIMEOUT] * count
-        else:
-            wait = _Wait(loop, count)
-            handle: asyncio.TimerHandle | None = None
-            try:
-                for run, one, qid in zip(runs, udp, _random_ids(count), strict=True):
-                    exchange = run.exchange
-                    assert exchange is not None
-                    try:
-                        one.transmit(exchange, qid, wait)
-                    except OSError as exc:
-                        one.fail(_failure(exc, exchange.server), wait)  # its loop takes it on
-                handle = loop.call_later(first.wait, wait.expire)
-                await wait.future
-            finally:
-                if handle is not None:
-                    handle.cancel()
-                replies = [one.settle() for one in udp]
-                limiter.give(count)
-        for run, reply in zip(runs, replies, strict=True):
-            run.feed(reply)
+            return [Signal.TIMEOUT] * count
+        wait = _Wait(loop, count)
+        handle: asyncio.TimerHandle | None = None
+        try:
+            for one, qid in zip(udp, _random_ids(count), strict=True):
+                try:
+                    one.transmit(first, qid, wait)
+                except OSError as exc:
+                    one.fail(_failure(exc, first.server), wait)  # its loop takes it on
+            handle = loop.call_later(first.wait, wait.expire)
+            await wait.future
+        finally:
+            if handle is not None:
+                handle.cancel()
+            replies = [one.settle() for one in udp]
+            limiter.give(count)
+        return replies
 
     async def _aresolve(self, state: _LoopState, run: _Run, udp: _UdpQuery) -> Answer:
         """The per-query path: drive one retry loop over asyncio from where it stands (its

@@ -15,7 +15,7 @@ import pytest
 
 import mxselect
 from mxselect import Answer, DNSTemporaryError, Query
-from mxselect._resolvers import async_port, sync_port
+from mxselect._resolvers import async_port, provides, sync_port
 from mxselect.testing import FakeResolver
 from mxselect.typing import AsyncBatchResolver, AsyncResolver, BatchResolver, Resolver
 
@@ -172,3 +172,26 @@ def test_services_import_only_public_or_shared_modules() -> None:
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.level == 1:
                 assert node.module != "_drivers", name
+
+
+def test_provides_is_isinstance_of_the_protocols() -> None:
+    """The per-class memo of the protocol checks answers as isinstance does, every time: a
+    class with the methods, an object with its own method attribute, one without."""
+
+    class Batching:
+        async def aresolve(self, query: Query) -> Answer:
+            return Answer.tempfail("x")
+
+        async def aresolve_batch(self, queries: Sequence[Query]) -> list[Answer]:
+            return []
+
+    class Plain:
+        pass
+
+    own = Plain()
+    own.resolve = lambda query: Answer.tempfail("x")  # type: ignore[attr-defined]
+    protocols = (Resolver, BatchResolver, AsyncResolver, AsyncBatchResolver)
+    for _ in range(2):  # the second time from the memo
+        for resolver in (Batching(), Plain(), own, FakeResolver({}), object()):
+            for protocol in protocols:
+                assert provides(resolver, protocol) is isinstance(resolver, protocol)
