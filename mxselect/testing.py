@@ -215,6 +215,9 @@ class FakeResolver:
                     values.append(fields.address)
                 elif rdataset.rdtype == dns.rdatatype.CNAME:
                     values.append(fields.target.to_text())
+                elif rdataset.rdtype == dns.rdatatype.TXT:
+                    # RFC 8461 §3.1: a record's strings concatenated without spaces.
+                    values.append(b"".join(fields.strings).decode("utf-8", "replace"))
                 elif rdataset.rdtype == dns.rdatatype.TLSA:
                     values.append(
                         TLSARecord(fields.usage, fields.selector, fields.mtype, fields.cert)
@@ -231,7 +234,8 @@ class FakeResolver:
         "example.org")``, ``add("example.org", "SOA", 60)`` (the SOA minimum),
         ``add("_25._tcp.mx.example.org", "TLSA", (3, 1, 1, "ab12..."))`` (a
         :class:`~mxselect.TLSARecord`, a tuple with the data as bytes or hex, or the text
-        ``"3 1 1 ab12..."``)."""
+        ``"3 1 1 ab12..."``), ``add("_mta-sts.example.org", "TXT", "v=STSv1; id=1")`` (one
+        string per record, already concatenated)."""
         owner = normalize_exchange(name)
         key = _rtype_key(rtype)
         assert key is not None
@@ -369,6 +373,14 @@ class FakeResolver:
                 if rtype == "MX":
                     return Answer.from_mx(
                         [v for v in types[rtype] if isinstance(v, MXRecord)],
+                        ttl=ttl,
+                        canonical_name=canonical,
+                        aliases=aliases,
+                        security=security,
+                    )
+                if rtype == "TXT":
+                    return Answer.from_txt(
+                        [v for v in types[rtype] if isinstance(v, str)],
                         ttl=ttl,
                         canonical_name=canonical,
                         aliases=aliases,
