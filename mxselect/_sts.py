@@ -25,6 +25,7 @@ from ._answers import MAX_POLICY_BYTES, Answer, FetchResult, Status
 from ._domain import check_ldh_name
 
 __all__ = [
+    "CHECK_INTERVAL",
     "FAILURE_RETRY",
     "FETCH_ERROR",
     "MAX_MAX_AGE",
@@ -52,6 +53,11 @@ MAX_MAX_AGE = 31557600
 #: "implementers SHOULD limit further attempts to a period of five minutes or longer per
 #: version ID").
 FAILURE_RETRY = 300.0
+#: :func:`discover` moves an entry's ``checked_at`` (and asks for it to be stored) only when
+#: it is at least this many seconds old: a busy MTA sees the same TXT id for every message,
+#: and a store write per message buys nothing (``checked_at`` only schedules the daily
+#: refresh, :func:`refresh_due`).
+CHECK_INTERVAL = 60.0
 
 
 class StsMode(enum.Enum):
@@ -405,8 +411,10 @@ class Discovery:
         reason: one readable sentence, for the trace.
         record: the usable TXT record, if one was found.
         entry: the cache entry to store, or ``None`` to leave the store alone: the cached entry
-            with ``checked_at`` moved to ``now`` when the TXT record shows the same id
-            (``checked_at`` never extends the policy's validity, RFC 8461 §3.2).
+            with ``checked_at`` moved to ``now`` when the TXT record shows the same id and
+            ``checked_at`` is a minute old or more
+            (:data:`~mxselect.mtasts.CHECK_INTERVAL`; ``checked_at`` never extends the
+            policy's validity, RFC 8461 §3.2).
     """
 
     fetch: bool
@@ -453,7 +461,8 @@ def discover(entry: StsEntry | None, txt: Answer | None, now: float) -> Discover
       cache, the sender MUST apply that cached policy" (§3.3); else none; no fetch.
     * The record's id is that of a valid cached policy: the cached policy applies, no fetch
       (§3.1: the id tells "when the policy has been updated"); ``entry`` is returned with
-      ``checked_at = now``. Once the policy is no longer valid (``fetched_at + max_age``,
+      ``checked_at = now`` (if the last check is a minute old or more). Once the policy is no
+      longer valid (``fetched_at + max_age``,
       §3.2) it is fetched again even if the id stays: TXT checks never extend it.
     * A new id, or no valid cache: fetch; meanwhile (and if the fetch fails) a valid cached
       policy applies, else none -- unless a fetch for this id failed less than five minutes
@@ -498,7 +507,11 @@ def discover(entry: StsEntry | None, txt: Answer | None, now: float) -> Discover
                 f"{cached.mode}, valid {entry.expires_at - now:.0f} s more): no fetch"
             ),
             record=record,
-            entry=attrs.evolve(entry, checked_at=now),
+            entry=(
+                attrs.evolve(entry, checked_at=now)
+                if now - entry.checked_at >= CHECK_INTERVAL
+                else None
+            ),
         )
     if entry is not None and entry.recently_failed(record.id, now):
         assert entry.failed_at is not None

@@ -35,7 +35,9 @@ from typing import Any, Protocol, runtime_checkable
 
 from ._answers import MAX_POLICY_BYTES, Answer, FetchResult
 from ._sts import (
+    CHECK_INTERVAL,
     FAILURE_RETRY,
+    MAX_MAX_AGE,
     Discovery,
     Fetched,
     StsEntry,
@@ -53,6 +55,9 @@ from ._sts import (
 )
 
 __all__ = [
+    "CHECK_INTERVAL",
+    "FAILURE_RETRY",
+    "MAX_MAX_AGE",
     "SCHEMA_VERSION",
     "Discovery",
     "Fetched",

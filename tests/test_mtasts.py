@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mxselect import Answer, FetchResult, StsEntry, StsMode, StsPolicy, StsRecord
-from mxselect._sts import FAILURE_RETRY, MAX_MAX_AGE
+from mxselect._sts import CHECK_INTERVAL, FAILURE_RETRY, MAX_MAX_AGE
 from mxselect.mtasts import (
     SCHEMA_VERSION,
     MemoryStore,
@@ -386,6 +386,16 @@ def test_S12_same_id_no_fetch() -> None:
     assert d.entry == attrs.evolve(cached, checked_at=T)
     assert d.entry is not None
     assert d.entry.fetched_at == cached.fetched_at
+
+
+def test_S12_same_id_within_a_minute_writes_nothing() -> None:
+    cached = entry(id="A1", checked_at=T - CHECK_INTERVAL + 1)
+    d = discover(cached, Answer.from_txt(["v=STSv1; id=A1"]), T)
+    assert not d.fetch
+    assert d.apply == cached.policy
+    assert d.entry is None  # no store write per message
+    d = discover(cached, Answer.from_txt(["v=STSv1; id=A1"]), T + 1)
+    assert d.entry == attrs.evolve(cached, checked_at=T + 1)
 
 
 def test_new_id_fetches_and_keeps_the_cached_policy_meanwhile() -> None:
