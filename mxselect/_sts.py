@@ -25,6 +25,7 @@ from ._answers import MAX_POLICY_BYTES, Answer, FetchResult, Status
 from ._domain import check_ldh_name
 
 __all__ = [
+    "CHECK_INTERVAL",
     "FAILURE_RETRY",
     "FETCH_ERROR",
     "MAX_MAX_AGE",
@@ -46,12 +47,17 @@ __all__ = [
 ]
 
 #: The largest ``max_age`` (RFC 8461 §3.2: "maximum value of 31557600"); larger values are
-#: clamped to it, with a warning (:attr:`StsPolicy.warnings`).
+#: clamped to it, with a warning (:attr:`~mxselect.StsPolicy.warnings`).
 MAX_MAX_AGE = 31557600
 #: No second fetch for the same ``id`` within this many seconds of a failed one (RFC 8461 §3.3:
 #: "implementers SHOULD limit further attempts to a period of five minutes or longer per
 #: version ID").
 FAILURE_RETRY = 300.0
+#: :func:`discover` moves an entry's ``checked_at`` (and asks for it to be stored) only when
+#: it is at least this many seconds old: a busy MTA sees the same TXT id for every message,
+#: and a store write per message buys nothing (``checked_at`` only schedules the daily
+#: refresh, :func:`refresh_due`).
+CHECK_INTERVAL = 60.0
 
 
 class StsMode(enum.Enum):
@@ -87,9 +93,10 @@ class StsPolicy:
             (``"mail.example.com"``, ``"*.example.net"``); may be empty only with mode none.
         max_age: seconds, at most 31557600 (RFC 8461 §3.2; larger values are clamped).
         text: the policy as fetched (for reports: RFC 8460 §4.4 ``policy-string``).
-        warnings: what :func:`parse_policy` accepted but corrected, one sentence each: a
-            ``max_age`` above 31557600 clamped (RFC 8461 §3.2), a U-label ``mx`` pattern
-            converted to its A-label (§3.2 requires the A-label). Empty for a clean policy.
+        warnings: what :func:`~mxselect.mtasts.parse_policy` accepted but corrected, one
+            sentence each: a ``max_age`` above 31557600 clamped (RFC 8461 §3.2), a U-label
+            ``mx`` pattern converted to its A-label (§3.2 requires the A-label). Empty for a
+            clean policy.
     """
 
     mode: StsMode
@@ -122,7 +129,8 @@ class StsEntry:
     An entry whose ``id`` is ``""`` records only a failed fetch of a domain that has no
     cached policy (a TXT ``id`` has at least one character, RFC 8461 §3.1): its policy is
     mode none with ``max_age`` 0 and ``fetched_at`` 0, so it is never valid; it exists so that
-    the five-minute rule holds for domains without a cache too (:func:`fetched`).
+    the five-minute rule holds for domains without a cache too
+    (:func:`~mxselect.mtasts.fetched`).
     """
 
     domain: str
@@ -201,7 +209,7 @@ def parse_record(txt: Sequence[str]) -> StsRecord | None:
     """The usable ``_mta-sts`` record among the TXT records of ``_mta-sts.<domain>``, or ``None``.
 
     Each record is given with its strings already concatenated (RFC 8461 §3.1: "treated as if
-    those strings are concatenated without adding spaces"; :meth:`Answer.from_txt`).
+    those strings are concatenated without adding spaces"; :meth:`~mxselect.Answer.from_txt`).
 
     RFC 8461 §3.1: "records that do not begin with "v=STSv1;" are discarded" (the prefix is
     case-sensitive, ABNF ``%s``); "If the number of resulting records is not one, or if the
@@ -277,8 +285,8 @@ def parse_policy(text: str | bytes) -> StsPolicy:
       required, anywhere in the body (the ABNF does not order them); ``mx`` at least once
       "except when mode is "none"".
     * ``max_age`` is "plaintext non-negative integer seconds, maximum value of 31557600":
-      digits only; a larger value is clamped to 31557600 with a warning
-      (:attr:`StsPolicy.warnings`, :attr:`StsPolicy.clamped`) rather than rejected.
+      digits only; a larger value is clamped to 31557600 with a warning rather than rejected
+      (:attr:`~mxselect.StsPolicy.warnings`, :attr:`~mxselect.StsPolicy.clamped`).
     * "unknown fields SHALL be ignored" -- their values may contain ``:``; "If any
       non-repeated field -- i.e., all fields excepting "mx" -- is duplicated, all entries
       except for the first SHALL be ignored".
@@ -364,7 +372,7 @@ def mx_matches(pattern: str, host: str) -> bool:
     """Whether the ``mx`` pattern matches the MX host name (RFC 8461 §4.1, Appendix B).
 
     A literal pattern matches the same name; ``*.example.com`` matches exactly one more
-    left-most label: "the mx pattern "*.example.com" matches "mail.example.com" but not
+    left-most label: "the mx pattern "``*.example.com``" matches "mail.example.com" but not
     "example.com" or "foo.bar.example.com"" (§4.1). Case-insensitive; a trailing dot on either
     side is ignored; U-labels are compared as A-labels. Match the MX record's name, not the
     canonical name of a CNAME'd exchange (§4.1: "if the MX record name matches").
@@ -403,8 +411,10 @@ class Discovery:
         reason: one readable sentence, for the trace.
         record: the usable TXT record, if one was found.
         entry: the cache entry to store, or ``None`` to leave the store alone: the cached entry
-            with ``checked_at`` moved to ``now`` when the TXT record shows the same id
-            (``checked_at`` never extends the policy's validity, RFC 8461 §3.2).
+            with ``checked_at`` moved to ``now`` when the TXT record shows the same id and
+            ``checked_at`` is a minute old or more
+            (:data:`~mxselect.mtasts.CHECK_INTERVAL`; ``checked_at`` never extends the
+            policy's validity, RFC 8461 §3.2).
     """
 
     fetch: bool
@@ -451,7 +461,8 @@ def discover(entry: StsEntry | None, txt: Answer | None, now: float) -> Discover
       cache, the sender MUST apply that cached policy" (§3.3); else none; no fetch.
     * The record's id is that of a valid cached policy: the cached policy applies, no fetch
       (§3.1: the id tells "when the policy has been updated"); ``entry`` is returned with
-      ``checked_at = now``. Once the policy is no longer valid (``fetched_at + max_age``,
+      ``checked_at = now`` (if the last check is a minute old or more). Once the policy is no
+      longer valid (``fetched_at + max_age``,
       §3.2) it is fetched again even if the id stays: TXT checks never extend it.
     * A new id, or no valid cache: fetch; meanwhile (and if the fetch fails) a valid cached
       policy applies, else none -- unless a fetch for this id failed less than five minutes
@@ -496,7 +507,11 @@ def discover(entry: StsEntry | None, txt: Answer | None, now: float) -> Discover
                 f"{cached.mode}, valid {entry.expires_at - now:.0f} s more): no fetch"
             ),
             record=record,
-            entry=attrs.evolve(entry, checked_at=now),
+            entry=(
+                attrs.evolve(entry, checked_at=now)
+                if now - entry.checked_at >= CHECK_INTERVAL
+                else None
+            ),
         )
     if entry is not None and entry.recently_failed(record.id, now):
         assert entry.failed_at is not None
@@ -622,7 +637,7 @@ def fetched(
     be discovered via DNS or fetched via HTTPS, but a valid (non-expired) policy exists in the
     sender's cache, the sender MUST apply that cached policy"), else no policy -- never an
     error of the delivery (§3.3) -- and the entry to store records ``failed_id`` and
-    ``failed_at`` (a placeholder entry if there was none, :attr:`StsEntry.placeholder`).
+    ``failed_at`` (a placeholder entry if there was none, :attr:`~mxselect.StsEntry.placeholder`).
     """
     if result.status is None:
         return _failure(entry, domain, record, now, result.reason or "no response", FETCH_ERROR)
