@@ -98,6 +98,7 @@ def _signature(
     (``clock=<built-in function monotonic>``): show the name it is written with."""
     if signature:
         signature = signature.replace("<built-in function monotonic>", "time.monotonic")
+        signature = signature.replace("<built-in function time>", "time.time")
     return signature, return_annotation
 
 
