@@ -207,7 +207,8 @@ def policy_for(selection: Selection, target: Target, *, port: int = 25) -> Repor
       host) -- none for ``DANE_ENCRYPT`` without usable records -- and ``mx_host`` the host;
     * :attr:`~mxselect.Posture.MTA_STS` or ``MTA_STS_TESTING``: ``sts``, with
       ``selection.sts_policy`` (RFC 8460 §4.4);
-    * otherwise ``no-policy-found``.
+    * otherwise -- and for an MTA-STS posture in a selection without ``sts_policy`` (built by
+      hand) -- ``no-policy-found``.
     """
     tls = target.tls
     if tls.posture in _DANE:
