@@ -729,7 +729,7 @@ class SelectionPlan:
         """RFC 8460 §3: the ``rua`` URIs of the ``_smtp._tls`` TXT record, if usable."""
         answer = chain.answer
         if chain.error is None and answer is not None and answer.status is Status.RECORDS:
-            from .tlsrpt import parse_record
+            from ._tlsrpt import parse_record
 
             self._tlsrpt = parse_record(answer.txt) or ()
 

@@ -143,6 +143,9 @@ class Outcome:
         enhanced_status: the RFC 3463 status (``"4.4.1"``...) if known, else ``""``.
         message: a readable reason naming the host.
         target: the target that gave the final reply, if any.
+        recheck_policy: deferred after an MTA-STS (enforce) target failed TLS validation:
+            check the domain's ``_mta-sts`` record for a new policy before this message may
+            ever fail permanently (RFC 8461 §5.1).
     """
 
     status: DeliveryStatus
@@ -150,6 +153,7 @@ class Outcome:
     enhanced_status: str = ""
     message: str = ""
     target: Target | None = None
+    recheck_policy: bool = False
 
     def __str__(self) -> str:
         status = self.enhanced_status
@@ -460,11 +464,13 @@ class DeliveryPlan:
 
         What comes next is decided by ``target.tls`` (:class:`~mxselect.TlsRequirement`):
 
-        * opportunistic TLS (:attr:`~mxselect.Posture.OPPORTUNISTIC`, not ``required``): the
+        * opportunistic TLS (:attr:`~mxselect.Posture.OPPORTUNISTIC`, or
+          :attr:`~mxselect.Posture.MTA_STS_TESTING`, RFC 8461 §5; not ``required``): the
           same target comes back from :meth:`next_target` once, with :attr:`cleartext_retry`
           set: connect again without STARTTLS (RFC 7672 §2.2 third bullet "MAY retry in
           cleartext"). Returns ``True``. A TLS failure during that retry moves on.
-        * required TLS (``tls.required``, every DANE posture): the next target (RFC 7672
+        * required TLS (``tls.required``: every DANE posture, MTA-STS enforce): the next
+          target (RFC 8461 §5 "MUST NOT deliver"; RFC 7672
           §2.2: "MUST result in falling back to the next SMTP server or delayed delivery";
           §3.2 "Messages MUST NOT be delivered via the SMTP server if authentication fails").
           It is a temporary failure: when the targets run out after it, the message is
@@ -514,7 +520,12 @@ class DeliveryPlan:
         text = f"{result_type}: {detail}" if detail else result_type
         self._log(target, Attempt.HANDSHAKE_FAILED, 0, text)
         self.tls_failures.append((target, result_type, detail))
-        required = target.tls.required or target.tls.posture is not Posture.OPPORTUNISTIC
+        # MTA-STS testing (RFC 8461 §5): "messages may be delivered as though there were no
+        # MTA-STS validation failure" -- as opportunistic TLS.
+        required = target.tls.required or target.tls.posture not in (
+            Posture.OPPORTUNISTIC,
+            Posture.MTA_STS_TESTING,
+        )
         if not required and not self._cleartext:
             self._failures.append(f"{target}: {stage.value}: {text} (retrying in cleartext)")
             self._cleartext_next = True
@@ -684,6 +695,11 @@ class DeliveryPlan:
         self.attempts.append((target, attempt, code, text))
 
     def _finish(self, outcome: Outcome) -> None:
+        if outcome.status is DeliveryStatus.DEFERRED and any(
+            t.tls.posture is Posture.MTA_STS for t, _, _ in self.tls_failures
+        ):
+            # RFC 8461 §5.1: no permanent failure before a check for a new policy.
+            outcome = attrs.evolve(outcome, recheck_policy=True)
         self._outcome = outcome
         self._current = None
 

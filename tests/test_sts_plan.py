@@ -13,7 +13,6 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from mxselect.mtasts import MemoryStore
 
 import mxselect
 from mxselect import (
@@ -31,6 +30,7 @@ from mxselect import (
     StsPolicyError,
     WarningCode,
 )
+from mxselect.mtasts import MemoryStore
 from mxselect.testing import FakeResolver, Fault
 
 SOA = "@ SOA ns hostmaster 1 3600 900 604800 60"
@@ -199,7 +199,9 @@ def test_S4_enforce_without_a_matching_host_is_temporary_and_asks_for_a_recheck(
 
 
 def test_S5_self_pruning_comes_before_the_policy() -> None:
-    policy = ENFORCE.replace("*.example.org", "bad.example.net")
+    # This host is mx1 (preference 20); only it matches the policy: the better MX does not,
+    # so nothing is left -- and the mail is never delivered to this host itself.
+    policy = ENFORCE.replace("*.example.org", "mx1.example.org")
     local = Policy(mta_sts=True, local_names=["mx1.example.org"])
     with pytest.raises(NoPrimaryRelayError):
         select(fake(), Fetcher({"example.org": policy}), policy=local)
@@ -242,7 +244,7 @@ _mta-sts TXT "v=STSv1; id=1"
 
 def test_S11_a_cnamed_exchange_is_matched_by_its_mx_name() -> None:
     text = ZONE.replace("mx1      A   192.0.2.1", "mx1      CNAME real.example.net.")
-    text += "real A 192.0.2.7\n"
+    text += "real A 192.0.2.7\n"  # in example.net
     selection = select(fake(text), Fetcher({"example.org": ENFORCE}))
     assert selection.hosts[0].name == "mx1.example.org"
     assert selection.hosts[0].tls.posture is Posture.MTA_STS
@@ -308,15 +310,15 @@ def test_S24_a_subdomain_asks_its_own_record_only() -> None:
 
 
 def test_S26_dane_wins_for_authentication_but_the_mx_filter_applies() -> None:
-    text = ZONE + f"_25._tcp.mx1 TLSA 3 1 1 {SHA256}\n"
+    text = ZONE.replace(
+        "mx2      A   192.0.2.2", f"mx2 A 192.0.2.2\n_25._tcp.mx1 TLSA 3 1 1 {SHA256}"
+    )
     resolver = FakeResolver.from_zone(text, signed=["example.org", "example.net"])
     policy = Policy(mta_sts=True, dane=Dane.OPPORTUNISTIC)
     selection = select(resolver, Fetcher({"example.org": ENFORCE}), policy=policy)
     assert [h.name for h in selection.hosts] == ["mx1.example.org", "mx2.example.org"]
     assert selection.hosts[0].tls.posture is Posture.DANE
     assert selection.hosts[1].tls.posture is Posture.MTA_STS
-    # bad.example.net was never searched for TLSA after the policy dropped it? It was
-    # resolved before the policy arrived; what matters: it is not a target.
     assert "bad.example.net" not in {t.host for t in selection}
 
 
@@ -440,3 +442,22 @@ def test_security_is_reported_for_sts_hosts_too() -> None:
     resolver = FakeResolver.from_zone(ZONE, signed=["example.org"], security=Security.INSECURE)
     selection = select(resolver, Fetcher({"example.org": ENFORCE}))
     assert selection.mx_security is Security.SECURE
+
+
+def test_P4_delivery_under_enforce_defers_with_recheck_and_testing_delivers_anyway() -> None:
+    from mxselect.delivery import DeliveryPlan, DeliveryStatus
+
+    selection = select(fake(), Fetcher({"example.org": ENFORCE}))
+    plan = DeliveryPlan(selection)
+    for target in plan:
+        assert not plan.tls_failed(target, "certificate-host-mismatch", "bad name")
+    assert plan.outcome.status is DeliveryStatus.DEFERRED
+    assert "4.7.5" in str(plan.outcome)
+    assert plan.outcome.recheck_policy
+    testing = select(fake(), Fetcher({"example.org": ENFORCE.replace("enforce", "testing")}))
+    plan = DeliveryPlan(testing)
+    first = plan.next_target()
+    assert first is not None
+    assert plan.tls_failed(first, "certificate-host-mismatch", "bad name")  # cleartext allowed
+    assert plan.next_target() == first
+    assert plan.cleartext_retry
