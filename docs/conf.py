@@ -67,7 +67,7 @@ python_use_unqualified_type_names = True
 nitpicky = True
 nitpick_ignore_regex = [
     (r"py:.*", r"(ipaddress|random|asyncio|collections\.abc|concurrent|enum|ssl|types)\..*"),
-    (r"py:.*", r"(datetime)\..*"),
+    (r"py:.*", r"(datetime|os|sqlite3)\..*"),
     (r"py:.*", r"(dns|aiodns|pycares|attrs|attr|cryptography)\..*"),
     # A private module named in mxselect.stub's docstring (the wire codec), not documented.
     (r"py:mod", r"mxselect\._wire"),
@@ -98,6 +98,7 @@ def _signature(
     (``clock=<built-in function monotonic>``): show the name it is written with."""
     if signature:
         signature = signature.replace("<built-in function monotonic>", "time.monotonic")
+        signature = signature.replace("<built-in function time>", "time.time")
     return signature, return_annotation
 
 

@@ -24,7 +24,18 @@ from collections.abc import Generator
 from typing import Any
 
 from . import _rules as rules
-from ._answers import Answer, IPAddress, MXRecord, Query, RRType, Security, Status
+from . import _sts as sts
+from ._answers import (
+    Answer,
+    FetchResult,
+    IPAddress,
+    MXRecord,
+    PolicyFetch,
+    Query,
+    RRType,
+    Security,
+    Status,
+)
 from ._domain import normalize_domain
 from ._lookup import Batch, Chain, Key, Lookups, Received
 from ._model import (
@@ -40,6 +51,7 @@ from ._model import (
 )
 from ._policy import DEFAULT_POLICY, Dane, Policy
 from ._rules import Candidate, Examined, Notes, Outcome
+from ._sts import StsEntry, StsMode, StsPolicy, StsRecord
 from .exceptions import (
     DaneRequiredError,
     DNSTemporaryError,
@@ -50,6 +62,7 @@ from .exceptions import (
     NoUsableTargetsError,
     NullMXError,
     SecureDeliveryError,
+    StsPolicyError,
 )
 
 __all__ = ["CNAME_CHAIN_LIMIT", "SelectionPlan"]
@@ -72,6 +85,7 @@ _ERRORS: dict[Outcome, type[MXSelectError]] = {
     Outcome.NO_PRIMARY_RELAY: NoPrimaryRelayError,
     Outcome.DANE_REQUIRED: DaneRequiredError,
     Outcome.SECURE_DELIVERY: SecureDeliveryError,
+    Outcome.STS_POLICY: StsPolicyError,
 }
 
 
@@ -101,7 +115,13 @@ class SelectionPlan:
     """
 
     def __init__(
-        self, domain: object, *, rng: random.Random | None = None, policy: Policy | None = None
+        self,
+        domain: object,
+        *,
+        rng: random.Random | None = None,
+        policy: Policy | None = None,
+        sts_entry: StsEntry | None = None,
+        now: float | None = None,
     ) -> None:
         normalized = normalize_domain(domain)
         self._rng: random.Random = rng if rng is not None else _SYSTEM_RANDOM
@@ -130,6 +150,22 @@ class SelectionPlan:
         self._tls: dict[str, TlsRequirement] = {}
         self._tls_failed: dict[str, tuple[str, WarningCode, Outcome]] = {}
         self._dane = False
+        # MTA-STS (RFC 8461): the cached entry and the time (both given: the core has no
+        # store and no clock), the fetch asked for and its result, the policy applied.
+        if self.policy.mta_sts and now is None:
+            raise ValueError("Policy.mta_sts needs the current time: SelectionPlan(..., now=...)")
+        self._now = now if now is not None else 0.0
+        self._sts_entry = sts_entry
+        self._sts_record: StsRecord | None = None
+        self._fetch: PolicyFetch | None = None
+        self._fetch_result: FetchResult | None = None
+        self._waiting = False  # the generator waits for the fetch (no DNS pending)
+        self._sts_policy: StsPolicy | None = None
+        self._sts_source: str | None = None
+        self._tlsrpt: tuple[str, ...] = ()
+        #: The entry to put in the MTA-STS store once the plan is done (a policy fetched, or
+        #: a failed fetch recorded), or ``None``: leave the store as it is.
+        self.sts_update: StsEntry | None = None
         if isinstance(normalized, str):
             self.domain: str = normalized
             self.canonical_domain: str = normalized
@@ -158,17 +194,38 @@ class SelectionPlan:
         return tuple(q for q, a in zip(self._batch, self._answers, strict=True) if a is None)
 
     @property
+    def fetches(self) -> tuple[PolicyFetch, ...]:
+        """The non-DNS requests still unanswered: the MTA-STS policy fetch, once the plan
+        asks for it (right after the ``_mta-sts`` TXT answer, RFC 8461 §3.3). Start it at once:
+        it runs beside the DNS batches; the plan waits for it only at the end (then
+        :attr:`pending` is empty while :attr:`done` is false). Answer it with :meth:`feed`."""
+        if self._fetch is None or self._fetch_result is not None or self.done:
+            return ()
+        return (self._fetch,)
+
+    @property
     def queries_sent(self) -> int:
         """How many queries the plan has asked for so far."""
         return self._queries_sent
 
-    def feed(self, query: Query, answer: Answer) -> None:
-        """Give the answer to one pending query.
+    def feed(self, query: Query | PolicyFetch, answer: Answer | FetchResult) -> None:
+        """Give the answer to one pending query (an :class:`Answer`), or the result of a
+        fetch of :attr:`fetches` (a :class:`FetchResult`).
 
         Raises:
             ValueError: ``query`` is not pending (unknown or already answered).
-            TypeError: ``answer`` is not an :class:`Answer`.
+            TypeError: ``answer`` is not an :class:`Answer` (or :class:`FetchResult`).
         """
+        if isinstance(query, PolicyFetch):
+            if not isinstance(answer, FetchResult):
+                raise TypeError(f"expected an mxselect FetchResult for {query}, got {answer!r}")
+            if query != self._fetch or self._fetch_result is not None or self.done:
+                raise ValueError(f"{query} is not a pending fetch of this plan")
+            self._fetch_result = answer
+            if self._waiting:
+                self._waiting = False
+                self._advance([])
+            return
         if not isinstance(answer, Answer):
             raise TypeError(f"expected an mxselect Answer for {query}, got {answer!r}")
         slot = self._slots.get(query)
@@ -190,9 +247,9 @@ class SelectionPlan:
         """
         if self.done:
             return
-        pending = self.pending
+        pending = [*map(str, self.pending), *map(str, self.fetches)]
         if pending:
-            reason = f"{reason}; no answer yet for: {', '.join(map(str, pending))}"
+            reason = f"{reason}; no answer yet for: {', '.join(pending)}"
         self._fail(self._temporary(reason))
         if self._gen is not None:
             self._gen.close()
@@ -210,7 +267,8 @@ class SelectionPlan:
         if self._error is not None:
             raise self._error
         if self._result is None:
-            raise RuntimeError(f"the plan still needs answers for: {list(map(str, self.pending))}")
+            needed = [*map(str, self.pending), *map(str, self.fetches)]
+            raise RuntimeError(f"the plan still needs answers for: {needed}")
         return self._result
 
     def _advance(self, received: Received | None) -> None:
@@ -224,6 +282,8 @@ class SelectionPlan:
             self._fail(exc)
             self._gen = None
         else:
+            if not batch:
+                self._waiting = True  # the MTA-STS fetch is all the plan needs now
             self._batch = batch
             self._slots = {query: i for i, query in enumerate(batch)}
             self._answers = [None] * len(batch)
@@ -255,7 +315,15 @@ class SelectionPlan:
 
     def _error_for(self, outcome: Outcome, reason: str) -> MXSelectError:
         """The error of a final outcome, with the warnings so far."""
-        return _ERRORS[outcome](reason, domain=self.domain, warnings=tuple(self._warnings))
+        error = _ERRORS[outcome](reason, domain=self.domain, warnings=tuple(self._warnings))
+        if isinstance(error, StsPolicyError):
+            record = self._sts_record
+            error.policy_id = (
+                record.id
+                if record is not None
+                else (self._sts_entry.id if self._sts_entry is not None else None)
+            )
+        return error
 
     def _temporary(self, reason: str) -> DNSTemporaryError:
         return DNSTemporaryError(reason, domain=self.domain, warnings=tuple(self._warnings))
@@ -294,7 +362,13 @@ class SelectionPlan:
         # CNAME record is found, the resulting name is processed as if it were the initial
         # name."
         key = (domain, RRType.MX)
-        mx = (yield from self._lookups.resolve([key]))[0][key]
+        keys = [key]
+        # RFC 8461 §3.1, RFC 8460 §3: the policy records, asked beside the MX query.
+        sts_key = (f"_mta-sts.{domain}", RRType.TXT) if policy.mta_sts else None
+        rpt_key = (f"_smtp._tls.{domain}", RRType.TXT) if policy.tlsrpt else None
+        keys += [k for k in (sts_key, rpt_key) if k is not None]
+        first = (yield from self._lookups.resolve(keys))[0]
+        mx = first[key]
         self.canonical_domain = mx.canonical
         self._mx_security = self._lookups.security(RRType.MX)
         outcome, reason, notes = rules.mx_outcome(domain, mx, policy)  # rule 3
@@ -305,6 +379,10 @@ class SelectionPlan:
         answer = mx.answer
         assert answer is not None
         implicit = answer.status is Status.NODATA
+        if sts_key is not None:
+            self._sts_discover(first[sts_key])
+        if rpt_key is not None:
+            self._tlsrpt_record(first[rpt_key])
         if policy.dane is not Dane.OFF:
             # Rule 10 -- RFC 7672 §2.2.1: mandatory DANE needs a secure MX RRset.
             outcome, reason = rules.dane_precheck(domain, self._mx_security, policy)
@@ -407,6 +485,17 @@ class SelectionPlan:
                 break  # a usable host: the rest are not needed
             if cut is not None and candidates[start].preference >= cut:
                 start = len(candidates)  # the rest are no better than this host: never used
+        if policy.mta_sts:
+            if self._fetch is not None:
+                if self._fetch_result is None:
+                    yield ()  # wait for the policy fetch (it ran beside the DNS batches)
+                self._sts_fetched()
+            if self._sts_policy is not None and self._sts_apply(examined, implicit):
+                hit = rules.find_self(examined, policy)
+                cut = hit[0].candidate.preference if hit is not None else None
+                if self._dane:
+                    # Hosts the address limit now reaches instead of the dropped ones.
+                    yield from self._tlsa_pass(examined, cut, implicit)
         return self._outcome(examined, candidates[start:], name_cut, implicit)
 
     def _tlsa_pass(
@@ -559,6 +648,91 @@ class SelectionPlan:
             Outcome.SECURE_DELIVERY,
         )
 
+    # -- MTA-STS (RFC 8461) and TLS-RPT (RFC 8460) ------------------------------------------
+
+    def _sts_discover(self, chain: Chain) -> None:
+        """RFC 8461 §3.1, §3.3: what the ``_mta-sts`` TXT answer and the cached entry say:
+        fetch the policy (a new id), apply the cached one, or none."""
+        answer = chain.answer
+        if chain.error is not None or answer is None:
+            answer = Answer.tempfail(chain.error or "failed")
+        self._use_ttl(chain.ttl)
+        found = sts.discover(self._sts_entry, answer, self._now)
+        self._step("sts", f"MTA-STS for {self.domain}: {found.reason}")
+        if found.fetch:
+            self._sts_record = sts.parse_record(answer.txt)
+            self._fetch = PolicyFetch.for_domain(self.domain, self.policy.sts_fetch_timeout)
+        self._sts_policy, self._sts_source = found.apply, found.source
+
+    def _sts_fetched(self) -> None:
+        """RFC 8461 §3.3: the fetch's result: the new policy, or on failure the cached one
+        still valid, or none -- never a bounce."""
+        assert self._fetch_result is not None
+        assert self._sts_record is not None
+        done = sts.fetched(
+            self._sts_entry,
+            self.domain,
+            self._sts_record,
+            self._fetch_result,
+            self._now,
+            self._fetch.max_bytes if self._fetch is not None else 65536,
+        )
+        self._step("sts", f"MTA-STS policy of {self.domain}: {done.reason}")
+        if done.failure is not None:
+            self._note(
+                [
+                    (
+                        WarningCode.STS_POLICY_STALE
+                        if done.apply is not None
+                        else WarningCode.STS_FETCH_FAILED,
+                        f"MTA-STS policy of {self.domain}: {done.reason}",
+                        None,
+                    )
+                ]
+            )
+        self._sts_policy, self._sts_source = done.apply, done.source
+        self.sts_update = done.entry
+
+    def _sts_apply(self, examined: list[Examined], implicit: bool) -> bool:
+        """RFC 8461 §4.1, §5: each host's MX name (as published, not CNAME-expanded) against
+        the policy's mx patterns. Enforce: a host that does not match is unusable (as an
+        unreachable one, §8.4; self-pruning came first); testing: it is kept, with the
+        testing posture. A matching host needs validated TLS, unless DANE already decided
+        its authentication (RFC 8461 §2: MTA-STS never overrides DANE). Returns whether any
+        host was made unusable."""
+        policy = self._sts_policy
+        assert policy is not None
+        if policy.mode is StsMode.NONE:
+            return False
+        dropped = False
+        for entry in examined:
+            name = entry.candidate.name
+            if name in self._tls_failed:
+                continue
+            matches = entry.candidate.literal is None and sts.policy_matches(policy, name)
+            current = self._tls.get(name)
+            if policy.mode is StsMode.ENFORCE and not matches:
+                self._tls_failed[name] = (
+                    f"it does not match the MTA-STS policy of {self.domain} (mx: "
+                    f"{', '.join(policy.mx)}; RFC 8461 §4.1, §5 enforce: MUST NOT deliver)",
+                    WarningCode.STS_MX_MISMATCH,
+                    Outcome.STS_POLICY,
+                )
+                dropped = True
+                continue
+            if current is not None and current.authenticate == "dane":
+                continue  # RFC 8461 §2: DANE validation is never overridden
+            self._tls[name] = rules.sts_requirement(name, policy, matches)
+        return dropped
+
+    def _tlsrpt_record(self, chain: Chain) -> None:
+        """RFC 8460 §3: the ``rua`` URIs of the ``_smtp._tls`` TXT record, if usable."""
+        answer = chain.answer
+        if chain.error is None and answer is not None and answer.status is Status.RECORDS:
+            from ._tlsrpt import parse_record
+
+            self._tlsrpt = parse_record(answer.txt) or ()
+
     def _dane_notes(self, examined: list[Examined]) -> None:
         """With DANE on: the posture of every host without a TLSA search (an insecure MX with
         ``dane_insecure_mx=may``), and one ``DNSSEC_UNAVAILABLE`` warning when no answer had a
@@ -694,7 +868,9 @@ class SelectionPlan:
             ):
                 # Only security made the hosts unusable: 451 4.7.5 (Postfix).
                 outcome = (
-                    Outcome.SECURE_DELIVERY
+                    Outcome.STS_POLICY
+                    if Outcome.STS_POLICY in security_causes
+                    else Outcome.SECURE_DELIVERY
                     if Outcome.SECURE_DELIVERY in security_causes
                     else Outcome.DANE_REQUIRED
                 )
@@ -702,6 +878,7 @@ class SelectionPlan:
         dane = policy.dane is not Dane.OFF
         if dane:
             self._dane_notes(examined)
+        dane = dane or bool(self._tls)
         targets, notes = rules.order_targets(usable, policy, self._tls if dane else None)
         self._note(notes)
         kept: dict[str, list[IPAddress]] = {}
@@ -724,6 +901,9 @@ class SelectionPlan:
             implicit=implicit,
             ttl=self._ttl,
             mx_security=self._mx_security,
+            sts_policy=self._sts_policy,
+            sts_source=self._sts_source,
+            tlsrpt=self._tlsrpt,
         )
 
 

@@ -20,9 +20,10 @@ if TYPE_CHECKING:
     import random
     from collections.abc import Sequence
 
-    from ._answers import Answer, Query
+    from ._answers import Answer, FetchResult, PolicyFetch, Query
     from ._model import Selection
     from ._policy import Policy
+    from ._sts import StsEntry
     from .typing import AsyncResolver, Resolver
 
 __all__ = ["aselect_targets", "select_targets"]
@@ -57,6 +58,40 @@ def _feed(
         plan.abandon(f"the deadline of {deadline:g} s expired before DNS answered")
 
 
+def _sts_entry(
+    domain: str, policy: Policy | None, store: Any
+) -> tuple[str | None, StsEntry | None]:
+    """The policy domain and its cached MTA-STS entry (None when MTA-STS is off or no store)."""
+    if policy is None or not policy.mta_sts:
+        return None, None
+    from ._domain import normalize_domain
+
+    name = normalize_domain(domain)  # InvalidDomainError is raised by the plan as well
+    if not isinstance(name, str):
+        return None, None  # an address literal: no MTA-STS (RFC 8461 §3.4)
+    return name, (store.get(name) if store is not None else None)
+
+
+def _fetcher(fetcher: Any) -> Any:
+    """The fetcher given, or the default one (httpx, the ``mta-sts`` extra)."""
+    if fetcher is not None:
+        return fetcher
+    try:
+        from .fetch import HttpxFetcher
+    except ImportError as exc:  # pragma: no cover - depends on the extras installed
+        raise ImportError(
+            "Policy.mta_sts needs a policy fetcher: pip install 'mxselect[mta-sts]' for the "
+            "httpx one, or pass fetcher=..."
+        ) from exc
+    return HttpxFetcher()
+
+
+def _fetch_failed(exc: BaseException) -> FetchResult:
+    from ._answers import FetchResult
+
+    return FetchResult.failed(f"the fetcher raised {type(exc).__name__}: {exc}")
+
+
 def select_targets(
     domain: str,
     *,
@@ -64,6 +99,8 @@ def select_targets(
     rng: random.Random | None = None,
     policy: Policy | None = None,
     deadline: float | None = None,
+    fetcher: Any = None,
+    sts_store: Any = None,
 ) -> Selection:
     """Select the hosts and addresses to try for mail to ``domain`` (RFC 5321 §5.1).
 
@@ -83,6 +120,13 @@ def select_targets(
             it expires, :class:`DNSTemporaryError` names the queries still unanswered. Each
             query of the dnspython adapter gets the time left as its lifetime; the driver
             stops waiting at the deadline in any case.
+        fetcher: with :attr:`Policy.mta_sts`, what fetches MTA-STS policies
+            (``fetch(PolicyFetch) -> FetchResult``); ``None``: ``mxselect.fetch.HttpxFetcher``
+            (the ``mta-sts`` extra). The fetch runs in a thread beside the DNS lookups.
+        sts_store: with :attr:`Policy.mta_sts`, where MTA-STS policies are cached
+            (``mxselect.mtasts.SQLiteStore``, ``MemoryStore`` or yours: ``get``/``put``);
+            ``None``: no cache -- every selection fetches, and a failed fetch has no cached
+            policy to fall back to (RFC 8461 §10.2: an MTA should keep one across restarts).
 
     Returns:
         The :class:`~mxselect.Selection`; iterate over it for the targets in try order.
@@ -94,18 +138,57 @@ def select_targets(
         ValueError, TypeError: ``deadline`` is not a positive number (no query is sent).
     """
     seconds = _check_deadline(deadline)
-    plan = SelectionPlan(domain, rng=rng, policy=policy)
+    name, entry = _sts_entry(domain, policy, sts_store)
+    now = time.time() if policy is not None and policy.mta_sts else None
+    plan = SelectionPlan(domain, rng=rng, policy=policy, sts_entry=entry, now=now)
     if plan.done:
         return plan.result()
     port = sync_port(resolver)
     end = None if seconds is None else time.monotonic() + seconds
-    while not plan.done:
-        batch = plan.pending
-        if end is None:
-            _feed(plan, batch, port.answers(batch))
-        else:
-            _feed(plan, batch, port.answers_until(batch, end), seconds)
+    fetching: Any = None  # the MTA-STS fetch, in a thread beside the DNS batches
+    try:
+        while not plan.done:
+            if fetching is None and plan.fetches:
+                fetching = _start_fetch(_fetcher(fetcher), plan.fetches[0])
+            batch = plan.pending
+            if not batch:
+                _feed_fetch(plan, fetching, end, seconds)
+            elif end is None:
+                _feed(plan, batch, port.answers(batch))
+            else:
+                _feed(plan, batch, port.answers_until(batch, end), seconds)
+    finally:
+        if fetching is not None:
+            fetching[1].shutdown(wait=False, cancel_futures=True)
+    if name is not None and sts_store is not None and plan.sts_update is not None:
+        sts_store.put(plan.sts_update)
     return plan.result()
+
+
+def _start_fetch(fetcher: Any, request: PolicyFetch) -> Any:
+    """Run ``fetcher.fetch(request)`` in a thread of its own; returns (request, pool, future)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="mxselect-sts")
+    return request, pool, pool.submit(fetcher.fetch, request)
+
+
+def _feed_fetch(
+    plan: SelectionPlan, fetching: Any, end: float | None, seconds: float | None
+) -> None:
+    """Wait for the fetch (the plan needs nothing else now) and feed it; at the deadline, end
+    the plan (temporary)."""
+    from concurrent.futures import TimeoutError as FutureTimeout
+
+    request, _, future = fetching
+    try:
+        result = future.result(None if end is None else max(0.0, end - time.monotonic()))
+    except FutureTimeout:
+        plan.abandon(f"the deadline of {seconds:g} s expired before the MTA-STS policy arrived")
+        return
+    except Exception as exc:  # a fetcher that raised: a failed fetch, never a crash
+        result = _fetch_failed(exc)
+    plan.feed(request, result)
 
 
 async def aselect_targets(
@@ -115,6 +198,8 @@ async def aselect_targets(
     rng: random.Random | None = None,
     policy: Policy | None = None,
     deadline: float | None = None,
+    fetcher: Any = None,
+    sts_store: Any = None,
 ) -> Selection:
     """The asyncio twin of :func:`select_targets`: same arguments, same results.
 
@@ -127,6 +212,9 @@ async def aselect_targets(
             (used as is); a synchronous resolver (run in threads); or ``None`` for the system
             configuration.
         rng, policy: as for :func:`select_targets`.
+        fetcher: as for :func:`select_targets`; its ``afetch`` coroutine runs as a task beside
+            the DNS batches (a fetcher with only ``fetch`` runs in a thread).
+        sts_store: as for :func:`select_targets` (called in a thread).
         deadline: as for :func:`select_targets`; at the deadline the queries still running
             are cancelled. Cancelling the task running ``aselect_targets`` cancels its
             queries too; nothing is left running.
@@ -134,15 +222,59 @@ async def aselect_targets(
     import asyncio
 
     seconds = _check_deadline(deadline)
-    plan = SelectionPlan(domain, rng=rng, policy=policy)
+    if policy is not None and policy.mta_sts and sts_store is not None:
+        name, entry = await asyncio.to_thread(_sts_entry, domain, policy, sts_store)
+    else:
+        name, entry = _sts_entry(domain, policy, None)
+    now = time.time() if policy is not None and policy.mta_sts else None
+    plan = SelectionPlan(domain, rng=rng, policy=policy, sts_entry=entry, now=now)
     if plan.done:
         return plan.result()
     port = async_port(resolver)
-    end = None if seconds is None else asyncio.get_running_loop().time() + seconds
-    while not plan.done:
-        batch = plan.pending
-        if end is None:
-            _feed(plan, batch, await port.answers(batch))
-        else:
-            _feed(plan, batch, await port.answers_until(batch, end), seconds)
+    loop = asyncio.get_running_loop()
+    end = None if seconds is None else loop.time() + seconds
+    fetching: asyncio.Task[FetchResult] | None = None  # beside the DNS batches
+    request: PolicyFetch | None = None
+    try:
+        while not plan.done:
+            if fetching is None and plan.fetches:
+                request = plan.fetches[0]
+                fetching = asyncio.ensure_future(_afetch(_fetcher(fetcher), request))
+            batch = plan.pending
+            if not batch:
+                assert fetching is not None
+                assert request is not None
+                timeout = None if end is None else max(0.0, end - loop.time())
+                done, _ = await asyncio.wait([fetching], timeout=timeout)
+                if not done:
+                    plan.abandon(
+                        f"the deadline of {seconds:g} s expired before the MTA-STS policy arrived"
+                    )
+                    break
+                plan.feed(request, fetching.result())
+            elif end is None:
+                _feed(plan, batch, await port.answers(batch))
+            else:
+                _feed(plan, batch, await port.answers_until(batch, end), seconds)
+    finally:
+        if fetching is not None and not fetching.done():
+            fetching.cancel()
+    if name is not None and sts_store is not None and plan.sts_update is not None:
+        await asyncio.to_thread(sts_store.put, plan.sts_update)
     return plan.result()
+
+
+async def _afetch(fetcher: Any, request: PolicyFetch) -> FetchResult:
+    """The fetch as a coroutine: ``afetch``, or ``fetch`` in a thread; never raises."""
+    import asyncio
+
+    try:
+        if hasattr(fetcher, "afetch"):
+            result: FetchResult = await fetcher.afetch(request)
+        else:
+            result = await asyncio.to_thread(fetcher.fetch, request)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # a fetcher that raised: a failed fetch, never a crash
+        return _fetch_failed(exc)
+    return result

@@ -100,8 +100,13 @@ class Chain:
             if len(self.links) > self.limit:
                 self.error = f"CNAME chain longer than {self.limit} links"
                 return
-            # TLSA owner names have underscore labels (_25._tcp...): not host names.
-            why = check_ldh_name(target) if self.rtype is not RRType.TLSA else None
+            # TLSA and TXT owner names have underscore labels (_25._tcp..., _mta-sts...): not
+            # host names.
+            why = (
+                check_ldh_name(target)
+                if self.rtype is not RRType.TLSA and self.rtype is not RRType.TXT
+                else None
+            )
             if why is not None:
                 self.error = f"CNAME target {target!r} is not a valid host name: {why}"
                 return

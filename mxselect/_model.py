@@ -66,6 +66,15 @@ class WarningCode(enum.Enum):
     #: DANE is on but the resolver reported no DNSSEC status for any answer (untrusted, or it
     #: cannot say): every host is opportunistic (RFC 7672 §2.1.1; Postfix's dnssec_probe).
     DNSSEC_UNAVAILABLE = "dnssec-unavailable"
+    #: An MX host that does not match the domain's MTA-STS policy in mode enforce: unusable,
+    #: as an unreachable host (RFC 8461 §4.1, §5, §8.4).
+    STS_MX_MISMATCH = "sts-mx-mismatch"
+    #: The MTA-STS policy could not be fetched (or was invalid); the cached policy, still
+    #: valid, was applied (RFC 8461 §3.3).
+    STS_POLICY_STALE = "sts-policy-stale"
+    #: The MTA-STS policy could not be fetched (or was invalid) and none is cached: delivery
+    #: goes on as though the domain had no policy (RFC 8461 §3.3).
+    STS_FETCH_FAILED = "sts-fetch-failed"
 
 
 @attrs.frozen

@@ -89,6 +89,13 @@ def _digest_order(value: Iterable[int]) -> tuple[int, ...]:
     return order
 
 
+def _positive_seconds(_inst: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 3600:
+        raise ValueError(
+            f"{attribute.name} must be a number of seconds in (0, 3600), got {value!r}"
+        )
+
+
 def _networks(values: Iterable[str | Network]) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(v) for v in values)
 
@@ -205,6 +212,16 @@ class Policy:
             default :attr:`InsecureMX.DANE`, Postfix's).
         tlsa_port: the port in the TLSA query name ``_<port>._tcp.<host>`` (RFC 7672 §2.2.3:
             25, or the port of a custom route, e.g. 587 for a submission relay).
+        mta_sts: MTA-STS (RFC 8461): ask ``_mta-sts.<domain>`` TXT beside the MX query, fetch
+            the policy when its id is new (a :class:`~mxselect.PolicyFetch` the driver's
+            fetcher answers, overlapping the address lookups), apply it: with mode enforce,
+            MX hosts that do not match are unusable and none left is
+            :class:`~mxselect.StsPolicyError` (temporary); matching hosts need validated TLS
+            (:attr:`Posture.MTA_STS`). Default off.
+        sts_fetch_timeout: seconds a policy fetch may take (RFC 8461 §3.3 suggests up to a
+            minute; default 15, as a delivery waits for it).
+        tlsrpt: ask ``_smtp._tls.<domain>`` TXT beside the MX query and report its ``rua``
+            URIs in :attr:`Selection.tlsrpt` (RFC 8460 §3). Default off.
         digest_order: the TLSA digest algorithms (matching types) from strongest to weakest
             (RFC 7671 §9 digest agility): of the usable records of one usage and selector, only
             Full(0) ones and those of the strongest listed type present are kept; a type not
@@ -233,6 +250,9 @@ class Policy:
     dane_insecure_mx: InsecureMX = attrs.field(default=InsecureMX.DANE, converter=InsecureMX)
     tlsa_port: int = attrs.field(default=25, validator=_port)
     digest_order: tuple[int, ...] = attrs.field(default=(2, 1), converter=_digest_order)
+    mta_sts: bool = False
+    sts_fetch_timeout: float = attrs.field(default=15.0, validator=_positive_seconds)
+    tlsrpt: bool = False
 
     def with_unsafe(self, *networks: str | Network) -> Policy:
         """A copy with more unsafe networks, e.g. ``policy.with_unsafe("10.0.0.0/8")``."""

@@ -58,6 +58,7 @@ from ._domain import check_ldh_name, normalize_exchange
 from ._lookup import Chain
 from ._model import OPPORTUNISTIC_TLS, Posture, Target, TlsRequirement, WarningCode
 from ._policy import Dane, Families, InsecureMX, Policy
+from ._sts import StsMode, StsPolicy
 
 __all__ = [
     "Candidate",
@@ -111,6 +112,8 @@ class Outcome(enum.Enum):
     DANE_REQUIRED = "dane-required"
     #: :class:`~mxselect.SecureDeliveryError` (451 4.7.5).
     SECURE_DELIVERY = "secure-delivery"
+    #: :class:`~mxselect.StsPolicyError` (451 4.7.5).
+    STS_POLICY = "sts-policy"
 
 
 class LookupFailure(enum.Enum):
@@ -1031,6 +1034,38 @@ def tls_requirement(
         tlsa_base_domain=base,
         rule=rule,
     ), notes
+
+
+RULE_STS_ENFORCE = (
+    "RFC 8461 §4.2, §5, §7: MTA-STS enforce: TLS 1.2 or later, a certificate that chains to a "
+    "trusted root with the MX host name as a DNS-ID, the MX host name as SNI; MUST NOT deliver "
+    "otherwise"
+)
+RULE_STS_TESTING = (
+    "RFC 8461 §5: MTA-STS testing: validate as for enforce and report failures, but deliver anyway"
+)
+
+
+def sts_requirement(host: str, policy: StsPolicy, matches: bool) -> TlsRequirement:
+    """RFC 8461 §4.2, §5, §7.1: the requirement of a host under an MTA-STS policy (mode
+    enforce: it matched; mode testing: matched or not)."""
+    if policy.mode is StsMode.ENFORCE and matches:
+        return TlsRequirement(
+            posture=Posture.MTA_STS,
+            required=True,
+            authenticate="pkix",
+            sni=host,
+            reference_ids=(host,),
+            rule=RULE_STS_ENFORCE,
+        )
+    rule = RULE_STS_TESTING + ("" if matches else f"; {host} does not match the policy's mx")
+    return TlsRequirement(
+        posture=Posture.MTA_STS_TESTING,
+        authenticate="pkix",
+        sni=host,
+        reference_ids=(host,),
+        rule=rule,
+    )
 
 
 def opportunistic(rule: str) -> TlsRequirement:

@@ -3,7 +3,7 @@
 Pure: no sockets, no dnspython. It builds the one query message mxselect sends (RFC 1035 §4.1,
 RD set, EDNS0 OPT with a 1232-byte payload, RFC 6891 §6.1 and the 2020 DNS flag day), and reads
 exactly what a selection needs from a response: the header, the answer section (MX, A, AAAA,
-TLSA and CNAME records, RFC 1035 §3.3, RFC 6698 §2.1), the SOA of the authority section for the
+TLSA, TXT and CNAME records, RFC 1035 §3.3, RFC 6698 §2.1), the SOA of the authority section for the
 negative TTL (RFC 2308 §5) and the OPT record's extended RCODE (RFC 6891 §6.1.3) -- and, for an
 error reply only, its extended DNS errors (RFC 8914, :func:`extended_errors`). Anything else is
 skipped by its RDLENGTH.
@@ -13,6 +13,16 @@ question's name is followed (``_25._tcp.mx.example`` CNAME ``_tlsa.provider.exam
 records at its end are the answer. A CNAME query (RFC 7672 §2.1.3: is the alias itself signed?)
 is answered with :meth:`Answer.alias <mxselect.Answer.alias>`: the CNAME record's target, never
 followed. The AD bit covers both, as every other answer (RFC 4035 §3.2.3).
+
+A TXT query (``_mta-sts.<domain>``, RFC 8461 §3.1; ``_smtp._tls.<domain>``, RFC 8460 §3) is
+answered like the address queries too, CNAMEs followed (RFC 8461 §3.1: "senders MUST follow
+the CNAME pointers"). Each record's RDATA is a sequence of <character-string>s (RFC 1035
+§3.3.14: a length octet, then that many octets): their contents are concatenated without
+spaces (RFC 8461 §3.1) and decoded as Latin-1 -- every octet one character, nothing lost or
+merged (the records mxselect reads are ASCII, RFC 8461 §3.1 and RFC 8460 §3; a stray octet
+stays visible and fails their syntax). The dnspython adapter decodes the same way. A length
+octet that runs past RDLENGTH, or an empty RDATA (no string at all, which dnspython refuses),
+makes the reply unreadable (:class:`WireError`).
 
 Names come out in dnspython's presentation form (case kept, ``\\DDD`` and ``\\.`` escapes),
 so both adapters hand the core the same strings.
@@ -47,11 +57,18 @@ __all__ = [
 #: EDNS0 UDP payload size advertised (RFC 6891 §6.2.5; DNS flag day 2020: 1232).
 EDNS_PAYLOAD = 1232
 #: QTYPE codes (RFC 1035 §3.2.2, RFC 3596 §2.1, RFC 6698 §7.1).
-QTYPE = {RRType.MX: 15, RRType.A: 1, RRType.AAAA: 28, RRType.TLSA: 52, RRType.CNAME: 5}
+QTYPE = {
+    RRType.MX: 15,
+    RRType.A: 1,
+    RRType.AAAA: 28,
+    RRType.TLSA: 52,
+    RRType.CNAME: 5,
+    RRType.TXT: 16,
+}
 # Enum members read once (an attribute of an Enum class costs a lookup in its metaclass).
 _MX, _A, _RECORDS = RRType.MX, RRType.A, Status.RECORDS
-_TLSA, _CNAME_QUERY = RRType.TLSA, RRType.CNAME
-_CNAME, _SOA, _OPT, _TLSA_TYPE = 5, 6, 41, 52
+_TLSA, _CNAME_QUERY, _TXT = RRType.TLSA, RRType.CNAME, RRType.TXT
+_CNAME, _SOA, _OPT, _TLSA_TYPE, _TXT_TYPE = 5, 6, 41, 52, 16
 #: The EDNS0 option code of an extended DNS error (RFC 8914 §2).
 _EDE_OPTION = 15
 #: The names of the extended DNS error codes (RFC 8914 §4; IANA "Extended DNS Error Codes").
@@ -291,6 +308,21 @@ def _record(
     return owner, rrtype, rrclass, ttl, off, rdend
 
 
+def _txt_strings(msg: bytes, off: int, rdend: int) -> tuple[bytes, ...]:
+    """The <character-string>s of a TXT record's RDATA (RFC 1035 §3.3.14): at least one,
+    each a length octet and that many octets, ending exactly at RDLENGTH."""
+    if off == rdend:
+        raise WireError("TXT record without a character-string")
+    strings: list[bytes] = []
+    while off < rdend:
+        end = off + 1 + msg[off]
+        if end > rdend:
+            raise WireError("TXT character-string runs past the record data")
+        strings.append(msg[off + 1 : end])
+        off = end
+    return tuple(strings)
+
+
 def decode(
     msg: bytes, question: bytes, rtype: RRType, *, dnssec: bool = False
 ) -> Answer | int | _Truncated:
@@ -373,6 +405,8 @@ def decode(
                 if rdend - off < 3:
                     raise WireError("TLSA record shorter than 3 octets")
                 data = (msg[off], msg[off + 1], msg[off + 2], msg[off + 3 : rdend])
+            elif rrtype == _TXT_TYPE:
+                data = _txt_strings(msg, off, rdend)
             else:
                 target, after = _name(msg, off, seen)
                 if after != rdend:
@@ -536,6 +570,22 @@ def _answer(
             return Answer(
                 status=_RECORDS,
                 tlsa=tuple(tlsa.values()),
+                ttl=ttl,
+                canonical_name=canonical,
+                aliases=tuple(aliases),
+                security=security,
+            )
+        if rtype is _TXT:
+            # Duplicates dropped as dnspython's RRset does: by their strings, so one record
+            # split in two strings and one that is not stay two records (RFC 8461 §3.1 then
+            # sees two), their text joined without spaces (RFC 8461 §3.1), in Latin-1.
+            txt: dict[tuple[bytes, ...], str] = {}
+            for _, strings in found:
+                if strings not in txt:
+                    txt[strings] = b"".join(strings).decode("latin-1")
+            return Answer(
+                status=_RECORDS,
+                txt=tuple(txt.values()),
                 ttl=ttl,
                 canonical_name=canonical,
                 aliases=tuple(aliases),

@@ -41,6 +41,12 @@ with DANE on every host is opportunistic and the selection warns ``dnssec-unavai
 ``CNAME`` queries work (RFC 7672 §2.1.3): :meth:`Answer.alias(target) <mxselect.Answer.alias>`,
 or NODATA/NXDOMAIN, status ``UNKNOWN``.
 
+**MTA-STS and TLS-RPT** (RFC 8461 §3.1, RFC 8460 §3). ``TXT`` queries work:
+:meth:`Answer.from_txt <mxselect.Answer.from_txt>`, status ``UNKNOWN``. pycares (5.x) hands
+back one ``data`` per record with its strings already joined without spaces, as RFC 8461 §3.1
+asks; the adapter decodes it as Latin-1, as the stub and the dnspython adapter do (pycares 4.x,
+which gave ``.text`` as a ``str``, is taken as is). Neither MTA-STS nor TLS-RPT needs DNSSEC.
+
 c-ares retries a truncated UDP answer over TCP by itself (RFC 1123 §6.1.3.2). Queries are
 absolute names sent with ``query`` (never ``search``): no search list (RFC 5321 §5.1).
 
@@ -78,7 +84,13 @@ from ._answers import Answer, MXRecord, Query, RRType
 
 __all__ = ["AiodnsResolver", "answer_from_aiodns", "answer_from_error"]
 
-_QTYPE = {RRType.MX: "MX", RRType.A: "A", RRType.AAAA: "AAAA", RRType.CNAME: "CNAME"}
+_QTYPE = {
+    RRType.MX: "MX",
+    RRType.A: "A",
+    RRType.AAAA: "AAAA",
+    RRType.CNAME: "CNAME",
+    RRType.TXT: "TXT",
+}
 #: The answer to every TLSA query (no TLSA in aiodns, no AD bit from c-ares; see above).
 _TLSA_UNSUPPORTED = (
     "TLSA queries are not supported by c-ares (aiodns); use the stub or the dnspython adapter"
@@ -100,6 +112,16 @@ _RETRY_CHANNELS = 8
 def _data(record: pycares.DNSRecord) -> Any:
     """A record's typed data (pycares types it as a union of every record type)."""
     return record.data
+
+
+def _txt(data: Any) -> str:
+    """A TXT record's text: pycares 5 gives ``data`` (bytes, the strings joined without
+    spaces, RFC 8461 §3.1), decoded as Latin-1 as the other adapters do; older ones ``text``."""
+    raw = getattr(data, "data", None)
+    if isinstance(raw, bytes):
+        return raw.decode("latin-1")
+    text = getattr(data, "text", raw)
+    return text.decode("latin-1") if isinstance(text, bytes) else str(text)
 
 
 def _absolute(name: str) -> str:
@@ -313,6 +335,9 @@ def answer_from_aiodns(query: Query, result: pycares.DNSResult) -> Answer:
             return Answer.alias(cnames[current][0], ttl=min(ttls, default=None), aliases=aliases)
         return Answer.nodata(canonical_name=canonical, aliases=aliases)
     ttl = min([*ttls, *(r.ttl for r in found)])
+    if query.rtype is RRType.TXT:
+        txt = [_txt(_data(r)) for r in found]
+        return Answer.from_txt(txt, ttl=ttl, canonical_name=canonical, aliases=aliases)
     if query.rtype is RRType.MX:
         mx = [MXRecord(_data(r).priority, _absolute(_data(r).exchange or ".")) for r in found]
         return Answer.from_mx(mx, ttl=ttl, canonical_name=canonical, aliases=aliases)

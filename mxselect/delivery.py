@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import enum
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
@@ -70,6 +71,7 @@ import attrs
 
 from ._answers import IPAddress
 from ._model import Posture, Selection, Target
+from .tlsrpt import ResultType, TlsRptEvent
 
 __all__ = [
     "Attempt",
@@ -130,25 +132,6 @@ class HandshakeStage(enum.Enum):
     TLS = "TLS handshake"
 
 
-#: The RFC 8460 result types (IANA "STARTTLS Validation Result Types") that
-#: :meth:`DeliveryPlan.tls_failed` takes.
-_RESULT_TYPES = frozenset(
-    {
-        "starttls-not-supported",
-        "certificate-host-mismatch",
-        "certificate-expired",
-        "certificate-not-trusted",
-        "validation-failure",
-        "tlsa-invalid",
-        "dnssec-invalid",
-        "dane-required",
-        "sts-policy-fetch-error",
-        "sts-policy-invalid",
-        "sts-webpki-invalid",
-    }
-)
-
-
 @attrs.frozen
 class Outcome:
     """The result of a delivery plan.
@@ -160,6 +143,9 @@ class Outcome:
         enhanced_status: the RFC 3463 status (``"4.4.1"``...) if known, else ``""``.
         message: a readable reason naming the host.
         target: the target that gave the final reply, if any.
+        recheck_policy: deferred after an MTA-STS (enforce) target failed TLS validation:
+            check the domain's ``_mta-sts`` record for a new policy before this message may
+            ever fail permanently (RFC 8461 §5.1).
     """
 
     status: DeliveryStatus
@@ -167,6 +153,7 @@ class Outcome:
     enhanced_status: str = ""
     message: str = ""
     target: Target | None = None
+    recheck_policy: bool = False
 
     def __str__(self) -> str:
         status = self.enhanced_status
@@ -286,6 +273,9 @@ class DeliveryPlan:
             after its handshake; a failed connection or handshake does not count.
         address_limit: the most targets tried (Postfix ``smtp_mx_address_limit``, default 5);
             ``None`` for every target of the selection; at least 1.
+        clock: the wall clock, in seconds since the epoch, that stamps each
+            :class:`~mxselect.tlsrpt.TlsRptEvent` (an RFC 8460 report covers a date range);
+            inject a fake one in tests.
 
     Attributes:
         targets: the targets in the order they will be tried (host status applied).
@@ -305,6 +295,7 @@ class DeliveryPlan:
         *,
         session_limit: int = 2,
         address_limit: int | None = 5,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if session_limit < 1:
             raise ValueError(f"session_limit must be at least 1, got {session_limit}")
@@ -322,6 +313,8 @@ class DeliveryPlan:
         self.sessions = 0
         self.tls_successes = 0
         self.tls_failures: list[tuple[Target, str, str]] = []
+        self._clock = clock
+        self._tlsrpt_events: list[TlsRptEvent] = []
         self._next = 0
         self._current: Target | None = None
         self._in_session = False
@@ -454,7 +447,15 @@ class DeliveryPlan:
         elif 400 <= code <= 499:
             self._temporary_reply(target, code, text)
 
-    def tls_failed(self, target: Target, result_type: str, detail: str = "") -> bool:
+    def tls_failed(
+        self,
+        target: Target,
+        result_type: ResultType | str,
+        detail: str = "",
+        *,
+        sending_mta_ip: IPAddress | str | None = None,
+        receiving_mx_helo: str | None = None,
+    ) -> bool:
         """TLS with ``target`` failed: STARTTLS not offered or refused when TLS is required
         (``"starttls-not-supported"``), the TLS handshake failed, or the peer did not
         authenticate (:func:`mxselect.dane.verify`'s ``result_type``:
@@ -463,11 +464,13 @@ class DeliveryPlan:
 
         What comes next is decided by ``target.tls`` (:class:`~mxselect.TlsRequirement`):
 
-        * opportunistic TLS (:attr:`~mxselect.Posture.OPPORTUNISTIC`, not ``required``): the
+        * opportunistic TLS (:attr:`~mxselect.Posture.OPPORTUNISTIC`, or
+          :attr:`~mxselect.Posture.MTA_STS_TESTING`, RFC 8461 §5; not ``required``): the
           same target comes back from :meth:`next_target` once, with :attr:`cleartext_retry`
           set: connect again without STARTTLS (RFC 7672 §2.2 third bullet "MAY retry in
           cleartext"). Returns ``True``. A TLS failure during that retry moves on.
-        * required TLS (``tls.required``, every DANE posture): the next target (RFC 7672
+        * required TLS (``tls.required``: every DANE posture, MTA-STS enforce): the next
+          target (RFC 8461 §5 "MUST NOT deliver"; RFC 7672
           §2.2: "MUST result in falling back to the next SMTP server or delayed delivery";
           §3.2 "Messages MUST NOT be delivered via the SMTP server if authentication fails").
           It is a temporary failure: when the targets run out after it, the message is
@@ -478,18 +481,34 @@ class DeliveryPlan:
         session -- with or without :meth:`connected` before it -- and the host answered, so it
         is not remembered as down (Postfix ``smtp_mx_session_limit`` "ignores sessions that
         fail to complete the ... TLS handshake"). It is recorded in :attr:`attempts` as
-        :attr:`Attempt.HANDSHAKE_FAILED` and in :attr:`tls_failures`.
+        :attr:`Attempt.HANDSHAKE_FAILED`, in :attr:`tls_failures`, and in
+        :attr:`tlsrpt_events` as a failed session (RFC 8460 §4.4 ``failure-details``: ``detail``
+        is its ``failure-reason-code``; ``sending_mta_ip`` and ``receiving_mx_helo`` are
+        recorded when given).
 
         Raises:
-            ValueError: ``result_type`` is not an RFC 8460 result type.
+            ValueError: ``result_type`` is not an RFC 8460 result type
+                (:class:`~mxselect.tlsrpt.ResultType` or its value).
         """
-        if result_type not in _RESULT_TYPES:
+        try:
+            result_type = ResultType(result_type).value
+        except ValueError:
             raise ValueError(
                 f"not an RFC 8460 result type: {result_type!r} (one of "
-                + ", ".join(sorted(_RESULT_TYPES))
+                + ", ".join(sorted(r.value for r in ResultType))
                 + ")"
-            )
+            ) from None
         self._check(target, session_ok=True)
+        event = TlsRptEvent.session(
+            self.selection,
+            target,
+            self._clock(),
+            result_type,
+            sending_mta_ip=sending_mta_ip,
+            receiving_mx_helo=receiving_mx_helo,
+            failure_reason_code=detail,
+        )
+        self._tlsrpt_events.append(event)
         if not self._in_session:
             self._start_session(target)  # it answered: reachable
         self._in_session = False  # ... and not counted
@@ -501,7 +520,12 @@ class DeliveryPlan:
         text = f"{result_type}: {detail}" if detail else result_type
         self._log(target, Attempt.HANDSHAKE_FAILED, 0, text)
         self.tls_failures.append((target, result_type, detail))
-        required = target.tls.required or target.tls.posture is not Posture.OPPORTUNISTIC
+        # MTA-STS testing (RFC 8461 §5): "messages may be delivered as though there were no
+        # MTA-STS validation failure" -- as opportunistic TLS.
+        required = target.tls.required or target.tls.posture not in (
+            Posture.OPPORTUNISTIC,
+            Posture.MTA_STS_TESTING,
+        )
         if not required and not self._cleartext:
             self._failures.append(f"{target}: {stage.value}: {text} (retrying in cleartext)")
             self._cleartext_next = True
@@ -518,16 +542,43 @@ class DeliveryPlan:
             )
         return False
 
-    def tls_ok(self, target: Target) -> None:
+    def tls_ok(
+        self,
+        target: Target,
+        *,
+        sending_mta_ip: IPAddress | str | None = None,
+        receiving_mx_helo: str | None = None,
+    ) -> None:
         """TLS with ``target`` is up -- and, with DANE, authenticated
-        (:func:`mxselect.dane.verify` was ``ok``): counted in :attr:`tls_successes`. Call it
-        after the handshake, before ``MAIL FROM``; it changes nothing else (the session goes
-        on: report it as usual)."""
+        (:func:`mxselect.dane.verify` was ``ok``): counted in :attr:`tls_successes` and
+        recorded in :attr:`tlsrpt_events` as a successful session (RFC 8460 §4.4
+        ``total-successful-session-count``). Call it after the handshake, before
+        ``MAIL FROM``; it changes nothing else (the session goes on: report it as usual)."""
         if self.done:
             raise RuntimeError(f"the delivery plan is done ({self._outcome.status.value})")
         if target != self._current:
             raise ValueError(f"{target} is not the current target ({self._current})")
         self.tls_successes += 1
+        self._tlsrpt_events.append(
+            TlsRptEvent.session(
+                self.selection,
+                target,
+                self._clock(),
+                sending_mta_ip=sending_mta_ip,
+                receiving_mx_helo=receiving_mx_helo,
+            )
+        )
+
+    @property
+    def tlsrpt_events(self) -> tuple[TlsRptEvent, ...]:
+        """The TLS sessions of this delivery so far, for an RFC 8460 report: one
+        :class:`~mxselect.tlsrpt.TlsRptEvent` per :meth:`tls_ok` (a success) and per
+        :meth:`tls_failed` (a failure with its result type), in order, each under the policy
+        of its target (:func:`mxselect.tlsrpt.policy_for`: ``tlsa`` for DANE, ``sts`` for
+        MTA-STS, else ``no-policy-found``) and stamped by ``clock``. They are recorded whether
+        or not the domain asks for reports (:attr:`mxselect.Selection.tlsrpt`): feed them to a
+        :class:`mxselect.tlsrpt.Aggregator`; the reporter sends only where asked."""
+        return tuple(self._tlsrpt_events)
 
     def delivered(self, target: Target, code: int = 250, text: str = "") -> None:
         """The message was accepted (2xx): done, :attr:`DeliveryStatus.DELIVERED`."""
@@ -644,6 +695,11 @@ class DeliveryPlan:
         self.attempts.append((target, attempt, code, text))
 
     def _finish(self, outcome: Outcome) -> None:
+        if outcome.status is DeliveryStatus.DEFERRED and any(
+            t.tls.posture is Posture.MTA_STS for t, _, _ in self.tls_failures
+        ):
+            # RFC 8461 §5.1: no permanent failure before a check for a new policy.
+            outcome = attrs.evolve(outcome, recheck_policy=True)
         self._outcome = outcome
         self._current = None
 

@@ -42,6 +42,13 @@ the whole response, CNAMEs included. A ``CNAME`` query (RFC 7672 §2.1.3: is an 
 final addresses are insecure itself signed?) is answered with
 :meth:`Answer.alias(target) <mxselect.Answer.alias>`, or NODATA/NXDOMAIN when the name is no
 alias.
+
+**MTA-STS and TLS-RPT** (RFC 8461 §3.1, RFC 8460 §3). A ``TXT`` query is answered with
+:meth:`Answer.from_txt <mxselect.Answer.from_txt>`: each record's strings joined without spaces
+(``b"".join(rdata.strings)``, RFC 8461 §3.1) and decoded as Latin-1 (every octet one
+character: nothing replaced, two different records never read the same; the records mxselect
+reads are ASCII), the CNAME chain followed (RFC 8461 §3.1: "senders MUST follow the CNAME
+pointers") -- as :mod:`mxselect.stub` does.
 """
 
 from __future__ import annotations
@@ -77,6 +84,7 @@ _RDTYPE = {
     RRType.AAAA: dns.rdatatype.AAAA,
     RRType.TLSA: dns.rdatatype.TLSA,  # RFC 6698 §7.1
     RRType.CNAME: dns.rdatatype.CNAME,
+    RRType.TXT: dns.rdatatype.TXT,  # RFC 1035 §3.3.14
 }
 
 
@@ -250,6 +258,12 @@ def answer_from_dnspython(
         tlsa = [TLSARecord(rd.usage, rd.selector, rd.mtype, bytes(rd.cert)) for rd in rrset]
         return Answer.from_tlsa(
             tlsa, ttl=ttl, canonical_name=canonical, aliases=aliases, security=security
+        )
+    if query.rtype is RRType.TXT:
+        # RFC 8461 §3.1: "treated as if those strings are concatenated without adding spaces".
+        txt = [b"".join(rd.strings).decode("latin-1") for rd in rrset]
+        return Answer.from_txt(
+            txt, ttl=ttl, canonical_name=canonical, aliases=aliases, security=security
         )
     if query.rtype is RRType.MX:
         records = [MXRecord(rd.preference, rd.exchange.to_text()) for rd in rrset]

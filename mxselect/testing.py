@@ -215,6 +215,9 @@ class FakeResolver:
                     values.append(fields.address)
                 elif rdataset.rdtype == dns.rdatatype.CNAME:
                     values.append(fields.target.to_text())
+                elif rdataset.rdtype == dns.rdatatype.TXT:
+                    # RFC 8461 §3.1: a record's strings concatenated without spaces.
+                    values.append(b"".join(fields.strings).decode("utf-8", "replace"))
                 elif rdataset.rdtype == dns.rdatatype.TLSA:
                     values.append(
                         TLSARecord(fields.usage, fields.selector, fields.mtype, fields.cert)
@@ -231,7 +234,8 @@ class FakeResolver:
         "example.org")``, ``add("example.org", "SOA", 60)`` (the SOA minimum),
         ``add("_25._tcp.mx.example.org", "TLSA", (3, 1, 1, "ab12..."))`` (a
         :class:`~mxselect.TLSARecord`, a tuple with the data as bytes or hex, or the text
-        ``"3 1 1 ab12..."``)."""
+        ``"3 1 1 ab12..."``), ``add("_mta-sts.example.org", "TXT", "v=STSv1; id=1")`` (one
+        string per record, already concatenated)."""
         owner = normalize_exchange(name)
         key = _rtype_key(rtype)
         assert key is not None
@@ -374,6 +378,14 @@ class FakeResolver:
                         aliases=aliases,
                         security=security,
                     )
+                if rtype == "TXT":
+                    return Answer.from_txt(
+                        [v for v in types[rtype] if isinstance(v, str)],
+                        ttl=ttl,
+                        canonical_name=canonical,
+                        aliases=aliases,
+                        security=security,
+                    )
                 if rtype == "TLSA":
                     return Answer.from_tlsa(
                         [v for v in types[rtype] if isinstance(v, TLSARecord)],
@@ -478,3 +490,93 @@ def _min(a: int | None, b: int | None) -> int | None:
     if b is None:
         return a
     return min(a, b)
+
+
+# -- MTA-STS policy fetches (RFC 8461 §3.3) ---------------------------------------------------
+
+import asyncio as _asyncio  # noqa: E402
+import time as _time  # noqa: E402
+
+from ._answers import FetchResult, PolicyFetch  # noqa: E402
+
+__all__ += ["FakeFetcher"]
+
+
+class FakeFetcher:
+    """An in-memory :class:`mxselect.fetch.Fetcher` and :class:`mxselect.fetch.AsyncFetcher`:
+    policies by domain, every request recorded in :attr:`fetches`.
+
+    ::
+
+        fetcher = FakeFetcher({"example.org": "version: STSv1\\nmode: enforce\\n..."})
+        fetcher.fetch(PolicyFetch.for_domain("example.org", 60)).status  # 200
+
+    Args:
+        policies: policy domain (``"example.org"``) -> the body (``str``, sent as UTF-8, or
+            ``bytes``), or a whole :class:`~mxselect.FetchResult` to return as is. A domain
+            not in it answers 404 (RFC 8461 §3.3: only a 200 is a policy). Kept as the
+            mutable ``policies`` dict: change it to publish a new policy.
+        status: the HTTP status of every policy response.
+        content_type: the ``Content-Type`` of every policy response (RFC 8461 §3.2).
+        delay: seconds each fetch takes (``time.sleep`` / ``asyncio.sleep``); a delay longer
+            than the request's timeout sleeps the timeout, then fails "timeout after N s".
+        fail: domain -> the reason of a :meth:`FetchResult.failed
+            <mxselect.FetchResult.failed>` (``"connection refused"``, ``"TLS certificate
+            error: ..."``).
+        redirect: domains answered with ``301 Moved Permanently`` (RFC 8461 §3.3: not to be
+            followed; the fake follows nothing).
+
+    Like a real fetcher, the body returned is at most ``max_bytes`` + 1 octets long.
+    """
+
+    def __init__(
+        self,
+        policies: Mapping[str, str | bytes | FetchResult] | None = None,
+        *,
+        status: int = 200,
+        content_type: str = "text/plain",
+        delay: float = 0.0,
+        fail: Mapping[str, str] | None = None,
+        redirect: Iterable[str] = (),
+    ) -> None:
+        self.policies: dict[str, str | bytes | FetchResult] = dict(policies or {})
+        self.status = status
+        self.content_type = content_type
+        self.delay = delay
+        self.fail: dict[str, str] = dict(fail or {})
+        self.redirect: set[str] = set(redirect)
+        #: Every request, in the order received (sync and async alike).
+        self.fetches: list[PolicyFetch] = []
+
+    def fetch(self, request: PolicyFetch) -> FetchResult:
+        """Record ``request`` and answer it (after ``delay`` seconds)."""
+        self.fetches.append(request)
+        if self.delay:
+            _time.sleep(min(self.delay, request.timeout))
+        return self._answer(request)
+
+    async def afetch(self, request: PolicyFetch) -> FetchResult:
+        """Record ``request`` and answer it (after ``delay`` seconds, awaited)."""
+        self.fetches.append(request)
+        if self.delay:
+            await _asyncio.sleep(min(self.delay, request.timeout))
+        return self._answer(request)
+
+    def _answer(self, request: PolicyFetch) -> FetchResult:
+        if self.delay > request.timeout:
+            return FetchResult.failed(f"timeout after {request.timeout:g} s")
+        domain = request.domain.lower().rstrip(".")
+        if domain in self.fail:
+            return FetchResult.failed(self.fail[domain])
+        if domain in self.redirect:
+            return FetchResult.response(301, "text/html", b"<h1>Moved Permanently</h1>")
+        policy = self.policies.get(domain)
+        if policy is None:
+            return FetchResult.response(404, "text/html", b"<h1>Not Found</h1>")
+        if isinstance(policy, FetchResult):
+            return policy
+        body = policy.encode() if isinstance(policy, str) else bytes(policy)
+        return FetchResult.response(self.status, self.content_type, body[: request.max_bytes + 1])
+
+    def __repr__(self) -> str:
+        return f"FakeFetcher({len(self.policies)} policies, {len(self.fetches)} fetches)"

@@ -19,13 +19,15 @@ CORE_MODULES = [
     "mxselect._policy",
     "mxselect._rules",
     "mxselect._sts",
+    "mxselect._tlsrpt",
     "mxselect.exceptions",
     "mxselect.typing",
 ]
 #: The core's layers, lowest first (the header of mxselect/_core.py): a module imports from
 #: its own layer or those below it, never from a layer above.
 LAYERS = [
-    {"_answers", "_domain", "_model", "_policy", "_sts", "exceptions", "typing"},  # the values
+    # the values
+    {"_answers", "_domain", "_model", "_policy", "_sts", "_tlsrpt", "exceptions", "typing"},
     {"_lookup"},  # the lookup engine: chains, memo, budget
     {"_rules"},  # the rules, one pure function each
     {"_core"},  # the plan: its API and the glue

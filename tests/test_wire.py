@@ -70,6 +70,7 @@ import dns.resolver
 import dns.rrset
 import pytest
 from dns.rdtypes.ANY.TLSA import TLSA
+from dns.rdtypes.ANY.TXT import TXT
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
@@ -90,6 +91,7 @@ RDTYPE = {
     RRType.AAAA: dns.rdatatype.AAAA,
     RRType.TLSA: dns.rdatatype.TLSA,
     RRType.CNAME: dns.rdatatype.CNAME,
+    RRType.TXT: dns.rdatatype.TXT,
 }
 #: dnspython reads a TTL with the top bit set as 0 (RFC 2181 §8).
 TOP_BIT = 2**31
@@ -542,7 +544,7 @@ def names_near(draw: st.DrawFn, base: dns.name.Name) -> dns.name.Name:
 def data_rrset(
     draw: st.DrawFn, owner: dns.name.Name, rdtype: int, rdclass: int = IN
 ) -> dns.rrset.RRset:
-    """One RRset of MX/A/AAAA/TLSA/CNAME records (repeats likely: duplicates across
+    """One RRset of MX/A/AAAA/TLSA/TXT/CNAME records (repeats likely: duplicates across
     RRsets)."""
     rrset = dns.rrset.RRset(owner, rdclass, rdtype)
     for _ in range(draw(st.integers(1, 4))):
@@ -560,6 +562,21 @@ def data_rrset(
                 rrset.add(dns.rdata.GenericRdata(rdclass, rdtype, bytes(fields) + data))
             else:
                 rrset.add(TLSA(rdclass, rdtype, *fields, data))
+            continue
+        elif rdtype == dns.rdatatype.TXT:
+            # RFC 1035 §3.3.14: one or more <character-string>s, empty ones and any octet
+            # included; one record split over strings (RFC 8461 §3.1: joined, no spaces).
+            strings = draw(
+                st.sampled_from(TXT_STRINGS)
+                | st.lists(st.binary(max_size=12), min_size=1, max_size=4).map(tuple)
+                | st.just((b"x" * 255, b"y" * 3))
+            )
+            if rdclass != IN:
+                rrset.add(
+                    dns.rdata.GenericRdata(rdclass, rdtype, TXT(IN, rdtype, strings).to_wire())
+                )
+            else:
+                rrset.add(TXT(rdclass, rdtype, strings))
             continue
         elif rdtype == dns.rdatatype.CNAME:
             text = draw(names_near(owner)).to_text()
@@ -583,6 +600,14 @@ EXCHANGES = [
 ]
 V4 = [ipaddress.IPv4Address("192.0.2.1"), ipaddress.IPv4Address("192.0.2.2")]
 TLSA_FIELDS = [(3, 1, 1), (2, 0, 1), (3, 1, 2), (1, 1, 1)]
+TXT_STRINGS = [
+    (b"v=STSv1; id=20260101",),
+    (b"v=STSv1; ", b"id=20260101"),
+    (b"v=STSv1;", b" id=2026", b"0101"),
+    (b"v=TLSRPTv1; rua=mailto:tlsrpt@example.org",),
+    (b"",),
+    (b"caf\xc3\xa9 \xff\x00",),
+]
 V6 = [ipaddress.IPv6Address("2001:db8::1"), ipaddress.IPv6Address("2001:db8::2")]
 
 
@@ -922,6 +947,18 @@ HOSTILE: dict[str, tuple[bytes, RRType]] = {
     "CNAME with extra bytes, A query": (
         msg(rr(AT_QNAME, 5, b"\x01a\x00\x00"), question=QA),
         RRType.A,
+    ),
+    "TXT string past RDLENGTH, TXT query": (
+        msg(rr(AT_QNAME, 16, b"\x05ab"), question=question_of(QNAME, RRType.TXT)),
+        RRType.TXT,
+    ),
+    "TXT second string past RDLENGTH, TXT query": (
+        msg(rr(AT_QNAME, 16, b"\x02ab\x02c"), question=question_of(QNAME, RRType.TXT)),
+        RRType.TXT,
+    ),
+    "TXT without a string, TXT query": (
+        msg(rr(AT_QNAME, 16, b""), question=question_of(QNAME, RRType.TXT)),
+        RRType.TXT,
     ),
     "SOA one byte short": (
         msg(authority=(rr(AT_QNAME, 6, SOA_RDATA[:-1]),)),

@@ -12,6 +12,10 @@ the TLSA data in :data:`TLSA_DATA`), ``insecure.dnssec.test.`` is an unsigned ch
 delegated without DS (Unbound ``domain-insecure:``), and ``dane.bogus.test.`` has
 valid MX/A/AAAA RRsets and a TLSA RRset tampered after signing (bogus).
 
+MTA-STS and TLS-RPT (RFC 8461 §3.1, RFC 8460 §3): the unsigned ``sts.test.`` carries
+``_mta-sts`` / ``_smtp._tls`` TXT records -- a multi-string record, a CNAME'd ``_mta-sts``
+(S23), two records at one name, a non-ASCII octet (listed in its zone file).
+
 Everything is written under ``workdir``; nothing but 127.0.0.1 is ever queried.
 Usage::
 
@@ -71,6 +75,7 @@ AUTH_ZONES = (
     "insecure.dnssec.test.",
     "bogus.test.",
     "mta.test.",
+    "sts.test.",
 )
 #: Zones signed at start-up; Knot serves their ``<zone>.signed`` file.
 SIGNED_ZONES = ("dnssec.test", "bogus.test")
