@@ -166,6 +166,10 @@ class SelectionPlan:
         #: The entry to put in the MTA-STS store once the plan is done (a policy fetched, or
         #: a failed fetch recorded), or ``None``: leave the store as it is.
         self.sts_update: StsEntry | None = None
+        #: With :attr:`Policy.sts_background`: the fetch the plan did not wait for and the TXT
+        #: record it is for -- complete it and store the result
+        #: (``mxselect.mtasts.PolicyCache.fetched``); the drivers do.
+        self.background_fetch: tuple[PolicyFetch, StsRecord] | None = None
         if isinstance(normalized, str):
             self.domain: str = normalized
             self.canonical_domain: str = normalized
@@ -486,7 +490,22 @@ class SelectionPlan:
             if cut is not None and candidates[start].preference >= cut:
                 start = len(candidates)  # the rest are no better than this host: never used
         if policy.mta_sts:
-            if self._fetch is not None:
+            if self._fetch is not None and self._fetch_result is None and policy.sts_background:
+                # RFC 8461 §5.1 step 1 / App. B: the fetch goes on in the background; this
+                # message gets the cached policy still valid, or none.
+                assert self._sts_record is not None
+                self.background_fetch = (self._fetch, self._sts_record)
+                self._step(
+                    "sts",
+                    f"MTA-STS policy of {self.domain}: fetched in the background "
+                    "(sts_background); "
+                    + (
+                        "the cached policy applies meanwhile"
+                        if self._sts_policy is not None
+                        else "no policy for this message"
+                    ),
+                )
+            elif self._fetch is not None:
                 if self._fetch_result is None:
                     yield ()  # wait for the policy fetch (it ran beside the DNS batches)
                 self._sts_fetched()

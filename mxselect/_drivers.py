@@ -159,10 +159,34 @@ def select_targets(
                 _feed(plan, batch, port.answers_until(batch, end), seconds)
     finally:
         if fetching is not None:
-            fetching[1].shutdown(wait=False, cancel_futures=True)
+            if plan.background_fetch is not None and not fetching[2].done():
+                _store_later(fetching[2], plan, sts_store)  # RFC 8461 §5.1: in the background
+            fetching[1].shutdown(wait=False, cancel_futures=plan.background_fetch is None)
     if name is not None and sts_store is not None and plan.sts_update is not None:
         sts_store.put(plan.sts_update)
     return plan.result()
+
+
+def _store_later(future: Any, plan: SelectionPlan, store: Any) -> None:
+    """When a background fetch completes, store its policy (or its failure) for later
+    messages (Policy.sts_background)."""
+    assert plan.background_fetch is not None
+    _, record = plan.background_fetch
+    domain = plan.domain
+
+    def done(finished: Any) -> None:
+        from ._sts import fetched
+
+        try:
+            result = finished.result()
+        except BaseException as exc:  # cancelled, or the fetcher raised
+            result = _fetch_failed(exc)
+        if store is not None:
+            outcome = fetched(store.get(domain), domain, record, result, time.time())
+            if outcome.entry is not None:
+                store.put(outcome.entry)
+
+    future.add_done_callback(done)
 
 
 def _start_fetch(fetcher: Any, request: PolicyFetch) -> Any:
@@ -258,10 +282,19 @@ async def aselect_targets(
                 _feed(plan, batch, await port.answers_until(batch, end), seconds)
     finally:
         if fetching is not None and not fetching.done():
-            fetching.cancel()
+            if plan.background_fetch is not None:
+                _BACKGROUND.add(fetching)  # keep it alive; RFC 8461 §5.1: in the background
+                fetching.add_done_callback(_BACKGROUND.discard)
+                _store_later(fetching, plan, sts_store)
+            else:
+                fetching.cancel()
     if name is not None and sts_store is not None and plan.sts_update is not None:
         await asyncio.to_thread(sts_store.put, plan.sts_update)
     return plan.result()
+
+
+#: Background MTA-STS fetches still running (a task needs a reference to survive).
+_BACKGROUND: set[Any] = set()
 
 
 async def _afetch(fetcher: Any, request: PolicyFetch) -> FetchResult:

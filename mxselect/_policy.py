@@ -220,6 +220,10 @@ class Policy:
             (:attr:`Posture.MTA_STS`). Default off.
         sts_fetch_timeout: seconds a policy fetch may take (RFC 8461 §3.3 suggests up to a
             minute; default 15, as a delivery waits for it).
+        sts_background: do not wait for a policy fetch: the selection applies the cached
+            policy still valid (or none) and the fetch completes in the background, its policy
+            stored for later messages (RFC 8461 §5.1 allows it; Appendix B). Default off: the
+            fetch runs beside the DNS lookups and the selection waits for it.
         tlsrpt: ask ``_smtp._tls.<domain>`` TXT beside the MX query and report its ``rua``
             URIs in :attr:`Selection.tlsrpt` (RFC 8460 §3). Default off.
         digest_order: the TLSA digest algorithms (matching types) from strongest to weakest
@@ -252,6 +256,7 @@ class Policy:
     digest_order: tuple[int, ...] = attrs.field(default=(2, 1), converter=_digest_order)
     mta_sts: bool = False
     sts_fetch_timeout: float = attrs.field(default=15.0, validator=_positive_seconds)
+    sts_background: bool = False
     tlsrpt: bool = False
 
     def with_unsafe(self, *networks: str | Network) -> Policy:

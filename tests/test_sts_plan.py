@@ -461,3 +461,68 @@ def test_P4_delivery_under_enforce_defers_with_recheck_and_testing_delivers_anyw
     assert plan.tls_failed(first, "certificate-host-mismatch", "bad name")  # cleartext allowed
     assert plan.next_target() == first
     assert plan.cleartext_retry
+
+
+class SlowFetcher(Fetcher):
+    """A fetcher that answers only once released."""
+
+    def __init__(self, bodies: dict[str, str | FetchResult]) -> None:
+        super().__init__(bodies)
+        import threading
+
+        self.release = threading.Event()
+
+    def fetch(self, request: PolicyFetch) -> FetchResult:
+        self.release.wait(5)
+        return super().fetch(request)
+
+    async def afetch(self, request: PolicyFetch) -> FetchResult:
+        while not self.release.is_set():
+            await asyncio.sleep(0.01)
+        return super().fetch(request)
+
+
+def test_S27_background_fetch_does_not_hold_the_message_and_stores_the_policy() -> None:
+    import time
+
+    store = MemoryStore()
+    fetcher = SlowFetcher({"example.org": ENFORCE})
+    background = Policy(mta_sts=True, sts_background=True)
+    first = select(fake(), fetcher, policy=background, store=store)
+    assert first.sts_policy is None  # no cached policy: this message goes without one
+    assert first.hosts[0].name == "bad.example.net"
+    assert "background" in first.explain()
+    assert store.get("example.org") is None
+    fetcher.release.set()
+    for _ in range(200):
+        if store.get("example.org") is not None:
+            break
+        time.sleep(0.01)
+    entry = store.get("example.org")
+    assert entry is not None
+    assert entry.policy.mode is StsMode.ENFORCE
+    second = select(fake(), fetcher, policy=background, store=store)
+    assert second.sts_source == "cached"
+    assert second.hosts[0].name == "mx1.example.org"
+
+
+def test_S27_background_fetch_in_asyncio() -> None:
+    store = MemoryStore()
+    fetcher = SlowFetcher({"example.org": ENFORCE})
+    background = Policy(mta_sts=True, sts_background=True)
+
+    async def main() -> tuple[mxselect.Selection, StsEntry | None]:
+        first = await mxselect.aselect_targets(
+            "example.org", resolver=fake(), policy=background, fetcher=fetcher, sts_store=store
+        )
+        fetcher.release.set()
+        for _ in range(200):
+            if store.get("example.org") is not None:
+                break
+            await asyncio.sleep(0.01)
+        return first, store.get("example.org")
+
+    first, entry = asyncio.run(main())
+    assert first.sts_policy is None
+    assert entry is not None
+    assert entry.id == "20261201"
