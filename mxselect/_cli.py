@@ -34,6 +34,7 @@ from ._output import (
     Item,
     Progress,
     Result,
+    Show,
     Tally,
     render,
     summary,
@@ -112,12 +113,29 @@ def _zone_name(text: str) -> str:
     return name
 
 
+def _sts_policy(text: str) -> tuple[str, Path]:
+    """``DOMAIN=FILE`` of ``--sts-policy``: the policy domain, normalised, and the file."""
+    from ._domain import normalize_domain
+
+    domain, equals, file = text.partition("=")
+    if not equals or not file:
+        raise ValueError(text)
+    try:
+        name = normalize_domain(domain.strip())
+    except MXSelectError:
+        raise ValueError(text) from None
+    if not isinstance(name, str):  # an address literal has no MTA-STS policy (RFC 8461 §3.4)
+        raise ValueError(text)
+    return name, Path(file)
+
+
 _positive_int.__name__ = "positive integer"
 _limit.__name__ = "integer or 'none'"
 _network.__name__ = "network"
 _seconds.__name__ = "number of seconds"
 _port.__name__ = "port (1-65535)"
 _zone_name.__name__ = "zone name"
+_sts_policy.__name__ = "DOMAIN=FILE"
 
 
 # ---------------------------------------------------------------------------- policy flags
@@ -153,6 +171,7 @@ _FAMILY = _Kind(choices=tuple(f.value for f in Families), to_field=Families)
 _DANE = _Kind("store_const", const=Dane.OPPORTUNISTIC.value, to_field=Dane)
 _INSECURE_MX = _Kind(choices=tuple(m.value for m in InsecureMX), to_field=InsecureMX)
 _PORT = _Kind(type=_port)
+_SECONDS = _Kind(type=_seconds)
 
 
 @attrs.frozen
@@ -320,6 +339,28 @@ _POLICY_FLAGS = (
         "N",
         needs=("--dane", "--dane-mandatory"),
     ),
+    _PolicyFlag(
+        "--mta-sts",
+        "mta_sts",
+        _SWITCH_ON,
+        "MTA-STS (RFC 8461): look up the _mta-sts TXT record, fetch the policy over HTTPS "
+        "(offline with --zone: --sts-policy), keep only the MX hosts it names in mode "
+        "enforce, and show the policy and the tls column",
+    ),
+    _PolicyFlag(
+        "--sts-fetch-timeout",
+        "sts_fetch_timeout",
+        _SECONDS,
+        "with --mta-sts: seconds a policy fetch may take (default 15)",
+        "SECONDS",
+        needs=("--mta-sts",),
+    ),
+    _PolicyFlag(
+        "--tlsrpt",
+        "tlsrpt",
+        _SWITCH_ON,
+        "TLS-RPT (RFC 8460): look up the _smtp._tls TXT record and show its reporting URIs (rua)",
+    ),
 )
 
 
@@ -429,6 +470,24 @@ def _parser() -> argparse.ArgumentParser:
     pol = parser.add_argument_group("policy (see mxselect.Policy)")
     for flag in _POLICY_FLAGS:
         flag.add_to(pol)
+
+    sts = parser.add_argument_group("MTA-STS policies (with --mta-sts)")
+    sts.add_argument(
+        "--sts-cache",
+        type=Path,
+        metavar="FILE",
+        help="keep the MTA-STS policies in this SQLite database across runs (created if "
+        "missing; mxselect.mtasts.SQLiteStore); default: no cache, policies are kept in "
+        "memory for the run only",
+    )
+    sts.add_argument(
+        "--sts-policy",
+        action="append",
+        type=_sts_policy,
+        metavar="DOMAIN=FILE",
+        help="with --zone: serve FILE as the MTA-STS policy of DOMAIN, offline (repeatable; "
+        "the policy of any other domain answers 404)",
+    )
     parser.add_argument("--seed", type=int, help="seed the shuffle of equal preferences")
     parser.add_argument("--version", action="version", version=f"mxselect {__version__}")
     return parser
@@ -508,6 +567,74 @@ def _resolver(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Asyn
     return CachingResolver(adapter)
 
 
+@attrs.frozen
+class _Sts:
+    """The MTA-STS machinery of a run (``--mta-sts``): what fetches the policies and where they
+    are kept; both ``None`` without ``--mta-sts``."""
+
+    fetcher: Any = None
+    store: Any = None
+
+    def close(self) -> None:
+        if hasattr(self.store, "close"):
+            self.store.close()
+
+
+def _sts(args: argparse.Namespace, policy: Policy, parser: argparse.ArgumentParser) -> _Sts:
+    """The fetcher and the store of ``--mta-sts``: offline (``--zone``) the ``--sts-policy``
+    files served by a :class:`~mxselect.testing.FakeFetcher`, online an ``HttpxFetcher``; the
+    ``--sts-cache`` database, or a :class:`~mxselect.mtasts.MemoryStore` for the run."""
+    if not policy.mta_sts:
+        for option, value in (("--sts-cache", args.sts_cache), ("--sts-policy", args.sts_policy)):
+            if value:
+                parser.error(f"{option} needs --mta-sts")
+        return _Sts()
+    if args.sts_policy and not args.zone:
+        parser.error("--sts-policy needs --zone (online, the policies are fetched over HTTPS)")
+    fetcher: Any
+    if args.zone:
+        from .testing import FakeFetcher
+
+        fetcher = FakeFetcher(_policies(args.sts_policy or [], parser))
+    else:
+        try:
+            from .fetch import HttpxFetcher
+        except ImportError:
+            parser.error(
+                "--mta-sts needs httpx to fetch the policies: pip install 'mxselect[mta-sts]' "
+                "(offline: --zone with --sts-policy DOMAIN=FILE)"
+            )
+        fetcher = HttpxFetcher()
+    if args.sts_cache is None:
+        from .mtasts import MemoryStore
+
+        return _Sts(fetcher, MemoryStore())
+    import sqlite3
+
+    from .mtasts import SQLiteStore
+
+    try:
+        return _Sts(fetcher, SQLiteStore(args.sts_cache))
+    except (OSError, RuntimeError, sqlite3.Error) as exc:
+        parser.exit(EX_USAGE, f"mxselect: cannot use --sts-cache {args.sts_cache}: {exc}\n")
+
+
+def _policies(
+    given: Sequence[tuple[str, Path]], parser: argparse.ArgumentParser
+) -> dict[str, bytes]:
+    """The ``--sts-policy`` files by policy domain, as bytes: served exactly as written, so a
+    broken policy fails the way it would on the web (the core parses it)."""
+    policies: dict[str, bytes] = {}
+    for domain, path in given:
+        if domain in policies:
+            parser.error(f"--sts-policy {domain}: given twice")
+        try:
+            policies[domain] = path.read_bytes()
+        except OSError as exc:
+            parser.exit(EX_USAGE, f"mxselect: cannot read policy file {path}: {exc}\n")
+    return policies
+
+
 # -------------------------------------------------------------------------------------- input
 
 
@@ -548,8 +675,15 @@ def read_items(stream: TextIO) -> list[Item]:
 
 
 async def _select(
-    item: Item, resolver: AsyncResolver, policy: Policy, seed: int | None, deadline: float | None
+    item: Item,
+    resolver: AsyncResolver,
+    policy: Policy,
+    seed: int | None,
+    deadline: float | None,
+    sts: _Sts,
 ) -> Result:
+    import asyncio
+
     from ._drivers import aselect_targets
 
     # Each domain gets its own generator, so a seeded run gives the same order whatever order
@@ -557,11 +691,24 @@ async def _select(
     rng = random.Random(f"{seed}\0{item.domain}") if seed is not None else None
     try:
         selection = await aselect_targets(
-            item.domain, resolver=resolver, rng=rng, policy=policy, deadline=deadline
+            item.domain,
+            resolver=resolver,
+            rng=rng,
+            policy=policy,
+            deadline=deadline,
+            fetcher=sts.fetcher,
+            sts_store=sts.store,
         )
     except MXSelectError as exc:
-        return Result(item, None, exc)
-    return Result(item, selection, None)
+        return Result(item, None, exc, getattr(exc, "policy_id", None))
+    policy_id = None
+    if selection.sts_policy is not None and sts.store is not None:
+        # The Selection has the policy, not its id: the store's entry for the policy domain
+        # has both (the id only if that entry still holds the policy applied).
+        entry = await asyncio.to_thread(sts.store.get, selection.domain)
+        if entry is not None and entry.policy == selection.sts_policy:
+            policy_id = entry.id
+    return Result(item, selection, None, policy_id)
 
 
 async def _run_in_order(
@@ -647,25 +794,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     try:
         args = parser.parse_args(argv)
-        policy, items, resolver = _setup(args, parser)
+        policy, items, resolver, sts = _setup(args, parser)
     except _Exit as exc:
         return exc.code
-    return _run(args, policy, items, resolver)
+    try:
+        return _run(args, policy, items, resolver, sts)
+    finally:
+        sts.close()
 
 
 def _setup(
     args: argparse.Namespace, parser: argparse.ArgumentParser
-) -> tuple[Policy, list[Item], AsyncResolver]:
+) -> tuple[Policy, list[Item], AsyncResolver, _Sts]:
     """What the arguments ask for; a usage error ends the command (:class:`_Exit`)."""
     try:
         policy = _policy(args)
     except ValueError as exc:
         parser.error(str(exc))
-    return policy, _items(args, parser), _resolver(args, parser)
+    items, resolver = _items(args, parser), _resolver(args, parser)
+    return policy, items, resolver, _sts(args, policy, parser)
 
 
 def _run(
-    args: argparse.Namespace, policy: Policy, items: list[Item], resolver: AsyncResolver
+    args: argparse.Namespace,
+    policy: Policy,
+    items: list[Item],
+    resolver: AsyncResolver,
+    sts: _Sts,
 ) -> int:
     """Look the items up, print each result and the batch summary; the exit code."""
     import asyncio
@@ -673,17 +828,17 @@ def _run(
     batch = args.file is not None
     tally = Tally()  # not the results themselves: a batch may be millions of domains
     enabled = batch and not args.quiet and sys.stderr.isatty()
-    tls = policy.dane is not Dane.OFF
+    show = Show(dane=policy.dane is not Dane.OFF, mta_sts=policy.mta_sts, tlsrpt=policy.tlsrpt)
     progress = Progress(len(items), enabled, sys.stdout, sys.stderr)
 
     def emit(result: Result) -> None:
         tally.add(result)
         progress.write(
-            render(result, json_lines=args.json, batch=batch, explained=args.explain, tls=tls)
+            render(result, json_lines=args.json, batch=batch, explained=args.explain, show=show)
         )
 
     def select(item: Item) -> Any:
-        return _select(item, resolver, policy, args.seed, args.deadline)
+        return _select(item, resolver, policy, args.seed, args.deadline, sts)
 
     run = _run_streaming if batch and not args.in_order else _run_in_order
     started = time.monotonic()

@@ -70,11 +70,13 @@ class Item:
 
 @attrs.frozen
 class Result:
-    """The outcome for one item."""
+    """The outcome for one item; ``policy_id``: the id of the MTA-STS policy applied (or of
+    the one that refused, :class:`~mxselect.StsPolicyError`), when known."""
 
     item: Item
     selection: Selection | None
     error: MXSelectError | None
+    policy_id: str | None = None
 
     @property
     def code(self) -> int:
@@ -100,6 +102,22 @@ class Tally:
     @property
     def done(self) -> int:
         return sum(self.counts.values())
+
+
+@attrs.frozen
+class Show:
+    """What the renderings add beside the targets: ``dane`` (``--dane``, ``--dane-mandatory``)
+    the MX RRset's DNSSEC status and the ``tls`` column; ``mta_sts`` (``--mta-sts``) the policy
+    in the header and the ``tls`` column; ``tlsrpt`` (``--tlsrpt``) the reporting URIs."""
+
+    dane: bool = False
+    mta_sts: bool = False
+    tlsrpt: bool = False
+
+    @property
+    def tls(self) -> bool:
+        """Whether the ``tls`` column is shown: DANE or MTA-STS decides the postures."""
+        return self.dane or self.mta_sts
 
 
 # ---------------------------------------------------------------------------------- renderings
@@ -136,9 +154,26 @@ def _host(host: Host) -> dict[str, Any]:
     }
 
 
+def _sts(result: Result) -> dict[str, Any] | None:
+    """The MTA-STS policy applied, as JSON (``None``: no policy, or no selection)."""
+    selection = result.selection
+    if selection is None or selection.sts_policy is None:
+        return None
+    policy = selection.sts_policy
+    return {
+        "mode": policy.mode.value,
+        "mx": list(policy.mx),
+        "max_age": policy.max_age,
+        "source": selection.sts_source,
+        "id": result.policy_id,
+        "warnings": list(policy.warnings),
+    }
+
+
 def as_json(result: Result, with_trace: bool) -> dict[str, Any]:
     """The ``--json`` object for one result; every key is always present (schema 1): the DANE
-    ones too, opportunistic TLS and the DNSSEC status the resolver gave when DANE is off."""
+    ones too, opportunistic TLS and the DNSSEC status the resolver gave when DANE is off, and
+    ``sts`` (``null``) and ``tlsrpt`` (``[]``) without ``--mta-sts`` and ``--tlsrpt``."""
     selection, error = result.selection, result.error
     data: dict[str, Any] = {
         "schema": JSON_SCHEMA,
@@ -161,6 +196,8 @@ def as_json(result: Result, with_trace: bool) -> dict[str, Any]:
         "address_literal": None if selection is None else selection.address_literal,
         "ttl": None if selection is None else selection.ttl,
         "security": None if selection is None else {"mx": selection.mx_security.value},
+        "sts": _sts(result),
+        "tlsrpt": [] if selection is None else list(selection.tlsrpt),
         "targets": []
         if selection is None
         else [
@@ -187,10 +224,25 @@ def _where(item: Item) -> str:
     return item.text if item.line is None else f"line {item.line}: {item.text}"
 
 
-def as_text(result: Result, with_trace: bool, tls: bool = False) -> str:
-    """The readable block for one result: a target table and warnings, or the error. ``tls``
-    (DANE on): the header names the MX RRset's DNSSEC status, and a ``tls`` column tells how
-    TLS must be used with each target (:class:`~mxselect.TlsRequirement`)."""
+def _sts_header(result: Result) -> str:
+    """The MTA-STS part of the header: ``MTA-STS enforce (fetched, id 20261201, mx: *.example.net)``
+    or ``no MTA-STS policy``."""
+    selection = result.selection
+    assert selection is not None
+    policy = selection.sts_policy
+    if policy is None:
+        return "no MTA-STS policy"
+    details = [selection.sts_source or "", f"id {result.policy_id}" if result.policy_id else ""]
+    details.append(f"mx: {', '.join(policy.mx)}" if policy.mx else "")
+    return f"MTA-STS {policy.mode.value} ({', '.join(d for d in details if d)})"
+
+
+def as_text(result: Result, with_trace: bool, show: Show = Show()) -> str:
+    """The readable block for one result: a target table and warnings, or the error. With
+    ``show.dane`` the header names the MX RRset's DNSSEC status; with ``show.mta_sts`` the
+    MTA-STS policy applied; with either a ``tls`` column tells how TLS must be used with each
+    target (:class:`~mxselect.TlsRequirement`); ``show.tlsrpt`` adds a ``TLS-RPT`` line."""
+    tls = show.tls
     selection, error = result.selection, result.error
     name = _where(result.item)
     if error is not None:
@@ -212,8 +264,11 @@ def as_text(result: Result, with_trace: bool, tls: bool = False) -> str:
             else ""
         )
         # DANE on: how secure the MX RRset was (RFC 7672 §2.2.1); a literal has none.
-        security = f", MX {selection.mx_security}" if tls and not selection.address_literal else ""
-        lines = [f"{name}: {len(selection)} target(s) ({how}{via}{ttl}{security})"]
+        literal = selection.address_literal
+        security = f", MX {selection.mx_security}" if show.dane and not literal else ""
+        # MTA-STS on: the policy applied; a literal has none (RFC 8461 §3.4: no DNS used).
+        sts = f", {_sts_header(result)}" if show.mta_sts and not literal else ""
+        lines = [f"{name}: {len(selection)} target(s) ({how}{via}{ttl}{security}){sts}"]
         rows = [("rank", "pref", "host", "address", "family", *(("tls",) if tls else ()))]
         rows += [
             (
@@ -231,6 +286,11 @@ def as_text(result: Result, with_trace: bool, tls: bool = False) -> str:
             "  " + "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()
             for r in rows
         ]
+        if show.tlsrpt and not literal:
+            rua = ", ".join(selection.tlsrpt) if selection.tlsrpt else "no record"
+            lines.append(f"  TLS-RPT: {rua}")
+        policy = selection.sts_policy
+        lines += [f"  warning: MTA-STS policy: {w}" for w in (policy.warnings if policy else ())]
         lines += [f"  warning: {w.message}" for w in selection.warnings]
         trace = selection.trace
     if with_trace:
@@ -238,9 +298,9 @@ def as_text(result: Result, with_trace: bool, tls: bool = False) -> str:
     return "\n".join(lines)
 
 
-def as_line(result: Result, tls: bool = False) -> str:
-    """The compact one-line form used in batch mode; ``tls`` (DANE on) adds the first target's
-    TLS requirement."""
+def as_line(result: Result, show: Show = Show()) -> str:
+    """The compact one-line form used in batch mode; with ``show.tls`` (DANE or MTA-STS on) the
+    first target's TLS requirement."""
     selection, error = result.selection, result.error
     name = _where(result.item)
     if error is not None:
@@ -248,23 +308,23 @@ def as_line(result: Result, tls: bool = False) -> str:
     assert selection is not None
     first = next(iter(selection))
     warned = f", {len(selection.warnings)} warning(s)" if selection.warnings else ""
-    how = f" ({first.tls})" if tls else ""
+    how = f" ({first.tls})" if show.tls else ""
     return (
         f"{name}  ok  {len(selection)} target(s), first {first.host} {first.address}{how}{warned}"
     )
 
 
 def render(
-    result: Result, *, json_lines: bool, batch: bool, explained: bool, tls: bool = False
+    result: Result, *, json_lines: bool, batch: bool, explained: bool, show: Show = Show()
 ) -> str:
     """What the command prints for one result: a JSON line (``--json``), the batch line (batch
-    mode without ``--explain``) or the readable block; ``tls``: DANE is on, show the TLS
-    requirements."""
+    mode without ``--explain``) or the readable block; ``show``: what DANE, MTA-STS and TLS-RPT
+    add to the text forms (the JSON object has every key)."""
     if json_lines:
         return json.dumps(as_json(result, explained), ensure_ascii=False)
     if batch and not explained:
-        return as_line(result, tls)
-    return as_text(result, explained, tls)
+        return as_line(result, show)
+    return as_text(result, explained, show)
 
 
 def summary(
