@@ -321,13 +321,16 @@ class SelectionPlan:
         """The error of a final outcome, with the warnings so far."""
         error = _ERRORS[outcome](reason, domain=self.domain, warnings=tuple(self._warnings))
         if isinstance(error, StsPolicyError):
-            record = self._sts_record
-            error.policy_id = (
-                record.id
-                if record is not None
-                else (self._sts_entry.id if self._sts_entry is not None else None)
-            )
+            error.policy_id = self._sts_policy_id()
         return error
+
+    def _sts_policy_id(self) -> str | None:
+        """The id of the policy applied: the one fetched now, or the cached entry's."""
+        if self._sts_policy is None:
+            return None
+        if self._sts_source == "fetched" and self._sts_record is not None:
+            return self._sts_record.id
+        return self._sts_entry.id if self._sts_entry is not None else None
 
     def _temporary(self, reason: str) -> DNSTemporaryError:
         return DNSTemporaryError(reason, domain=self.domain, warnings=tuple(self._warnings))
@@ -739,6 +742,18 @@ class SelectionPlan:
                 )
                 dropped = True
                 continue
+            if not matches:
+                self._note(
+                    [
+                        (
+                            WarningCode.STS_MX_MISMATCH,
+                            f"{name} does not match the MTA-STS policy of {self.domain} (mx: "
+                            f"{', '.join(policy.mx)}); mode testing: used anyway, report the "
+                            "failure (RFC 8461 §5)",
+                            name,
+                        )
+                    ]
+                )
             if current is not None and current.authenticate == "dane":
                 continue  # RFC 8461 §2: DANE validation is never overridden
             self._tls[name] = rules.sts_requirement(name, policy, matches)
@@ -922,6 +937,7 @@ class SelectionPlan:
             mx_security=self._mx_security,
             sts_policy=self._sts_policy,
             sts_source=self._sts_source,
+            sts_policy_id=self._sts_policy_id(),
             tlsrpt=self._tlsrpt,
         )
 

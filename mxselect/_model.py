@@ -357,6 +357,7 @@ class Selection:
             ``UNKNOWN`` for an address literal or a resolver that cannot say.
         sts_policy: the MTA-STS policy applied (RFC 8461), or ``None``.
         sts_source: where it came from: ``"fetched"`` or ``"cached"`` (``None`` without one).
+        sts_policy_id: the ``id`` of the ``_mta-sts`` record the policy was fetched for.
         tlsrpt: the reporting URIs (``rua``) of the domain's TLS-RPT record (RFC 8460 §3),
             when the policy asks for it and one is published; ``()`` otherwise.
         trace: every decision, in order: a :class:`Trace` (a sequence of :class:`TraceStep`);
@@ -374,6 +375,7 @@ class Selection:
     mx_security: Security = Security.UNKNOWN
     sts_policy: StsPolicy | None = None
     sts_source: str | None = None
+    sts_policy_id: str | None = None
     tlsrpt: tuple[str, ...] = ()
     trace: Trace = attrs.field(factory=Trace, converter=_as_trace, eq=False, repr=False)
 

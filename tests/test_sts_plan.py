@@ -136,6 +136,7 @@ def test_S2_S3_enforce_skips_the_host_that_does_not_match_and_keeps_the_order() 
     assert selection.sts_policy is not None
     assert selection.sts_policy.mode is StsMode.ENFORCE
     assert selection.sts_source == "fetched"
+    assert selection.sts_policy_id == "20261201"
     warning = next(w for w in selection.warnings if w.code is WarningCode.STS_MX_MISMATCH)
     assert warning.host == "bad.example.net"
     assert "RFC 8461" in warning.message
@@ -214,6 +215,9 @@ def test_S6_testing_keeps_the_host_that_does_not_match() -> None:
     assert {h.tls.posture for h in selection.hosts} == {Posture.MTA_STS_TESTING}
     assert not any(h.tls.required for h in selection.hosts)
     assert "does not match" in selection.hosts[0].tls.rule
+    warning = next(w for w in selection.warnings if w.code is WarningCode.STS_MX_MISMATCH)
+    assert warning.host == "bad.example.net"
+    assert "testing" in warning.message
 
 
 def test_S7_mode_none_applies_nothing_but_is_cached() -> None:
