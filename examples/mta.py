@@ -58,6 +58,7 @@ import mxselect.dane
 import mxselect.mtasts
 import mxselect.tls
 from mxselect.delivery import DeliveryPlan, DeliveryStatus, HandshakeStage, HostStatus, Outcome
+from mxselect.tlsrpt import TlsRptEvent
 
 #: The default unsafe networks minus 127.0.0.0/8, so MX hosts on 127.0.0.2, 127.0.0.3...
 #: are used. Everything else (0.0.0.0/8, link-local, multicast, ::1...) stays unsafe.
@@ -83,6 +84,7 @@ async def deliver(
     fetcher: object = None,
     sts_store: mxselect.mtasts.PolicyStore | None = None,
     cafile: str | None = None,
+    tlsrpt: list[TlsRptEvent] | None = None,
 ) -> Outcome:
     """Deliver ``message`` (bytes, CRLF line endings) to ``recipient``; never raises for a
     DNS or SMTP outcome. Resolves the domain, then :func:`deliver_to` its targets.
@@ -90,7 +92,9 @@ async def deliver(
     With ``policy.mta_sts`` the domain's MTA-STS policy is looked up too: ``fetcher`` fetches
     it (``None``: ``mxselect.fetch.HttpxFetcher()``) and ``sts_store`` caches it (``None``: no
     cache, a fetch every time the TXT record is there). ``cafile``: the CA certificates that
-    MTA-STS targets' certificates must chain to (default: the system's)."""
+    MTA-STS targets' certificates must chain to (default: the system's). ``tlsrpt``: a list
+    the delivery's TLS-RPT events are appended to (``plan.tlsrpt_events``: one per TLS session,
+    successful or failed; feed them to an ``mxselect.tlsrpt.Aggregator``)."""
     domain = recipient.rpartition("@")[2]
     try:
         selection = await mxselect.aselect_targets(
@@ -110,6 +114,7 @@ async def deliver(
         timeout=timeout,
         tls_context=tls_context,
         cafile=cafile,
+        tlsrpt=tlsrpt,
     )
 
 
@@ -124,9 +129,10 @@ async def deliver_to(
     timeout: float = 10.0,
     tls_context: ssl.SSLContext | None = None,
     cafile: str | None = None,
+    tlsrpt: list[TlsRptEvent] | None = None,
 ) -> Outcome:
     """Deliver ``message`` to the targets of ``selection``, TLS as each ``target.tls`` says
-    (see :func:`handshake`); ``cafile``: as for :func:`deliver`.
+    (see :func:`handshake`); ``cafile``, ``tlsrpt``: as for :func:`deliver`.
 
     ``tls_context``: instead, require STARTTLS (RFC 3207) with this context at every target,
     the certificate checked against the MX host name; a target that does not offer it or fails
@@ -174,6 +180,8 @@ async def deliver_to(
             plan.lost(target, str(exc))
         finally:
             await close(smtp)
+    if tlsrpt is not None:
+        tlsrpt.extend(plan.tlsrpt_events)
     return plan.outcome
 
 
