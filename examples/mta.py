@@ -366,18 +366,22 @@ def main() -> int:
         resolver.nameservers = [args.nameserver]
         resolver.port = args.dns_port
     message = sys.stdin.buffer.read().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    outcome = asyncio.run(
-        deliver(
-            args.sender,
-            args.recipient,
-            message,
-            resolver=resolver,
-            smtp_port=args.smtp_port,
-            policy=policy,
-            sts_store=store,
-            cafile=args.ca_file,
+    try:
+        outcome = asyncio.run(
+            deliver(
+                args.sender,
+                args.recipient,
+                message,
+                resolver=resolver,
+                smtp_port=args.smtp_port,
+                policy=policy,
+                sts_store=store,
+                cafile=args.ca_file,
+            )
         )
-    )
+    finally:
+        if store is not None:
+            store.close()
     print(describe(outcome))
     return {DeliveryStatus.DELIVERED: 0, DeliveryStatus.DEFERRED: 75}.get(outcome.status, 69)
 
