@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import ssl
+import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ from cryptography.x509.oid import NameOID
 from dane_certs import DAY, NOW, Cert, make, new_key, pki, requirement, write_chain
 
 import mxselect
+import mxselect.tls
 from mxselect import Posture, TLSARecord, TlsRequirement
 from mxselect.dane import DaneVerdict, _spki, verify
 from mxselect.tls import peer_chain, ssl_context
@@ -389,8 +393,175 @@ def test_ssl_context_configures_a_base_in_place() -> None:
 
 
 def test_ssl_context_refuses_what_it_cannot_do() -> None:
-    with pytest.raises(ValueError, match="pkix"):
-        ssl_context(TlsRequirement(posture=Posture.DANE, required=True, authenticate="pkix"))
+    with pytest.raises(ValueError, match="x509-magic"):
+        ssl_context(TlsRequirement(posture=Posture.DANE, required=True, authenticate="x509-magic"))
+
+
+# ------------------------------------------------- mxselect.tls: PKIX (MTA-STS, RFC 8461 §4.2)
+
+MTA_STS_MX = TlsRequirement(
+    posture=Posture.MTA_STS,
+    required=True,
+    authenticate="pkix",
+    sni="mx1.example.org",
+    reference_ids=("mx1.example.org",),
+)
+
+
+@pytest.mark.parametrize("posture", [Posture.MTA_STS, Posture.MTA_STS_TESTING])
+def test_pkix_context_verifies_during_the_handshake(posture: Posture) -> None:
+    """RFC 8461 §4.2 (PKIX, the MX host name) and §7.2 (TLS 1.2 or later); the system's CA
+    certificates by default."""
+    context = ssl_context(TlsRequirement(posture=posture, authenticate="pkix"))
+    assert context.verify_mode is ssl.CERT_REQUIRED
+    assert context.check_hostname is True
+    assert context.minimum_version >= ssl.TLSVersion.TLSv1_2
+
+
+def test_pkix_context_with_a_cafile_trusts_only_it(tmp_path: Path) -> None:
+    ca = make("pkix test CA", ca=True, key_cert_sign=True)
+    (tmp_path / "ca.pem").write_bytes(ca.pem())
+    context = ssl_context(MTA_STS_MX, cafile=tmp_path / "ca.pem")
+    assert [c["subject"] for c in context.get_ca_certs()] == [((("commonName", "pkix test CA"),),)]
+
+
+def test_pkix_context_configures_a_base_in_place(tmp_path: Path) -> None:
+    ca = make("pkix test CA", ca=True, key_cert_sign=True)
+    (tmp_path / "ca.pem").write_bytes(ca.pem())
+    base = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    base.check_hostname = False
+    base.verify_mode = ssl.CERT_NONE
+    base.minimum_version = ssl.TLSVersion.TLSv1_3
+    context = ssl_context(MTA_STS_MX, base=base, cafile=str(tmp_path / "ca.pem"))
+    assert context is base
+    assert (context.verify_mode, context.check_hostname) == (ssl.CERT_REQUIRED, True)
+    assert context.minimum_version is ssl.TLSVersion.TLSv1_3
+    assert len(context.get_ca_certs()) == 1
+
+
+def _serve_once(context: ssl.SSLContext) -> tuple[int, threading.Thread]:
+    """A TLS server on 127.0.0.1 for one connection: the handshake, then close."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(5)
+    port = int(listener.getsockname()[1])
+
+    def run() -> None:
+        with listener:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            conn.settimeout(5)
+            try:
+                with context.wrap_socket(conn, server_side=True) as tls:
+                    tls.recv(1)
+            except (ssl.SSLError, OSError):
+                conn.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return port, thread
+
+
+def _handshake(client: ssl.SSLContext, server: ssl.SSLContext, name: str) -> None:
+    port, thread = _serve_once(server)
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=5) as sock,
+            client.wrap_socket(sock, server_hostname=name),
+        ):
+            pass
+    finally:
+        thread.join(5)
+
+
+def _server(where: Path, *chain: Cert) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*write_chain(where, *chain))
+    return context
+
+
+@pytest.fixture(scope="module")
+def pkix_ca(tmp_path_factory: pytest.TempPathFactory) -> tuple[Cert, Path]:
+    where = tmp_path_factory.mktemp("pkix")
+    ca = make("pkix test CA", ca=True, key_cert_sign=True)
+    (where / "ca.pem").write_bytes(ca.pem())
+    return ca, where
+
+
+def test_pkix_handshake_with_the_right_name(pkix_ca: tuple[Cert, Path]) -> None:
+    ca, where = pkix_ca
+    leaf = make(None, issuer=ca, dns=["mx1.example.org"])
+    client = ssl_context(MTA_STS_MX, cafile=where / "ca.pem")
+    _handshake(client, _server(where / "good", leaf), "mx1.example.org")  # no error
+
+
+def test_pkix_handshake_matches_a_wildcard(pkix_ca: tuple[Cert, Path]) -> None:
+    ca, where = pkix_ca
+    leaf = make(None, issuer=ca, dns=["*.example.org"])
+    client = ssl_context(MTA_STS_MX, cafile=where / "ca.pem")
+    _handshake(client, _server(where / "wild", leaf), "mx1.example.org")
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("wrong-name", "certificate-host-mismatch"),
+        ("expired", "certificate-expired"),
+        ("untrusted", "certificate-not-trusted"),
+        ("self-signed", "certificate-not-trusted"),
+        ("not-yet-valid", "validation-failure"),
+    ],
+)
+def test_pkix_handshake_failures_and_their_result_types(
+    pkix_ca: tuple[Cert, Path], kind: str, expected: str
+) -> None:
+    """Each failure raises SSLCertVerificationError in the handshake; result_type names its
+    RFC 8460 §4.3 result type."""
+    ca, where = pkix_ca
+    name = ["mx1.example.org"]
+    leaf = {
+        "wrong-name": lambda: make(None, issuer=ca, dns=["mx2.example.org"]),
+        "expired": lambda: make(
+            None, issuer=ca, dns=name, not_before=NOW - 30 * DAY, not_after=NOW - DAY
+        ),
+        "untrusted": lambda: make(
+            None, issuer=make("other CA", ca=True, key_cert_sign=True), dns=name
+        ),
+        "self-signed": lambda: make("mx1.example.org", dns=name),
+        "not-yet-valid": lambda: make(
+            None, issuer=ca, dns=name, not_before=NOW + DAY, not_after=NOW + 30 * DAY
+        ),
+    }[kind]()
+    client = ssl_context(MTA_STS_MX, cafile=where / "ca.pem")
+    with pytest.raises(ssl.SSLCertVerificationError) as caught:
+        _handshake(client, _server(where / kind, leaf), "mx1.example.org")
+    assert mxselect.tls.result_type(caught.value) == expected
+    wrapped = OSError("wrapped")
+    wrapped.__cause__ = caught.value
+    assert mxselect.tls.certificate_error(wrapped) is caught.value
+    assert mxselect.tls.result_type(wrapped) == expected
+
+
+def test_pkix_handshake_refuses_tls_1_1(pkix_ca: tuple[Cert, Path]) -> None:
+    """RFC 8461 §7.2: TLS 1.2 or later. A server that speaks at most TLS 1.1 fails the
+    handshake (OpenSSL 3 may refuse TLS 1.1 on its side too: either way, no session)."""
+    ca, where = pkix_ca
+    server = _server(where / "tls11", make(None, issuer=ca, dns=["mx1.example.org"]))
+    with warnings.catch_warnings():  # "ssl.TLSVersion.TLSv1_1 is deprecated": on purpose
+        warnings.simplefilter("ignore", DeprecationWarning)
+        server.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+        server.maximum_version = ssl.TLSVersion.TLSv1_1
+    client = ssl_context(MTA_STS_MX, cafile=where / "ca.pem")
+    with pytest.raises(ssl.SSLError) as caught:
+        _handshake(client, server, "mx1.example.org")
+    assert not isinstance(caught.value, ssl.SSLCertVerificationError)
+    assert mxselect.tls.result_type(caught.value) == "validation-failure"
+
+
+def test_result_type_without_a_certificate_error() -> None:
+    assert mxselect.tls.result_type(ConnectionResetError("reset")) == "validation-failure"
+    assert mxselect.tls.certificate_error(ValueError()) is None
 
 
 class _Peer:
