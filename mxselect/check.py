@@ -647,11 +647,23 @@ class _Findings:
                 "RFC 5321 §5.1",
             )
         elif code is WarningCode.DUPLICATE_ADDRESS:
+            # "address A of H is already listed for G": one finding per host (both families).
+            words = text.split()
+            other = words[-1] if len(words) > 1 else "another host"
+            if any(f.code == "duplicate-address" and f.subject == host for f in self.findings):
+                return
+            shared = [
+                w.message.split()[1]
+                for w in self.warnings
+                if w.code is WarningCode.DUPLICATE_ADDRESS and w.host == warning.host
+            ]
             self.add(
                 "duplicate-address",
                 Severity.WARNING,
                 host,
-                f"{text}: senders try each address once, so that host adds no redundancy.",
+                f"The MX host {host} has the same address(es) as {other} "
+                f"({', '.join(shared)}): senders try each address once, so it adds no "
+                "redundancy.",
                 "Give each MX host its own address (a backup on the same machine is no "
                 "backup), or remove the redundant MX record.",
                 "RFC 5321 §5.1",
