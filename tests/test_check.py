@@ -360,3 +360,18 @@ def test_e2e_cli(dns_env: object, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = cli(capsys, *args, "--json", "partial.example.test")
     assert code == 2
     assert json.loads(out)["findings"][0]["code"] == "exchange-nxdomain"
+
+
+def test_bad_answer() -> None:
+    """A resolver answering AAAA with an IPv4 address: ``bad-answer`` (a warning)."""
+    from mxselect import Answer, Query, RRType
+
+    fake = resolver()
+
+    class Wrong:
+        def resolve(self, query: Query) -> Answer:
+            if query.name == "mx2.example.org." and query.rtype is RRType.AAAA:
+                return Answer.from_addresses(["2001:db8::2", "192.0.2.2"], ttl=3600)
+            return fake.resolve(query)
+
+    assert codes(check("example.org", resolver=Wrong())) == {"bad-answer": Severity.WARNING}
