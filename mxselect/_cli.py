@@ -791,6 +791,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     interpreter (:func:`entry_point` does), so it can be called in-process."""
     for stream in (sys.stdout, sys.stderr):
         stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["check"]:  # the mail-routing doctor: mxselect.check, docs/check.md
+        from ._check_cli import main as check_main
+
+        return check_main(argv[1:])
     parser = _parser()
     try:
         args = parser.parse_args(argv)
