@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import _cli
 from ._output import EX_INTERRUPTED, Item, Progress, Tally, summary
-from .check import Report, Severity, acheck
+from ._probe import PROBE_DEADLINE, PROBE_TIMEOUT
+from .check import Report, Severity, acheck, aprobe, render_html
 
 if TYPE_CHECKING:
     from ._policy import Policy
@@ -41,6 +42,13 @@ def exit_code(report: Report) -> int:
     if worst is Severity.WARNING:
         return EXIT_WARNING
     return EXIT_OK
+
+
+def _port(text: str) -> int:
+    value = _cli._positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"not a port: {text!r}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -74,6 +82,43 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--json", action="store_true", help="one JSON object per domain (JSON Lines, schema 1)"
+    )
+    parser.add_argument(
+        "--html",
+        type=Path,
+        metavar="FILE",
+        help="also write the reports to FILE as one self-contained HTML page (a drawing of "
+        "the routing, the findings)",
+    )
+    smtp = parser.add_argument_group("SMTP probe (opt-in)")
+    smtp.add_argument(
+        "--probe",
+        action="store_true",
+        help="connect to each selected target on port 25: banner, EHLO, STARTTLS, the "
+        "certificate against its DANE/MTA-STS requirement (never to an unsafe address)",
+    )
+    smtp.add_argument(
+        "--probe-timeout",
+        type=_cli._seconds,
+        default=PROBE_TIMEOUT,
+        metavar="SECONDS",
+        help=f"seconds each step of a probe may take (default {PROBE_TIMEOUT:g})",
+    )
+    smtp.add_argument(
+        "--probe-deadline",
+        type=_cli._seconds,
+        default=PROBE_DEADLINE,
+        metavar="SECONDS",
+        help=f"seconds the probe of one domain may take (default {PROBE_DEADLINE:g})",
+    )
+    smtp.add_argument(
+        "--probe-port", type=_port, default=25, metavar="PORT", help="the port (default 25)"
+    )
+    smtp.add_argument(
+        "--probe-cafile",
+        type=Path,
+        metavar="FILE",
+        help="MTA-STS targets: trust the CA certificates of this PEM file instead of the system's",
     )
     dns = parser.add_argument_group("DNS (as for mxselect DOMAIN)")
     dns.add_argument("--zone", action="append", type=Path, metavar="FILE")
@@ -157,8 +202,11 @@ def _run(
         len(items), batch and not args.quiet and sys.stderr.isatty(), sys.stdout, sys.stderr
     )
 
+    reports: list[Report] = []
+
     def emit(result: tuple[Item, Report]) -> None:
         item, report = result
+        reports.append(report)
         code = exit_code(report)
         tally.counts[("ok", "warnings", "errors")[code]] += 1
         tally.code = max(tally.code, code)
@@ -166,6 +214,15 @@ def _run(
 
     async def one(item: Item) -> tuple[Item, Report]:
         report = await acheck(item.domain, resolver=resolver, policy=policy, deadline=args.deadline)
+        if args.probe:
+            report = await aprobe(
+                report,
+                policy=policy,
+                port=args.probe_port,
+                timeout=args.probe_timeout,
+                deadline=args.probe_deadline,
+                cafile=args.probe_cafile,
+            )
         return item, report
 
     run = _cli._run_streaming if batch and not args.in_order else _cli._run_in_order
@@ -177,6 +234,12 @@ def _run(
         interrupted = True
     finally:
         progress.close()
+    if args.html is not None:
+        try:
+            args.html.write_text(render_html(reports), encoding="utf-8")
+        except OSError as exc:
+            print(f"mxselect check: cannot write {args.html}: {exc}", file=sys.stderr)
+            tally.code = max(tally.code, EXIT_ERROR)
     if (batch or interrupted) and not args.quiet:
         elapsed = time.monotonic() - started
         text = summary(tally, len(items), elapsed, interrupted, _cli._stats(resolver))

@@ -19,7 +19,8 @@ one sentence of explanation, the fix, and the RFC section behind it.
     >>> [f.code for f in report.findings]
     ['mx-is-cname', 'single-mx', 'no-ipv6']
 
-This slice covers the DNS findings only: the SMTP probe (``--probe``), the HTML report and the
+:func:`probe` (``--probe``) connects to each selected target over SMTP and adds what it finds;
+:func:`render_html` (``--html FILE``) draws the reports as a self-contained HTML page. The
 DNSSEC/DANE/MTA-STS findings come later (docs/check.md).
 """
 
@@ -64,8 +65,11 @@ __all__ = [
     "Report",
     "Severity",
     "acheck",
+    "aprobe",
     "check",
     "check_policy",
+    "probe",
+    "render_html",
 ]
 
 #: The version of the JSON object of :meth:`Report.as_dict` (``"schema"``).
@@ -910,3 +914,8 @@ class _Findings:
                 "Add A records to the MX hosts.",
                 "RFC 3974",
             )
+
+
+# The probe and the HTML report live in their own modules (re-exported here).
+from ._check_html import render_html  # noqa: E402
+from ._probe import aprobe, probe  # noqa: E402

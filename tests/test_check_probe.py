@@ -1,0 +1,385 @@
+"""mxselect check --probe and --html: aiosmtpd servers (and raw sockets) on 127.0.0.x with
+certificates made here; the unsafe-network rule; the HTML page well-formed, complete, escaped
+and self-contained. Loopback only."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+if not os.environ.get("CI"):  # in CI (.ci/run installs the extras) a missing package fails
+    pytest.importorskip("aiosmtpd", reason="pip install -e '.[examples]'")
+    pytest.importorskip("cryptography", reason="pip install -e '.[dane]'")
+from aiosmtpd.controller import Controller
+from dane_certs import DAY, NOW, Pki, make, pki, requirement, write_chain
+
+from mxselect import Host, Policy, Posture, Selection, Target, TlsRequirement
+from mxselect._check_cli import main as check_main
+from mxselect.check import Finding, Report, Severity, aprobe, check, probe, render_html
+from mxselect.testing import FakeResolver
+
+HOST = "mx1.example.org"
+ADDR = "127.0.0.2"
+LOOPBACK = Policy().without_unsafe("127.0.0.0/8")
+
+
+def free_port(address: str = ADDR) -> int:
+    with socket.socket() as s:
+        s.bind((address, 0))
+        return int(s.getsockname()[1])
+
+
+def report_for(*targets: Target) -> Report:
+    hosts: dict[str, list[Any]] = {}
+    for t in targets:
+        hosts.setdefault(t.host, [t.preference, []])[1].append(t.address)
+    selection = Selection(
+        domain="example.org",
+        canonical_domain="example.org",
+        targets=targets,
+        hosts=tuple(Host(n, p, tuple(a), n) for n, (p, a) in hosts.items()),
+    )
+    return Report("example.org", (), selection)
+
+
+def target(tls: TlsRequirement | None = None, address: str = ADDR, host: str = HOST) -> Target:
+    if tls is None:
+        return Target(host, 10, ipaddress.ip_address(address))
+    return Target(host, 10, ipaddress.ip_address(address), tls=tls)
+
+
+def codes(report: Report) -> list[str]:
+    return [f.code for f in report.findings]
+
+
+def only(report: Report, code: str) -> Finding:
+    (finding,) = [f for f in report.findings if f.code == code]
+    return finding
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    where = tmp_path_factory.mktemp("probe")
+    good: Pki = pki(leaf_dns=(HOST,))
+    other: Pki = pki(leaf_dns=(HOST,))
+    expired = make(
+        None, issuer=good.inter, dns=(HOST,), not_before=NOW - 60 * DAY, not_after=NOW - DAY
+    )
+    (where / "ca.pem").write_bytes(good.root.pem())
+    return {"good": good, "other": other, "expired": expired, "dir": where}
+
+
+def server_context(certs: dict[str, Any], name: str, *chain: Any) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*write_chain(certs["dir"] / name, *chain))
+    return context
+
+
+class Sink:
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        return "250 ok"
+
+
+@pytest.fixture
+def smtp() -> Iterator[Callable[..., int]]:
+    """start(tls=None, address=ADDR) -> port: aiosmtpd, with STARTTLS when ``tls``."""
+    controllers: list[Controller] = []
+
+    def start(tls: ssl.SSLContext | None = None, address: str = ADDR) -> int:
+        port = free_port(address)
+        controller = Controller(Sink(), hostname=address, port=port, tls_context=tls)
+        controller.start()
+        controllers.append(controller)
+        return port
+
+    yield start
+    for controller in controllers:
+        controller.stop()
+
+
+@pytest.fixture
+def raw() -> Iterator[Callable[[bytes | None], int]]:
+    """start(greeting) -> port: a socket server that sends ``greeting`` and waits (``None``:
+    accepts and never speaks)."""
+    sockets: list[socket.socket] = []
+    stop = threading.Event()
+
+    def start(greeting: bytes | None) -> int:
+        server = socket.socket()
+        server.bind((ADDR, 0))
+        server.listen(8)
+        server.settimeout(0.1)
+        sockets.append(server)
+
+        def serve() -> None:
+            held = []
+            while not stop.is_set():
+                try:
+                    conn, _ = server.accept()
+                except (TimeoutError, OSError):
+                    continue
+                held.append(conn)
+                if greeting is not None:
+                    conn.sendall(greeting)
+            for conn in held:
+                conn.close()
+
+        threading.Thread(target=serve, daemon=True).start()
+        return int(server.getsockname()[1])
+
+    yield start
+    stop.set()
+    for s in sockets:
+        s.close()
+
+
+# ------------------------------------------------------------------------------- the probe
+
+
+def test_opportunistic_starttls_is_ok(smtp: Any, certs: dict[str, Any]) -> None:
+    good = certs["good"]
+    port = smtp(server_context(certs, "ok", good.leaf, good.inter))
+    report = probe(report_for(target()), policy=LOOPBACK, port=port, timeout=5)
+    assert codes(report) == ["probe-ok"]
+    text = report.findings[0].message
+    assert "banner 220" in text
+    assert "STARTTLS TLS" in text
+    assert "certificate" in text
+    assert report.ok
+
+
+def test_dane_match_and_mismatch(smtp: Any, certs: dict[str, Any]) -> None:
+    good, other = certs["good"], certs["other"]
+    port = smtp(server_context(certs, "dane", good.leaf, good.inter))
+    match = requirement(good.leaf.tlsa(3, 1, 1), reference_ids=(HOST,), base=HOST)
+    report = probe(report_for(target(match)), policy=LOOPBACK, port=port, timeout=5)
+    assert codes(report) == ["probe-ok"]
+    assert "DANE ok" in report.findings[0].message
+    wrong = requirement(other.leaf.tlsa(3, 1, 1), reference_ids=(HOST,), base=HOST)
+    report = probe(report_for(target(wrong)), policy=LOOPBACK, port=port, timeout=5)
+    finding = only(report, "dane-mismatch")
+    assert finding.severity is Severity.ERROR
+    assert finding.subject == f"{HOST} {ADDR}"
+    assert "RFC 7672" in finding.rfc
+
+
+def test_sts_certificate_valid_and_invalid(smtp: Any, certs: dict[str, Any]) -> None:
+    good, other = certs["good"], certs["other"]
+    sts = TlsRequirement(posture=Posture.MTA_STS, required=True, authenticate="pkix", sni=HOST)
+    port = smtp(server_context(certs, "sts", good.leaf, good.inter))
+    ca = certs["dir"] / "ca.pem"
+    report = probe(report_for(target(sts)), policy=LOOPBACK, port=port, timeout=5, cafile=ca)
+    assert codes(report) == ["probe-ok"]
+    port = smtp(server_context(certs, "sts-bad", other.leaf, other.inter))
+    report = probe(report_for(target(sts)), policy=LOOPBACK, port=port, timeout=5, cafile=ca)
+    finding = only(report, "sts-certificate-invalid")
+    assert finding.severity is Severity.ERROR
+    assert "fails the MTA-STS checks" in finding.message
+    testing = TlsRequirement(posture=Posture.MTA_STS_TESTING, authenticate="pkix", sni=HOST)
+    report = probe(report_for(target(testing)), policy=LOOPBACK, port=port, timeout=5, cafile=ca)
+    assert only(report, "sts-certificate-invalid").severity is Severity.WARNING
+
+
+def test_expired_certificate_opportunistic(smtp: Any, certs: dict[str, Any]) -> None:
+    port = smtp(server_context(certs, "expired", certs["expired"], certs["good"].inter))
+    report = probe(report_for(target()), policy=LOOPBACK, port=port, timeout=5)
+    assert only(report, "certificate-expired").severity is Severity.WARNING
+
+
+def test_no_starttls(smtp: Any, certs: dict[str, Any]) -> None:
+    port = smtp(None)
+    report = probe(report_for(target()), policy=LOOPBACK, port=port, timeout=5)
+    assert only(report, "no-starttls").severity is Severity.WARNING
+    dane = requirement(certs["good"].leaf.tlsa(3, 1, 1), reference_ids=(HOST,), base=HOST)
+    report = probe(report_for(target(dane)), policy=LOOPBACK, port=port, timeout=5)
+    assert only(report, "no-starttls").severity is Severity.ERROR
+
+
+def test_refused_port() -> None:
+    port = free_port()  # nothing listens there
+    report = probe(report_for(target()), policy=LOOPBACK, port=port, timeout=5)
+    finding = only(report, "probe-refused")
+    assert finding.severity is Severity.WARNING
+    assert "unreachable now" in finding.message
+
+
+def test_5xx_banner(raw: Any) -> None:
+    port = raw(b"554 5.7.1 go away\r\n")
+    report = probe(report_for(target()), policy=LOOPBACK, port=port, timeout=5)
+    finding = only(report, "probe-banner-5xx")
+    assert finding.severity is Severity.ERROR
+    assert "554" in finding.message
+
+
+def test_timeout_server_never_speaks(raw: Any) -> None:
+    port = raw(None)
+    report = probe(report_for(target()), policy=LOOPBACK, port=port, timeout=0.5)
+    finding = only(report, "probe-timeout")
+    assert finding.severity is Severity.WARNING
+    assert "the banner" in finding.message
+
+
+def test_targets_run_concurrently_under_the_deadline(raw: Any) -> None:
+    port = raw(None)
+    targets = [target(host=f"mx{i}.example.org") for i in range(5)]
+    loop = asyncio.new_event_loop()
+    try:
+        start = loop.time()
+        report = loop.run_until_complete(
+            aprobe(report_for(*targets), policy=LOOPBACK, port=port, timeout=5, deadline=0.5)
+        )
+        assert loop.time() - start < 2.5
+    finally:
+        loop.close()
+    assert codes(report) == ["probe-timeout"] * 5
+
+
+def test_unsafe_address_is_never_connected_to(raw: Any) -> None:
+    """With the default policy loopback is unsafe: the probe does not connect at all."""
+    accepted: list[int] = []
+    server = socket.socket()
+    server.bind((ADDR, 0))
+    server.listen(1)
+    server.settimeout(0.5)
+    port = int(server.getsockname()[1])
+    try:
+        report = probe(report_for(target()), port=port, timeout=1)
+        try:
+            conn, _ = server.accept()
+            accepted.append(1)
+            conn.close()
+        except TimeoutError:
+            pass
+    finally:
+        server.close()
+    assert not accepted
+    assert codes(report) == ["probe-unsafe-address"]
+
+
+def test_probe_keeps_dns_findings_and_without_selection_does_nothing() -> None:
+    zone = "$ORIGIN example.org.\n$TTL 3600\n@ MX 10 gone\n"
+    report = check("example.org", resolver=FakeResolver.from_zone(zone))
+    assert probe(report) == report
+
+
+# ------------------------------------------------------------------------------- the page
+
+
+class Checker(HTMLParser):
+    VOID: ClassVar[set[str]] = {"meta", "br", "img", "link", "input", "hr"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.text: list[str] = []
+        self.attrs: list[str] = []
+        self.tags: set[str] = set()
+        self.names: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.add(tag)
+        self.names |= {n for n, _ in attrs}
+        self.attrs += [v or "" for _, v in attrs]
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.attrs += [v or "" for _, v in attrs]
+
+    def handle_endtag(self, tag: str) -> None:
+        assert self.stack, tag
+        assert self.stack[-1] == tag, (self.stack, tag)
+        self.stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def parse(page: str) -> Checker:
+    checker = Checker()
+    checker.feed(page)
+    checker.close()
+    assert checker.stack == []
+    return checker
+
+
+ZONE = """
+$ORIGIN example.org.
+$TTL 3600
+@      MX 10 mx1
+@      MX 20 via
+mx1    A 192.0.2.1
+via    CNAME mx1
+"""
+
+
+def test_html_well_formed_complete_and_self_contained() -> None:
+    report = check("example.org", resolver=FakeResolver.from_zone(ZONE))
+    page = render_html([report])
+    checker = parse(page)
+    text = "".join(checker.text)
+    assert report.selection is not None
+    for host in report.selection.hosts:
+        assert host.name in text
+        for address in host.addresses:
+            assert str(address) in text
+    for finding in report.findings:
+        assert finding.code in text
+    assert "<svg" in page
+    assert "<script" not in page
+    assert "http://" not in page
+    assert "https://" not in page
+    assert not any(a.startswith(("http:", "https:", "//")) for a in checker.attrs)
+
+
+def test_html_escapes_hostile_text() -> None:
+    hostile = 'x"><script>alert(1)</script><img src=https://evil.test/x>.example.org'
+    finding = Finding("probe-ok", Severity.INFO, hostile, hostile, "<b>fix</b>", "RFC 5321")
+    t = target(host=hostile, address="192.0.2.9")
+    base = report_for(t)
+    report = Report('<svg onload="alert(1)">', (finding,), base.selection)
+    page = render_html([report])
+    assert "<script" not in page
+    assert "<img" not in page
+    assert "<b>" not in page
+    assert 'onload="' not in page
+    checker = parse(page)
+    assert not checker.tags & {"script", "img", "b", "iframe", "object", "link"}
+    assert not any(n.startswith("on") or n in ("src", "href") for n in checker.names)
+    assert hostile in "".join(checker.text)  # shown, as text
+    assert '<svg onload="alert(1)">' in "".join(checker.text)
+
+
+# ------------------------------------------------------------------------------- the command
+
+
+def test_cli_probe_and_html(
+    smtp: Any, certs: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = certs["good"]
+    port = smtp(server_context(certs, "cli", good.leaf, good.inter))
+    zone = tmp_path / "zone"
+    zone.write_text("$ORIGIN example.org.\n$TTL 3600\n@ MX 10 mx1\nmx1 A 127.0.0.2\n")
+    page = tmp_path / "report.html"
+    code = check_main(
+        [
+            "--zone", str(zone), "--allow-network", "127.0.0.0/8", "-4", "--probe",
+            "--probe-port", str(port), "--probe-timeout", "5",
+            "--html", str(page), "example.org",
+        ]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert "[probe-ok] mx1.example.org 127.0.0.2" in out, out
+    assert code == 0  # single-mx, no-ipv6 (IPv4 only: not asked), probe-ok: INFO
+    parse(page.read_text(encoding="utf-8"))
+    assert "probe-ok" in page.read_text(encoding="utf-8")
