@@ -102,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
         type=_cli._seconds,
         default=PROBE_TIMEOUT,
         metavar="SECONDS",
-        help=f"seconds each step of a probe may take (default {PROBE_TIMEOUT:g})",
+        help=f"seconds the probe of one target may take (default {PROBE_TIMEOUT:g})",
     )
     smtp.add_argument(
         "--probe-deadline",

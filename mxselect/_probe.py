@@ -4,7 +4,8 @@ target's DANE (RFC 7672) or MTA-STS (RFC 8461) requirement.
 
 Raw asyncio streams (:func:`asyncio.open_connection`, :meth:`asyncio.StreamWriter.start_tls`,
 Python 3.11+), not aiosmtplib: the probe needs no dependency, reads a 5xx banner as a reply
-rather than an exception, and bounds every step with the same timeout. It sends ``EHLO``,
+rather than an exception, and bounds each target's conversation with one timeout and the
+whole probe with a deadline. It sends ``EHLO``,
 ``STARTTLS`` and ``QUIT`` -- never ``MAIL FROM``.
 
 Safety: a target whose address the policy calls unsafe (loopback, link-local...; the
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
     from .check import Finding, Report
 
-#: Seconds each step of one probe (connect, a reply, the handshake) may take, by default.
+#: Seconds the conversation with one target (connect to QUIT) may take, by default.
 PROBE_TIMEOUT = 10.0
 #: Seconds the whole probe of one report may take, by default.
 PROBE_DEADLINE = 60.0
@@ -104,7 +105,7 @@ async def _probe_one(
     tls = target.tls
     reader, writer = await asyncio.open_connection(str(target.address), port)
     try:
-        state.step = "the banner"
+        state.step = "waiting for the banner"
         code, text = await _reply(reader)
         banner = text[0] if text else ""
         state.notes.append(f"banner {code} {banner}".rstrip())
@@ -131,7 +132,7 @@ async def _probe_one(
                 "RFC 5321 §3.1, §4.2",
             )
             return
-        state.step = "the EHLO reply"
+        state.step = "waiting for the EHLO reply"
         code, text = await _command(reader, writer, f"EHLO {helo}")
         if code != 250:
             _finding(
@@ -162,17 +163,17 @@ async def _probe_one(
                 "RFC 3207, RFC 7672 §2.2" if required else "RFC 3207, RFC 8314",
             )
             return
-        state.step = "the STARTTLS reply"
+        state.step = "waiting for the STARTTLS reply"
         code, text = await _command(reader, writer, "STARTTLS")
         if code != 220:
             _handshake_failed(state, f"STARTTLS answered {code} {(text or [''])[0]!r}")
             return
-        state.step = "the TLS handshake"
+        state.step = "in the TLS handshake"
         context = _context(target, cafile)
         name = tls.sni if tls.sni else (target.host if tls.posture in _STS else None)
         try:
             await writer.start_tls(context, server_hostname=name)
-        except ssl.SSLError as exc:
+        except OSError as exc:  # ssl.SSLError, or the server closed the connection
             if tls.posture in _STS and isinstance(exc, ssl.SSLCertVerificationError):
                 _sts_invalid(state, exc)
             else:
@@ -182,7 +183,7 @@ async def _probe_one(
         version = ssl_object.version() if ssl_object is not None else None
         state.notes.append(f"STARTTLS {version or 'TLS'}")
         _certificate(state, ssl_object)
-        state.step = "the QUIT reply"
+        state.step = "waiting for the QUIT reply"
         with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
             await asyncio.wait_for(_command(reader, writer, "QUIT"), 1.0)
     finally:
@@ -309,7 +310,7 @@ async def _guarded(
                 "probe-timeout",
                 "warning",
                 f"{target.host} ({target.address}) port {port}: no answer within "
-                f"{max(left, 0):g} s while waiting for {state.step}: unreachable now (or "
+                f"{max(left, 0):g} s {state.step}: unreachable now (or "
                 "filtered); senders try the next host and retry later.",
                 "Check that the server runs and that port 25 is open to the internet; then "
                 "probe again.",
@@ -321,7 +322,7 @@ async def _guarded(
                 "probe-refused",
                 "warning",
                 f"{target.host} ({target.address}) port {port}: "
-                f"{exc.strerror or exc} while {state.step}: unreachable now; senders try "
+                f"{exc.strerror or exc} ({state.step}): unreachable now; senders try "
                 "the next host and retry later.",
                 "Check that the server runs and that port 25 is open to the internet; then "
                 "probe again.",
@@ -339,7 +340,34 @@ async def aprobe(
     cafile: str | os.PathLike[str] | None = None,
     helo: str = "mxselect.invalid",
 ) -> Report:
-    """Probe the targets of ``report.selection`` over SMTP; the report with the findings."""
+    """Probe the targets of ``report.selection`` over SMTP, all at once: the report with the
+    probe's findings added (``--probe``; docs/check.md lists them).
+
+    For each target (each host and address once): connect, read the banner, ``EHLO``, and if
+    STARTTLS is offered, ``STARTTLS`` and the TLS handshake with the context of
+    :func:`mxselect.tls.ssl_context` for the target's requirement; then the certificate is
+    checked as its senders check it -- DANE: :func:`mxselect.dane.verify` on
+    :func:`mxselect.tls.peer_chain`; MTA-STS: the handshake verifies (PKIX, the MX host name);
+    opportunistic: only its expiry. Then ``QUIT``: no mail is sent. A target without
+    problems gets a ``probe-ok`` INFO finding that says what it saw.
+
+    Args:
+        report: a :class:`~mxselect.check.Report` of :func:`~mxselect.check.check`; without a
+            selection it is returned as it is.
+        policy: the policy of the check: a target whose address it calls unsafe is never
+            connected to (``probe-unsafe-address``). Default :class:`~mxselect.Policy` (where
+            loopback is unsafe: ``Policy().without_unsafe("127.0.0.0/8")`` for tests).
+        port: the port to connect to (25; another for tests).
+        timeout: seconds the conversation with one target may take (``probe-timeout``).
+        deadline: seconds the whole probe may take (targets still unfinished then:
+            ``probe-timeout``); at most 20 targets are probed at once.
+        cafile: for MTA-STS targets: a PEM file of the CA certificates to trust instead of the
+            system's.
+        helo: the name sent with ``EHLO``.
+
+    Raises:
+        ValueError: ``timeout`` or ``deadline`` is not positive.
+    """
     from .check import Finding, Severity
 
     if not timeout > 0 or not deadline > 0:

@@ -226,7 +226,7 @@ def test_timeout_server_never_speaks(raw: Any) -> None:
     report = probe(report_for(target()), policy=LOOPBACK, port=port, timeout=0.5)
     finding = only(report, "probe-timeout")
     assert finding.severity is Severity.WARNING
-    assert "the banner" in finding.message
+    assert "waiting for the banner" in finding.message
 
 
 def test_targets_run_concurrently_under_the_deadline(raw: Any) -> None:
