@@ -58,6 +58,7 @@ PAGES = sorted(
 
 #: The blocks not run, as (page, reason): few, and each for a reason the test cannot supply.
 NOT_RUN = [
+    ("docs/check.md", "connects to port 25 of real servers (tests/test_check_probe.py)"),
     ("docs/howto/mta.md", "needs aiosmtplib and SMTP servers (tests/test_example_mta.py)"),
 ]
 
