@@ -108,18 +108,28 @@ def smtp() -> Iterator[Callable[..., int]]:
 
 
 @pytest.fixture
-def raw() -> Iterator[Callable[[bytes | None], int]]:
-    """start(greeting) -> port: a socket server that sends ``greeting`` and waits (``None``:
-    accepts and never speaks)."""
+def raw() -> Iterator[Callable[..., int]]:
+    """start(greeting, *replies) -> port: a socket server that sends ``greeting``, then one of
+    ``replies`` for each line it reads, then waits (``greeting=None``: never speaks)."""
     sockets: list[socket.socket] = []
     stop = threading.Event()
 
-    def start(greeting: bytes | None) -> int:
+    def start(greeting: bytes | None, *replies: bytes) -> int:
         server = socket.socket()
         server.bind((ADDR, 0))
         server.listen(8)
         server.settimeout(0.1)
         sockets.append(server)
+
+        def talk(conn: socket.socket) -> None:
+            if greeting is None:
+                return
+            conn.sendall(greeting)
+            stream = conn.makefile("rb")
+            for reply in replies:
+                if not stream.readline():
+                    return
+                conn.sendall(reply)
 
         def serve() -> None:
             held = []
@@ -128,9 +138,9 @@ def raw() -> Iterator[Callable[[bytes | None], int]]:
                     conn, _ = server.accept()
                 except (TimeoutError, OSError):
                     continue
+                conn.settimeout(5)
                 held.append(conn)
-                if greeting is not None:
-                    conn.sendall(greeting)
+                threading.Thread(target=talk, args=(conn,), daemon=True).start()
             for conn in held:
                 conn.close()
 
@@ -203,6 +213,33 @@ def test_no_starttls(smtp: Any, certs: dict[str, Any]) -> None:
     dane = requirement(certs["good"].leaf.tlsa(3, 1, 1), reference_ids=(HOST,), base=HOST)
     report = probe(report_for(target(dane)), policy=LOOPBACK, port=port, timeout=5)
     assert only(report, "no-starttls").severity is Severity.ERROR
+
+
+def test_tls_handshake_failed(raw: Any, certs: dict[str, Any]) -> None:
+    """STARTTLS accepted, then not TLS: a warning when cleartext is allowed, else an error."""
+    port = raw(
+        b"220 mx1 ESMTP\r\n",
+        b"250-mx1\r\n250 STARTTLS\r\n",
+        b"220 go ahead\r\n",
+        b"this is not a TLS record\r\n" * 4,
+    )
+    report = probe(report_for(target()), policy=LOOPBACK, port=port, timeout=5)
+    assert only(report, "tls-handshake-failed").severity is Severity.WARNING
+    dane = requirement(certs["good"].leaf.tlsa(3, 1, 1), reference_ids=(HOST,), base=HOST)
+    report = probe(report_for(target(dane)), policy=LOOPBACK, port=port, timeout=5)
+    assert only(report, "tls-handshake-failed").severity is Severity.ERROR
+
+
+def test_starttls_refused_and_ehlo_refused(raw: Any) -> None:
+    port = raw(b"220 mx1\r\n", b"250-mx1\r\n250 STARTTLS\r\n", b"454 4.7.0 TLS not available\r\n")
+    report = probe(report_for(target()), policy=LOOPBACK, port=port, timeout=5)
+    assert "454" in only(report, "tls-handshake-failed").message
+    port = raw(b"220 mx1\r\n", b"502 5.5.2 no EHLO\r\n")
+    report = probe(report_for(target()), policy=LOOPBACK, port=port, timeout=5)
+    assert only(report, "probe-ehlo-refused").severity is Severity.WARNING
+    port = raw(b"421 4.3.2 busy\r\n")
+    report = probe(report_for(target()), policy=LOOPBACK, port=port, timeout=5)
+    assert only(report, "probe-banner-not-220").severity is Severity.WARNING
 
 
 def test_refused_port() -> None:
