@@ -79,11 +79,44 @@ def _line(column: int, row: float, rows: float, to_row: float, to_rows: float) -
     return f'<line x1="{x1}" y1="{y1:g}" x2="{x2}" y2="{y2:g}" stroke="#999"/>'
 
 
+#: Findings whose subject names an MX host that a sender does not use (drawn as "not used");
+#: True: the subject is "MX <host>".
+_UNUSED = {
+    "exchange-nxdomain": False,
+    "exchange-no-address": False,
+    "exchange-lookup-failed": False,
+    "invalid-exchange": True,
+    "mx-is-address": True,
+    "unsafe-address": False,
+}
+
+
+def _unused(report: Report, used: set[str]) -> list[tuple[str, tuple[str, ...]]]:
+    """(host, addresses) named by findings about MX hosts a sender does not use."""
+    hosts: dict[str, list[str]] = {}
+    for finding in report.findings:
+        if finding.code not in _UNUSED:
+            continue
+        words = finding.subject.split()
+        if _UNUSED[finding.code] and words[:1] == ["MX"]:
+            words = words[1:]
+        if not words or words[0] in used:
+            continue
+        addresses = hosts.setdefault(words[0], [])
+        if finding.code == "unsafe-address" and len(words) > 1 and words[1] not in addresses:
+            addresses.append(words[1])
+    return [(name, tuple(addresses)) for name, addresses in hosts.items()]
+
+
 def _drawing(report: Report) -> str:
     findings = report.findings
     selection = report.selection
-    hosts = [] if selection is None else list(selection.hosts)
-    rows = max(1, sum(max(1, len(h.addresses)) for h in hosts))
+    used = [] if selection is None else list(selection.hosts)
+    hosts: list[tuple[str, int | None, tuple[str, ...]]] = [
+        (h.name, h.preference, tuple(str(a) for a in h.addresses)) for h in used
+    ]
+    hosts += [(n, None, a) for n, a in _unused(report, {h.name for h in used})]
+    rows = max(1, sum(max(1, len(addresses)) for _, _, addresses in hosts))
     height = 10 + rows * _ROW + 4
     width = _COLUMNS[3] + _WIDTHS[3] + 10
     parts = [
@@ -92,17 +125,16 @@ def _drawing(report: Report) -> str:
     ]
     parts.append(_box(0, 0, rows, report.domain, report.worst, f"domain {report.domain}"))
     row = 0
-    levels: dict[int, list[tuple[int, int, Severity | None]]] = {}
-    for host in hosts:
-        span = max(1, len(host.addresses))
-        about = [f for f in findings if _about(f, host.name)]
+    levels: dict[int | None, list[tuple[int, int, Severity | None]]] = {}
+    for name, preference, addresses in hosts:
+        span = max(1, len(addresses))
+        about = [f for f in findings if _about(f, name)]
         severity = _worst(about)
-        levels.setdefault(host.preference, []).append((row, span, severity))
-        parts.append(_box(2, row, span, host.name, severity, f"host {host.name}"))
-        for i, address in enumerate(host.addresses):
-            text = str(address)
+        levels.setdefault(preference, []).append((row, span, severity))
+        parts.append(_box(2, row, span, name, severity, f"host {name}"))
+        for i, text in enumerate(addresses):
             mine = [f for f in about if _about(f, text)] or [f for f in findings if _about(f, text)]
-            parts.append(_box(3, row + i, 1, text, _worst(mine), f"{host.name} {text}"))
+            parts.append(_box(3, row + i, 1, text, _worst(mine), f"{name} {text}"))
             parts.append(_line(2, row, span, row + i, 1))
         row += span
     for preference, spans in levels.items():
@@ -112,8 +144,13 @@ def _drawing(report: Report) -> str:
         for _, _, severity in spans:
             if severity is not None and (worst is None or severity.rank > worst.rank):
                 worst = severity
-        label = "implicit" if selection is not None and selection.implicit else f"MX {preference}"
-        parts.append(_box(1, first, last - first, label, worst, f"preference {preference}"))
+        if preference is None:
+            label, title = "not used", "MX hosts senders cannot use"
+        elif selection is not None and selection.implicit:
+            label, title = "implicit", "implicit MX (the domain's own addresses)"
+        else:
+            label, title = f"MX {preference}", f"preference {preference}"
+        parts.append(_box(1, first, last - first, label, worst, title))
         parts.append(_line(0, 0, rows, first, last - first))
         for start, span, _ in spans:
             parts.append(_line(1, first, last - first, start, span))

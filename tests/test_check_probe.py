@@ -379,6 +379,24 @@ def test_html_well_formed_complete_and_self_contained() -> None:
     assert not any(a.startswith(("http:", "https:", "//")) for a in checker.attrs)
 
 
+def test_html_draws_the_hosts_senders_cannot_use() -> None:
+    zone = """
+$ORIGIN example.org.
+$TTL 3600
+@      MX 10 mx1
+@      MX 20 gone
+@      MX 30 lo
+mx1    A 192.0.2.1
+lo     A 127.0.0.1
+"""
+    report = check("example.org", resolver=FakeResolver.from_zone(zone))
+    assert {"exchange-nxdomain", "unsafe-address"} <= set(codes(report))
+    checker = parse(render_html([report]))
+    text = "".join(checker.text)
+    for word in ("gone.example.org", "lo.example.org", "127.0.0.1", "not used", "MX 10"):
+        assert word in text
+
+
 def test_html_escapes_hostile_text() -> None:
     hostile = 'x"><script>alert(1)</script><img src=https://evil.test/x>.example.org'
     finding = Finding("probe-ok", Severity.INFO, hostile, hostile, "<b>fix</b>", "RFC 5321")
