@@ -14,10 +14,8 @@ selection has dropped those already) is never connected to (``probe-unsafe-addre
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime
-import ssl
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -27,7 +25,9 @@ from ._model import Posture, Target
 from ._policy import Policy
 
 if TYPE_CHECKING:
+    import asyncio
     import os
+    import ssl
 
     from .check import Finding, Report
 
@@ -101,6 +101,9 @@ def _context(target: Target, cafile: str | os.PathLike[str] | None) -> ssl.SSLCo
 async def _probe_one(
     state: _State, port: int, helo: str, cafile: str | os.PathLike[str] | None
 ) -> None:
+    import asyncio
+    import ssl
+
     target = state.target
     tls = target.tls
     reader, writer = await asyncio.open_connection(str(target.address), port)
@@ -296,6 +299,8 @@ async def _guarded(
     end: float,
     gate: asyncio.Semaphore,
 ) -> None:
+    import asyncio
+
     target = state.target
     async with gate:
         loop = asyncio.get_running_loop()
@@ -368,6 +373,8 @@ async def aprobe(
     Raises:
         ValueError: ``timeout`` or ``deadline`` is not positive.
     """
+    import asyncio
+
     from .check import Finding, Severity
 
     if not timeout > 0 or not deadline > 0:
@@ -436,6 +443,8 @@ def probe(
     helo: str = "mxselect.invalid",
 ) -> Report:
     """The synchronous twin of :func:`aprobe` (runs its own event loop)."""
+    import asyncio
+
     return asyncio.run(
         aprobe(
             report,
