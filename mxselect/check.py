@@ -349,7 +349,10 @@ class _Run:
             return ()  # the resolver cannot say (dnssec-unknown)
         port = self.policy.tlsa_port
         names = dict.fromkeys(
-            h.canonical_name for h in selection.hosts if h.address_security is Security.INSECURE
+            name
+            for h in selection.hosts
+            if h.address_security is Security.INSECURE
+            for name in (h.name, h.canonical_name)
         )
         return tuple(Query(f"_{port}._tcp.{name}.", RRType.TLSA) for name in names)
 
@@ -1146,8 +1149,11 @@ class _Findings:
                 )
             if host.address_security is not Security.INSECURE:
                 continue
-            tlsa = self.answers.get((f"_{port}._tcp.{host.canonical_name}", RRType.TLSA))
-            if tlsa is not None and tlsa.status is Status.RECORDS and tlsa.tlsa:
+            found = [
+                self.answers.get((f"_{port}._tcp.{name}", RRType.TLSA))
+                for name in (host.name, host.canonical_name)
+            ]
+            if any(a is not None and a.status is Status.RECORDS and a.tlsa for a in found):
                 self.add(
                     "tlsa-ignored",
                     Severity.WARNING,
