@@ -9,6 +9,7 @@ one sentence of explanation, the fix, and the RFC section behind it.
     >>> from mxselect.testing import FakeResolver
     >>> zone = '''
     ... $ORIGIN example.org.
+    ... $TTL 3600
     ... @     MX 10 mail
     ... mail  CNAME real
     ... real  A 192.0.2.25
