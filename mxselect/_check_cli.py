@@ -128,6 +128,14 @@ def _parser() -> argparse.ArgumentParser:
     dns.add_argument("--deadline", type=_cli._seconds, metavar="SECONDS")
     dns.add_argument("--tcp", action="store_true")
     dns.add_argument("--no-cache", action="store_true")
+    dns.add_argument(
+        "--sts-policy",
+        action="append",
+        type=_cli._sts_policy,
+        metavar="DOMAIN=FILE",
+        help="with --zone: serve FILE as the MTA-STS policy of DOMAIN, offline (repeatable; "
+        "any other policy answers 404); online the policies are fetched over HTTPS",
+    )
     pol = parser.add_argument_group("policy")
     for flag in _cli._POLICY_FLAGS:
         if flag.field in _CHECK_FLAGS:
@@ -186,13 +194,30 @@ def main(argv: Sequence[str]) -> int:
             parser.error(str(exc))
         items = _cli._items(args, parser)
         resolver = _cli._resolver(args, parser)
+        fetcher = _fetcher(args, parser)
     except _cli._Exit as exc:
         return exc.code
-    return _run(args, policy, items, resolver)
+    return _run(args, policy, items, resolver, fetcher)
+
+
+def _fetcher(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Any:
+    """Offline (``--zone``) the ``--sts-policy`` files (a FakeFetcher: 404 for the rest);
+    online ``None``: the check's default (HttpxFetcher, or no fetch without httpx)."""
+    if args.sts_policy and not args.zone:
+        parser.error("--sts-policy needs --zone (online, the policies are fetched over HTTPS)")
+    if not args.zone:
+        return None
+    from .testing import FakeFetcher
+
+    return FakeFetcher(_cli._policies(args.sts_policy or [], parser))
 
 
 def _run(
-    args: argparse.Namespace, policy: Policy, items: list[Item], resolver: AsyncResolver
+    args: argparse.Namespace,
+    policy: Policy,
+    items: list[Item],
+    resolver: AsyncResolver,
+    fetcher: Any = None,
 ) -> int:
     import asyncio
 
@@ -213,7 +238,9 @@ def _run(
         progress.write(as_json(report, item) if args.json else as_text(report, item))
 
     async def one(item: Item) -> tuple[Item, Report]:
-        report = await acheck(item.domain, resolver=resolver, policy=policy, deadline=args.deadline)
+        report = await acheck(
+            item.domain, resolver=resolver, policy=policy, deadline=args.deadline, fetcher=fetcher
+        )
         if args.probe:
             report = await aprobe(
                 report,

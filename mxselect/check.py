@@ -9,6 +9,7 @@ one sentence of explanation, the fix, and the RFC section behind it.
     >>> from mxselect.testing import FakeResolver
     >>> zone = '''
     ... $ORIGIN example.org.
+    ... $TTL 3600
     ... @     MX 10 mail
     ... mail  CNAME real
     ... real  A 192.0.2.25
@@ -17,11 +18,13 @@ one sentence of explanation, the fix, and the RFC section behind it.
     >>> report.worst
     <Severity.WARNING: 'warning'>
     >>> [f.code for f in report.findings]
-    ['mx-is-cname', 'single-mx', 'no-ipv6']
+    ['mx-is-cname', 'dnssec-unknown', 'single-mx', 'no-ipv6']
 
-:func:`probe` (``--probe``) connects to each selected target over SMTP and adds what it finds;
-:func:`render_html` (``--html FILE``) draws the reports as a self-contained HTML page. The
-DNSSEC/DANE/MTA-STS findings come later (docs/check.md).
+The check turns on DANE (opportunistic), MTA-STS and TLS-RPT itself, so the secure-delivery
+findings (DNSSEC, TLSA, the MTA-STS policy, the TLS-RPT record) come from the same selection a
+DANE- or MTA-STS-aware sender makes. :func:`probe` (``--probe``) connects to each selected
+target over SMTP and adds what it finds; :func:`render_html` (``--html FILE``) draws the
+reports as a self-contained HTML page.
 """
 
 from __future__ import annotations
@@ -36,13 +39,16 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._answers import Answer, IPAddress, Query, RRType, Status
+from ._answers import Answer, FetchResult, IPAddress, PolicyFetch, Query, RRType, Security, Status
 from ._core import SelectionPlan
 from ._domain import normalize_exchange
 from ._lookup import norm_ttl
-from ._model import Selection, SelectionWarning, WarningCode
+from ._model import Posture, Selection, SelectionWarning, WarningCode
 from ._policy import Dane, Policy
 from ._resolvers import async_port, sync_port
+from ._sts import StsMode, StsPolicy, StsRecord, parse_policy
+from ._sts import parse_record as parse_sts_record
+from ._tlsrpt import parse_record as parse_tlsrpt_record
 from .exceptions import (
     DNSTemporaryError,
     InvalidDomainError,
@@ -50,6 +56,8 @@ from .exceptions import (
     NoSuchDomainError,
     NoUsableTargetsError,
     NullMXError,
+    SecureDeliveryError,
+    StsPolicyError,
 )
 
 if TYPE_CHECKING:
@@ -59,6 +67,7 @@ __all__ = [
     "CHECK_MAX_HOSTS",
     "SCHEMA",
     "SENDER_MX_HOSTS",
+    "STS_MAX_AGE_SHORT",
     "TTL_LONG",
     "TTL_SHORT",
     "Finding",
@@ -87,6 +96,11 @@ TTL_SHORT = 300
 #: at 7 days (604,800 s) in resolvers, so a longer one is not honoured as written, and a change
 #: would take a week or more to reach every cache.
 TTL_LONG = 604_800
+
+#: An MTA-STS ``max_age`` below this many seconds (a day) is reported
+#: (``sts-max-age-short``, WARNING): RFC 8461 §3.2 suggests "weeks or greater"; a short one
+#: lets a DNS attacker strip the policy as soon as it expires from senders' caches.
+STS_MAX_AGE_SHORT = 86_400
 
 #: Top-level names that never exist on the public internet: RFC 2606/6761 (test, example,
 #: invalid, localhost), RFC 6762 (local), RFC 8375 (home.arpa), ICANN 2024 (internal). Private
@@ -232,7 +246,8 @@ def check_policy(policy: Policy | None = None) -> Policy:
     """The policy a check selects with: ``policy`` (its families, unsafe networks, CNAME limit)
     with every exchange resolved (up to :data:`CHECK_MAX_HOSTS`), no address limit, a null MX
     beside real records and a CNAME exchange noticed rather than obeyed, the implicit MX on,
-    and no DANE, MTA-STS, TLS-RPT or local names (later slices)."""
+    no local names, and DANE (opportunistic: a failing TLSA lookup is noticed, never made
+    mandatory), MTA-STS and TLS-RPT on, as a sender that implements them looks."""
     return attrs.evolve(
         policy if policy is not None else Policy(),
         max_mx_hosts=CHECK_MAX_HOSTS,
@@ -245,9 +260,10 @@ def check_policy(policy: Policy | None = None) -> Policy:
         allow_mx_to_ip=False,
         local_names=(),
         local_addresses=(),
-        dane=Dane.OFF,
-        mta_sts=False,
-        tlsrpt=False,
+        dane=Dane.OPPORTUNISTIC,
+        mta_sts=True,
+        tlsrpt=True,
+        sts_background=False,
     )
 
 
@@ -263,16 +279,25 @@ def _deadline(deadline: float | None) -> float | None:
 
 
 class _Run:
-    """One check: the plan, and every answer fed to it, by (name without dot, type)."""
+    """One check: the plan, every answer fed to it by (name without dot, type), the policy
+    fetch, and the lookups the check adds after the plan (TLSA of hosts a sender skips)."""
 
-    def __init__(self, domain: str, policy: Policy | None, rng: random.Random | None) -> None:
+    def __init__(
+        self, domain: str, policy: Policy | None, rng: random.Random | None, fetcher: Any
+    ) -> None:
         self.given = domain
         self.policy = check_policy(policy)
         self.answers: dict[tuple[str, RRType], Answer] = {}
         self.invalid: InvalidDomainError | None = None
         self.plan: SelectionPlan | None = None
+        self.fetcher = _default_fetcher() if fetcher is None else fetcher
+        self.fetch_result: FetchResult | None = None
+        self.fetch_skipped = False
+        self._fetched = False
         try:
-            self.plan = SelectionPlan(domain, rng=rng or random.Random(0), policy=self.policy)
+            self.plan = SelectionPlan(
+                domain, rng=rng or random.Random(0), policy=self.policy, now=time.time()
+            )
         except InvalidDomainError as exc:
             self.invalid = exc
 
@@ -285,6 +310,25 @@ class _Run:
         assert self.plan is not None
         return self.plan.pending
 
+    def fetch(self) -> PolicyFetch | None:
+        """The MTA-STS policy fetch to make now, or ``None``; without a fetcher (no httpx),
+        a failed result is fed at once and :attr:`fetch_skipped` set."""
+        assert self.plan is not None
+        if self._fetched or not self.plan.fetches:
+            return None
+        self._fetched = True
+        request = self.plan.fetches[0]
+        if self.fetcher is None:
+            self.fetch_skipped = True
+            self.feed_fetch(request, FetchResult.failed("not fetched: httpx is not installed"))
+            return None
+        return request
+
+    def feed_fetch(self, request: PolicyFetch, result: FetchResult) -> None:
+        assert self.plan is not None
+        self.fetch_result = result
+        self.plan.feed(request, result)
+
     def feed(self, batch: tuple[Query, ...], answers: Iterable[Answer | None], why: str) -> None:
         assert self.plan is not None
         missing = False
@@ -294,8 +338,33 @@ class _Run:
                 continue
             self.answers[(query.name.rstrip(".").lower(), query.rtype)] = answer
             self.plan.feed(query, answer)
-        if missing or not batch:
+        if missing or (not batch and not self.plan.fetches):
             self.plan.abandon(why)
+
+    def extra(self) -> tuple[Query, ...]:
+        """After the plan: the TLSA lookups a sender skips because the host's addresses are
+        insecure (RFC 7672 §2.2.2), to say that its TLSA records are ignored."""
+        if self.plan is None or not self.plan.done:
+            return ()
+        try:
+            selection = self.plan.result()
+        except MXSelectError:
+            return ()
+        if selection.mx_security is Security.UNKNOWN:
+            return ()  # the resolver cannot say (dnssec-unknown)
+        port = self.policy.tlsa_port
+        names = dict.fromkeys(
+            name
+            for h in selection.hosts
+            if h.address_security is Security.INSECURE
+            for name in (h.name, h.canonical_name)
+        )
+        return tuple(Query(f"_{port}._tcp.{name}.", RRType.TLSA) for name in names)
+
+    def record(self, batch: tuple[Query, ...], answers: Iterable[Answer | None]) -> None:
+        for query, answer in zip(batch, answers, strict=True):
+            if answer is not None:
+                self.answers[(query.name.rstrip(".").lower(), query.rtype)] = answer
 
     def report(self) -> Report:
         if self.plan is None:
@@ -306,7 +375,24 @@ class _Run:
             error: MXSelectError | None = None
         except MXSelectError as exc:
             selection, error = None, exc
-        return _Findings(self.plan, self.policy, self.answers, selection, error).report()
+        return _Findings(self, selection, error).report()
+
+
+def _default_fetcher() -> Any:
+    """``mxselect.fetch.HttpxFetcher()``, or ``None`` without httpx (the ``mta-sts`` extra)."""
+    try:
+        from .fetch import HttpxFetcher
+    except ImportError:  # pragma: no cover - depends on the extras installed
+        return None
+    return HttpxFetcher()
+
+
+def _fetch(fetcher: Any, request: PolicyFetch) -> FetchResult:
+    try:
+        result: FetchResult = fetcher.fetch(request)
+    except Exception as exc:  # a fetcher that raised: a failed fetch, never a crash
+        return FetchResult.failed(f"the fetcher raised {type(exc).__name__}: {exc}")
+    return result
 
 
 def check(
@@ -316,36 +402,51 @@ def check(
     policy: Policy | None = None,
     deadline: float | None = None,
     rng: random.Random | None = None,
+    fetcher: Any = None,
 ) -> Report:
     """Check the mail routing of ``domain``: every finding, with the selection or the error.
 
     Args:
         domain: the domain (U-label or A-label, any case, optional trailing dot).
-        resolver: as for :func:`mxselect.select_targets` (``None``: the system's).
+        resolver: as for :func:`mxselect.select_targets` (``None``: the system's). The
+            DNSSEC findings need one that reports the DNSSEC status (a validating resolver
+            the caller trusts); with any other the check says ``dnssec-unknown`` once.
         policy: the :class:`~mxselect.Policy` whose families, unsafe networks and CNAME limit
             apply; the rest is set by :func:`check_policy`.
         deadline: seconds the whole check may take; the lookups still unanswered then are
-            reported as failed (``mx-lookup-failed`` or ``exchange-lookup-failed``).
+            reported as failed (``mx-lookup-failed`` or ``exchange-lookup-failed``). The
+            MTA-STS fetch is bounded by its own timeout (RFC 8461 §3.3).
         rng: the shuffle of equal preferences in :attr:`Report.selection` (default seeded: a
             check is reproducible).
+        fetcher: what fetches the MTA-STS policy when the domain has an ``_mta-sts`` record
+            (as for :func:`mxselect.select_targets`); ``None``:
+            ``mxselect.fetch.HttpxFetcher()`` when httpx is installed, else no fetch
+            (``sts-not-fetched``, info).
 
     Returns:
         The :class:`Report`. A check never raises for what DNS says: an invalid domain is a
         finding too (``invalid-domain``).
     """
     seconds = _deadline(deadline)
-    run = _Run(domain, policy, rng)
+    run = _Run(domain, policy, rng, fetcher)
     if run.done:
         return run.report()
     port = sync_port(resolver)
     end = None if seconds is None else time.monotonic() + seconds
     while not run.done:
+        request = run.fetch()
+        if request is not None:
+            run.feed_fetch(request, _fetch(run.fetcher, request))
+            continue
         batch = run.pending
         if end is None:
             run.feed(batch, port.answers(batch), "the check needs no more answers")
         else:
             answers = port.answers_until(batch, end) if batch else []
             run.feed(batch, answers, f"the deadline of {seconds:g} s expired")
+    extra = run.extra()
+    if extra and (end is None or time.monotonic() < end):
+        run.record(extra, port.answers(extra) if end is None else port.answers_until(extra, end))
     return run.report()
 
 
@@ -356,25 +457,37 @@ async def acheck(
     policy: Policy | None = None,
     deadline: float | None = None,
     rng: random.Random | None = None,
+    fetcher: Any = None,
 ) -> Report:
     """The asyncio twin of :func:`check`: same arguments, same report; each batch of
-    queries runs concurrently (``resolver`` as for :func:`mxselect.aselect_targets`)."""
+    queries runs concurrently (``resolver`` as for :func:`mxselect.aselect_targets`;
+    ``fetcher``'s ``afetch`` is awaited when it has one)."""
     import asyncio
 
+    from ._drivers import _afetch
+
     seconds = _deadline(deadline)
-    run = _Run(domain, policy, rng)
+    run = _Run(domain, policy, rng, fetcher)
     if run.done:
         return run.report()
     port = async_port(resolver)
     loop = asyncio.get_running_loop()
     end = None if seconds is None else loop.time() + seconds
     while not run.done:
+        request = run.fetch()
+        if request is not None:
+            run.feed_fetch(request, await _afetch(run.fetcher, request))
+            continue
         batch = run.pending
         if end is None:
             run.feed(batch, await port.answers(batch), "the check needs no more answers")
         else:
             answers = await port.answers_until(batch, end) if batch else []
             run.feed(batch, answers, f"the deadline of {seconds:g} s expired")
+    extra = run.extra()
+    if extra and (end is None or loop.time() < end):
+        answers = await (port.answers(extra) if end is None else port.answers_until(extra, end))
+        run.record(extra, answers)
     return run.report()
 
 
@@ -407,17 +520,13 @@ def _private(address: IPAddress) -> bool:
 class _Findings:
     """The findings of one finished plan, from its warnings, its outcome and its answers."""
 
-    def __init__(
-        self,
-        plan: SelectionPlan,
-        policy: Policy,
-        answers: dict[tuple[str, RRType], Answer],
-        selection: Selection | None,
-        error: MXSelectError | None,
-    ) -> None:
+    def __init__(self, run: _Run, selection: Selection | None, error: MXSelectError | None) -> None:
+        plan = run.plan
+        assert plan is not None
         self.plan = plan
-        self.policy = policy
-        self.answers = answers
+        self.policy = run.policy
+        self.answers = run.answers
+        self.run = run
         self.selection = selection
         self.error = error
         self.domain = plan.domain
@@ -427,6 +536,26 @@ class _Findings:
         self.warnings: tuple[SelectionWarning, ...] = warnings
         self.mx = self.final(self.domain, RRType.MX)
         self.implicit = self.mx is not None and self.mx.status is Status.NODATA
+        self.sts_txt = self.answers.get((f"_mta-sts.{self.domain}", RRType.TXT))
+        self.sts_record: StsRecord | None = (
+            parse_sts_record(self.sts_txt.txt)
+            if self.sts_txt is not None and self.sts_txt.status is Status.RECORDS
+            else None
+        )
+        self.sts_policy = self._sts_policy()
+
+    def _sts_policy(self) -> StsPolicy | None:
+        """The MTA-STS policy fetched: as the selection applied it, or (the selection failed)
+        as parsed from the fetch, if it parses."""
+        if self.selection is not None and self.selection.sts_policy is not None:
+            return self.selection.sts_policy
+        result = self.run.fetch_result
+        if result is None or result.status != 200 or self.selection is not None:
+            return None
+        try:
+            return parse_policy(result.body)
+        except ValueError:
+            return None
 
     def add(
         self, code: str, severity: Severity, subject: str, message: str, fix: str, rfc: str
@@ -474,6 +603,9 @@ class _Findings:
         self.mx_set()
         if self.selection is not None:
             self.hosts(self.selection)
+        self.dnssec()
+        self.sts()
+        self.tlsrpt()
         return Report(self.domain, tuple(self.findings), self.selection, self.error)
 
     def domain_cname(self) -> None:
@@ -559,6 +691,19 @@ class _Findings:
             self.mx is None or self.mx.status is Status.TEMPFAIL
         ):
             why = self.mx.reason if self.mx is not None and self.mx.reason else reason
+            if "bogus" in why.lower():
+                self.add(
+                    "mx-bogus",
+                    Severity.ERROR,
+                    f"MX {self.canonical}",
+                    f"The MX answer of {domain} fails DNSSEC validation (bogus: {why}): every "
+                    "sender behind a validating resolver gets SERVFAIL, queues the mail and "
+                    "bounces it when its queue lifetime runs out.",
+                    "Re-sign the zone (expired or missing signatures, a DS record at the parent "
+                    "that matches no DNSKEY); check with a DNSSEC debugger; then check again.",
+                    "RFC 4035 §5.5, RFC 7672 §2.1.1",
+                )
+                return
             self.add(
                 "mx-lookup-failed",
                 Severity.ERROR,
@@ -580,7 +725,9 @@ class _Findings:
                 "check again.",
                 "RFC 5321 §5.1, §4.5.4.1",
             )
-        else:  # pragma: no cover - not produced with check_policy (no local names, no DANE)
+        elif isinstance(error, SecureDeliveryError | StsPolicyError):
+            return  # every host: tlsa-lookup-failed / sts-mx-mismatch (errors) say why
+        else:  # pragma: no cover - not produced with check_policy (no local names)
             self.add(
                 type(error).__name__,
                 Severity.ERROR if error.permanent else Severity.WARNING,
@@ -721,7 +868,65 @@ class _Findings:
             )
         elif code is WarningCode.MX_HOSTS_CAPPED:
             return  # reported by mx_set (too-many-mx-hosts)
-        else:  # pragma: no cover - DANE/MTA-STS/local names are off in check_policy
+        elif code is WarningCode.DNSSEC_UNAVAILABLE:
+            self.add(
+                "dnssec-unknown",
+                Severity.INFO,
+                domain,
+                "DNSSEC status unknown: the resolver asked does not report it (not a "
+                "validating resolver this check trusts), so the DNSSEC and DANE findings are "
+                "not made.",
+                "Check with a validating resolver on this machine (--nameserver 127.0.0.1, "
+                "e.g. Unbound), or with --zone and --signed ZONE offline.",
+                "RFC 7672 §2.1.1, RFC 4035 §4.9.3",
+            )
+        elif code is WarningCode.TLSA_LOOKUP_FAILED:
+            self.add(
+                "tlsa-lookup-failed",
+                Severity.ERROR,
+                host,
+                f"The TLSA lookup of the MX host {host}, in a signed zone, fails ({text}): "
+                "DANE senders must treat the host as unreachable, so their mail to it is "
+                "deferred (and bounced when their queues expire).",
+                "Fix the TLSA records (a bogus or missing signature) or the name servers "
+                f"answering for _25._tcp.{host}: a signed zone must answer the TLSA query, "
+                "with records or a signed denial.",
+                "RFC 7672 §2.1.2",
+            )
+        elif code is WarningCode.TLSA_UNUSABLE:
+            self.add(
+                "tlsa-unusable",
+                Severity.WARNING,
+                host,
+                f"The MX host {host} publishes TLSA records, but none a sender can use (only "
+                "PKIX-TA/PKIX-EE usages, unknown selectors or matching types, or digests of "
+                "the wrong length): DANE senders require TLS but cannot authenticate it.",
+                "Publish a DANE-EE (3 1 1) or DANE-TA (2 1 1) record of the server's key, "
+                "keeping the old one until the new one is in every cache.",
+                "RFC 6698 §4.1, RFC 7672 §3.1.3",
+            )
+        elif code is WarningCode.STS_MX_MISMATCH:
+            enforce = self.sts_policy is not None and self.sts_policy.mode is StsMode.ENFORCE
+            patterns = ", ".join(self.sts_policy.mx) if self.sts_policy is not None else "?"
+            self.add(
+                "sts-mx-mismatch",
+                Severity.ERROR if enforce else Severity.WARNING,
+                host,
+                f"The MX host {host} matches no mx pattern of the MTA-STS policy of {domain} "
+                f"({patterns}): "
+                + (
+                    "in mode enforce, MTA-STS senders never deliver to it."
+                    if enforce
+                    else "in mode testing, MTA-STS senders deliver anyway but report a "
+                    "failure; in mode enforce they would not deliver to it."
+                ),
+                f"Add an mx line matching {host} to the policy (and change the id of the "
+                f"_mta-sts record), or remove the MX record.",
+                "RFC 8461 §4.1, §5",
+            )
+        elif code in (WarningCode.STS_FETCH_FAILED, WarningCode.STS_POLICY_STALE):
+            self.sts_fetch_failed(text)
+        else:  # pragma: no cover - local names and mandatory DANE are off in check_policy
             self.add(code.value, Severity.WARNING, host, text, "See the message.", "")
 
     def _canonical_of(self, host: str) -> str:
@@ -913,6 +1118,207 @@ class _Findings:
                 "cannot deliver.",
                 "Add A records to the MX hosts.",
                 "RFC 3974",
+            )
+
+    # -- DNSSEC and DANE -------------------------------------------------------------------
+
+    def dnssec(self) -> None:
+        selection = self.selection
+        if selection is None or selection.mx_security is Security.UNKNOWN:
+            return  # the selection failed (said why), or the resolver cannot say (dnssec-unknown)
+        if selection.mx_security is Security.INSECURE:
+            what = "NODATA answer (no MX)" if selection.implicit else "MX RRset"
+            self.add(
+                "mx-unsigned",
+                Severity.INFO,
+                f"MX {self.canonical}",
+                f"The {what} of {self.domain} is not DNSSEC-signed: senders cannot tell a "
+                "forged answer from the real one, and DANE protects delivery only to MX "
+                "hosts in signed zones of their own, never as verified delivery to the domain.",
+                "Sign the zone (and publish its DS record at the parent); then publish TLSA "
+                "records for the MX hosts (DANE).",
+                "RFC 4033 §2, RFC 7672 §2.2.1",
+            )
+        port = self.policy.tlsa_port
+        for host in selection.hosts:
+            if host.tls.posture is Posture.DANE_INSECURE_MX:
+                self.add(
+                    "dane-insecure-mx",
+                    Severity.INFO,
+                    host.name,
+                    f"The MX host {host.name} has usable secure TLSA records, but the MX "
+                    f"RRset of {self.domain} is not signed: DANE senders authenticate the "
+                    "host, yet cannot log the delivery as verified to the domain.",
+                    f"Sign the zone of {self.canonical} (the MX records) too.",
+                    "RFC 7672 §2.2.1",
+                )
+            if host.address_security is not Security.INSECURE:
+                continue
+            found = [
+                self.answers.get((f"_{port}._tcp.{name}", RRType.TLSA))
+                for name in (host.name, host.canonical_name)
+            ]
+            if any(a is not None and a.status is Status.RECORDS and a.tlsa for a in found):
+                self.add(
+                    "tlsa-ignored",
+                    Severity.WARNING,
+                    host.name,
+                    f"TLSA records are published for the MX host {host.name}, but its address "
+                    "records are not DNSSEC-signed: senders never look the TLSA records up, so "
+                    "DANE does not protect the host.",
+                    f"Sign the zone holding the A/AAAA records of {host.canonical_name} (or of "
+                    "the CNAMEs leading to them), or remove the TLSA records.",
+                    "RFC 7672 §2.2.2",
+                )
+
+    # -- MTA-STS and TLS-RPT ----------------------------------------------------------------
+
+    def sts_fetch_failed(self, text: str) -> None:
+        if any(f.code in ("sts-fetch-failed", "sts-not-fetched") for f in self.findings):
+            return
+        url = f"https://mta-sts.{self.domain}/.well-known/mta-sts.txt"
+        if self.run.fetch_skipped:
+            self.add(
+                "sts-not-fetched",
+                Severity.INFO,
+                url,
+                f"{self.domain} publishes an _mta-sts record, but this check cannot fetch its "
+                "policy (httpx is not installed), so the policy findings are not made.",
+                "pip install 'mxselect[mta-sts]', or pass fetcher= (offline: --zone with "
+                "--sts-policy DOMAIN=FILE).",
+                "RFC 8461 §3.3",
+            )
+            return
+        self.add(
+            "sts-fetch-failed",
+            Severity.WARNING,
+            url,
+            f"{self.domain} publishes an _mta-sts record, but no valid policy can be fetched "
+            f"({text}): senders with a cached policy keep applying it until its max_age runs "
+            "out, the others deliver as though there were no policy -- no mail is lost, but "
+            "MTA-STS protects nothing, and a changed MX set may not match a stale cached policy.",
+            f"Serve the policy at {url} over HTTPS with a valid certificate for "
+            f"mta-sts.{self.domain}, status 200, text/plain, no redirect; or remove the "
+            "_mta-sts record.",
+            "RFC 8461 §3.3",
+        )
+
+    def sts(self) -> None:
+        txt = self.sts_txt
+        domain = self.domain
+        subject = f"TXT _mta-sts.{domain}"
+        if txt is not None and txt.status is Status.RECORDS and self.sts_record is None:
+            versioned = [t for t in txt.txt if t.lower().startswith("v=sts")]
+            if versioned:
+                what = (
+                    f"{len(versioned)} v=STSv1 records"
+                    if len(versioned) > 1
+                    else f"a malformed record ({versioned[0]!r})"
+                )
+                self.add(
+                    "sts-record-invalid",
+                    Severity.WARNING,
+                    subject,
+                    f"_mta-sts.{domain} has {what}: senders must then assume the domain has no "
+                    "MTA-STS policy (a cached one still applies until it expires).",
+                    'Publish exactly one record "v=STSv1; id=<1-32 letters and digits>".',
+                    "RFC 8461 §3.1",
+                )
+        policy = self.sts_policy
+        if policy is None:
+            return
+        if policy.mode is StsMode.TESTING:
+            self.add(
+                "sts-testing",
+                Severity.INFO,
+                f"MTA-STS policy of {domain}",
+                f"The MTA-STS policy of {domain} is in mode testing: senders validate and "
+                "report failures (TLS-RPT), but deliver anyway.",
+                "Once the TLS-RPT reports show no failures, switch to mode: enforce (and "
+                "change the id of the _mta-sts record).",
+                "RFC 8461 §5",
+            )
+        elif policy.mode is StsMode.NONE:
+            self.add(
+                "sts-mode-none",
+                Severity.INFO,
+                f"MTA-STS policy of {domain}",
+                f"The MTA-STS policy of {domain} is in mode none: senders drop any policy "
+                "they cached, and apply none.",
+                "Nothing to fix if MTA-STS is being withdrawn; remove the _mta-sts record "
+                "once the policy's max_age has passed.",
+                "RFC 8461 §5, §8.3",
+            )
+        if policy.max_age < STS_MAX_AGE_SHORT and policy.mode is not StsMode.NONE:
+            self.add(
+                "sts-max-age-short",
+                Severity.WARNING,
+                f"MTA-STS policy of {domain}",
+                f"The MTA-STS policy's max_age is {policy.max_age} s (under a day): senders "
+                "forget it that soon, and an attacker who blocks the fetch or forges DNS "
+                "afterwards strips MTA-STS; RFC 8461 suggests weeks or more.",
+                "Use a max_age of weeks once the policy is stable (604800 s is one week; "
+                "31557600 s, a year, is the most).",
+                "RFC 8461 §3.2",
+            )
+        for warning in policy.warnings:
+            self.add(
+                "sts-policy-warning",
+                Severity.WARNING,
+                f"MTA-STS policy of {domain}",
+                f"The MTA-STS policy of {domain} is accepted only after a correction: "
+                f"{warning.rstrip('.')}.",
+                "Publish max_age at most 31557600 and mx patterns as A-labels "
+                "(xn--...), as RFC 8461 §3.2 requires.",
+                "RFC 8461 §3.2",
+            )
+
+    def tlsrpt(self) -> None:
+        domain = self.domain
+        txt = self.answers.get((f"_smtp._tls.{domain}", RRType.TXT))
+        if txt is None or txt.status is Status.TEMPFAIL:
+            return
+        subject = f"TXT _smtp._tls.{domain}"
+        records = txt.txt if txt.status is Status.RECORDS else ()
+        versioned = [t for t in records if t.startswith("v=TLSRPT")]
+        if versioned and parse_tlsrpt_record(records) is None:
+            what = (
+                f"{len(versioned)} v=TLSRPTv1 records"
+                if len(versioned) > 1
+                else f"a malformed record ({versioned[0]!r})"
+            )
+            self.add(
+                "tlsrpt-invalid",
+                Severity.WARNING,
+                subject,
+                f"_smtp._tls.{domain} has {what}: senders assume the domain does not "
+                "implement TLS-RPT and send no reports.",
+                'Publish exactly one record "v=TLSRPTv1; rua=mailto:tlsrpt@<domain>" (or an '
+                "https:// URI).",
+                "RFC 8460 §3",
+            )
+            return
+        if versioned:
+            return
+        dane = any(
+            f.code in ("tlsa-lookup-failed", "tlsa-unusable", "dane-insecure-mx")
+            for f in self.findings
+        ) or (
+            self.selection is not None
+            and any(h.tls.posture is Posture.DANE for h in self.selection.hosts)
+        )
+        sts = self.sts_record is not None
+        if dane or sts:
+            what = " and ".join(w for w, on in (("MTA-STS", sts), ("DANE", dane)) if on)
+            self.add(
+                "tlsrpt-missing",
+                Severity.INFO,
+                subject,
+                f"{domain} publishes {what} but no TLS-RPT record: senders cannot report TLS "
+                "failures to you, so a broken certificate or policy goes unnoticed until mail "
+                "is deferred.",
+                f'Publish _smtp._tls.{domain} TXT "v=TLSRPTv1; rua=mailto:tlsrpt@{domain}".',
+                "RFC 8460 §3",
             )
 
 
