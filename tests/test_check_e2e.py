@@ -19,7 +19,7 @@ from mxselect.testing import FakeFetcher
 
 pytestmark = pytest.mark.e2e
 
-#: A policy body for the sts.test domains (their exchange is mx1.sts.test).
+#: The exchange of every sts.test. domain here (the `mx` of the policies served).
 STS_MX = "mx1.sts.test"
 
 
@@ -138,9 +138,7 @@ def test_single_mx(dns_env: Any) -> None:
 
 
 def test_ttl_short(dns_env: Any) -> None:
-    assert_found(
-        through_unbound("chk-ttlshort.example.test", dns_env), "ttl-short", Severity.INFO
-    )
+    assert_found(through_unbound("chk-ttlshort.example.test", dns_env), "ttl-short", Severity.INFO)
 
 
 def test_ttl_long(dns_env: Any) -> None:
