@@ -122,6 +122,7 @@ TLSA_DATA = {
         1,
         "a9d10fcd7c5e27c319957bcd9f7b1e36b304a82e442f83e8115f42c96b15befe",
     ),
+    "_25._tcp.mx.unusable.dnssec.test.": (0, 0, 1, "77" * 32),  # PKIX-TA: unusable
     "_25._tcp.mx.dane.bogus.test.": (
         3,
         1,

@@ -1,0 +1,264 @@
+"""``mxselect check`` end to end: each finding produced by real DNS -- Knot serving the harness
+zones (``tests/harness/zones/``), the validating Unbound in front -- and, for MTA-STS, the real
+loopback HTTPS policy server (``tests/harness/https.py``). One test per finding code, named
+after it (tracker issue 18). The FakeResolver tests of the same findings are in
+tests/test_check.py and tests/test_check_secure.py; the Knot + Unbound tests of the findings
+not here are there too (their ``E2E`` tables). Loopback only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mxselect.check import Report, Severity, acheck, check
+from mxselect.testing import FakeFetcher
+
+pytestmark = pytest.mark.e2e
+
+#: The exchange of every sts.test. domain here (the `mx` of the policies served).
+STS_MX = "mx1.sts.test"
+
+
+def codes(report: Report) -> dict[str, Severity]:
+    return {f.code: f.severity for f in report.findings}
+
+
+def stub(port: int, **kwargs: Any) -> Any:
+    from mxselect.stub import StubResolver
+
+    return StubResolver([("127.0.0.1", port)], timeout=2.0, lifetime=5.0, **kwargs)
+
+
+def through_unbound(domain: str, dns_env: Any, **kwargs: Any) -> list[Report]:
+    """The reports of ``domain`` through Unbound: the stub resolver (sync and asyncio) and the
+    dnspython adapter. ``kwargs`` go to :func:`check` (a ``fetcher`` only to the sync ones)."""
+    import dns.resolver
+
+    from mxselect.dnspython import DnspythonResolver
+
+    port = dns_env.resolver_port
+    resolver = stub(port)
+    dnspython = dns.resolver.Resolver(configure=False)
+    dnspython.nameservers = ["127.0.0.1"]
+    dnspython.port = port
+    dnspython.timeout, dnspython.lifetime = 2.0, 5.0
+    dnspython.cache = None
+    reports = [
+        check(domain, resolver=resolver, **kwargs),
+        check(domain, resolver=DnspythonResolver(dnspython), **kwargs),
+    ]
+    if "fetcher" not in kwargs:
+        reports.append(asyncio.run(acheck(domain, resolver=resolver, **kwargs)))
+    return reports
+
+
+def assert_found(reports: list[Report], code: str, severity: Severity, subject: str = "") -> None:
+    for report in reports:
+        found = [f for f in report.findings if f.code == code]
+        assert found, report.findings
+        assert {f.severity for f in found} == {severity}, report.findings
+        assert any(subject in f.subject for f in found), report.findings
+        assert "dnssec-unknown" not in codes(report), report.findings
+
+
+# ------------------------------------------------------------------------------- DNS findings
+
+
+def test_invalid_domain(dns_env: Any) -> None:
+    """No DNS is needed to say so, and none is asked."""
+    assert_found(through_unbound("bad..domain", dns_env), "invalid-domain", Severity.ERROR)
+
+
+def test_mx_lookup_failed(dns_env: Any) -> None:
+    """dead.test. is stubbed by Unbound to a port where nothing listens: SERVFAIL."""
+    reports = through_unbound("chk.dead.test", dns_env)
+    assert_found(reports, "mx-lookup-failed", Severity.ERROR)
+
+
+def test_no_mx_no_address(dns_env: Any) -> None:
+    reports = through_unbound("nodata-host.example.test", dns_env)
+    assert_found(reports, "no-mx-no-address", Severity.ERROR)
+
+
+def test_invalid_exchange(dns_env: Any) -> None:
+    reports = through_unbound("chk-badname.example.test", dns_env)
+    assert_found(reports, "invalid-exchange", Severity.ERROR, "bad_name")
+
+
+def test_exchange_no_address(dns_env: Any) -> None:
+    reports = through_unbound("chk-noaddr.example.test", dns_env)
+    assert_found(reports, "exchange-no-address", Severity.ERROR, "nodata-host.example.test")
+
+
+def test_private_address(dns_env: Any) -> None:
+    """10.1.2.3 on a domain under .test (never public): only info."""
+    reports = through_unbound("chk-private.example.test", dns_env)
+    assert_found(reports, "private-address", Severity.INFO, "private.example.test")
+
+
+def test_duplicate_host(dns_env: Any) -> None:
+    reports = through_unbound("chk-dup.example.test", dns_env)
+    assert_found(reports, "duplicate-host", Severity.WARNING, "mx1.example.test")
+
+
+def test_duplicate_address(dns_env: Any) -> None:
+    assert_found(
+        through_unbound("chk-dupaddr.example.test", dns_env), "duplicate-address", Severity.WARNING
+    )
+
+
+def test_null_mx_preference(dns_env: Any) -> None:
+    reports = through_unbound("chk-nullpref.example.test", dns_env)
+    assert_found(reports, "null-mx-preference", Severity.WARNING)
+
+
+def test_too_many_mx_hosts(dns_env: Any) -> None:
+    """bigmx.test.: 60 MX hosts, generated at start-up."""
+    reports = through_unbound("bigmx.test", dns_env)
+    assert_found(reports, "too-many-mx-hosts", Severity.WARNING)
+
+
+def test_no_ipv4(dns_env: Any) -> None:
+    assert_found(through_unbound("chk-v6.example.test", dns_env), "no-ipv4", Severity.WARNING)
+
+
+def test_no_ipv6(dns_env: Any) -> None:
+    assert_found(through_unbound("chk-v4.example.test", dns_env), "no-ipv6", Severity.INFO)
+
+
+def test_single_mx(dns_env: Any) -> None:
+    reports = through_unbound("chk-v4.example.test", dns_env)
+    assert_found(reports, "single-mx", Severity.INFO, "v4only.example.test")
+    for report in through_unbound("example.test", dns_env):
+        assert "single-mx" not in codes(report)
+
+
+def test_ttl_short(dns_env: Any) -> None:
+    assert_found(through_unbound("chk-ttlshort.example.test", dns_env), "ttl-short", Severity.INFO)
+
+
+def test_ttl_long(dns_env: Any) -> None:
+    """Through Knot itself: Unbound caps the TTLs it hands out (cache-max-ttl, a day), so a
+    caching resolver never shows a 14-day TTL -- asked directly, the published one is seen."""
+    knot = stub(dns_env.auth_port)
+    report = check("chk-ttllong.example.test", resolver=knot)
+    assert codes(report).get("ttl-long") is Severity.WARNING, report.findings
+    for report in through_unbound("chk-ttllong.example.test", dns_env):
+        assert "ttl-long" not in codes(report), report.findings
+
+
+def test_dnssec_unknown(dns_env: Any) -> None:
+    """The same Unbound, its AD bit not trusted: said once, and no DNSSEC finding made."""
+    report = check("insecure.dnssec.test", resolver=stub(dns_env.resolver_port, trust_ad=False))
+    assert [f.code for f in report.findings].count("dnssec-unknown") == 1
+    assert codes(report)["dnssec-unknown"] is Severity.INFO
+    assert "mx-unsigned" not in codes(report)
+    for trusted in through_unbound("insecure.dnssec.test", dns_env):
+        assert "mx-unsigned" in codes(trusted)
+
+
+# -------------------------------------------------------------------------------------- DANE
+
+
+def test_tlsa_unusable(dns_env: Any) -> None:
+    """dnssec.test.: a secure TLSA RRset holding only a PKIX-TA (0 0 1) record."""
+    reports = through_unbound("unusable.dnssec.test", dns_env)
+    assert_found(reports, "tlsa-unusable", Severity.WARNING, "mx.unusable.dnssec.test")
+
+
+def test_dane_insecure_mx(dns_env: Any) -> None:
+    """The unsigned example.test. names mx.dane.dnssec.test. (secure A, usable secure TLSA)."""
+    reports = through_unbound("chk-daneins.example.test", dns_env)
+    assert_found(reports, "dane-insecure-mx", Severity.INFO, "mx.dane.dnssec.test")
+    assert_found(reports, "mx-unsigned", Severity.INFO)
+
+
+# ------------------------------------------------------------------------- MTA-STS, TLS-RPT
+
+
+def policy(mode: str = "enforce", mx: str = STS_MX, max_age: str = "604800") -> bytes:
+    return f"version: STSv1\r\nmode: {mode}\r\nmx: {mx}\r\nmax_age: {max_age}\r\n".encode()
+
+
+@pytest.fixture
+def sts_server(tmp_path: Path) -> Any:
+    from harness.https import PolicyServer, Site
+
+    sites = {
+        "stsmismatch.sts.test": Site(body=policy(mx="other.sts.test")),
+        "stsfail.sts.test": Site(status=404, body=b"not here"),
+        "stsshort.sts.test": Site(body=policy(max_age="3600")),
+        "stsclamp.sts.test": Site(body=policy(max_age="99999999")),
+        "ststesting.sts.test": Site(body=policy(mode="testing")),
+        "stsnone.sts.test": Site(body=policy(mode="none")),
+    }
+    with PolicyServer(tmp_path, sites) as server:
+        yield server
+
+
+def sts_check(domain: str, dns_env: Any, server: Any) -> list[Report]:
+    from mxselect.fetch import HttpxFetcher
+
+    fetcher = HttpxFetcher(connect_to=server.connect_to(), verify=str(server.ca_file))
+    reports = through_unbound(domain, dns_env, fetcher=fetcher)
+    hosts = {r.sni for r in server.requests}
+    assert hosts == {f"mta-sts.{domain}"}, server.requests
+    return reports
+
+
+def test_sts_mx_mismatch(dns_env: Any, sts_server: Any) -> None:
+    reports = sts_check("stsmismatch.sts.test", dns_env, sts_server)
+    assert_found(reports, "sts-mx-mismatch", Severity.ERROR, STS_MX)
+
+
+def test_sts_fetch_failed(dns_env: Any, sts_server: Any) -> None:
+    reports = sts_check("stsfail.sts.test", dns_env, sts_server)
+    assert_found(reports, "sts-fetch-failed", Severity.WARNING)
+
+
+def test_sts_max_age_short(dns_env: Any, sts_server: Any) -> None:
+    reports = sts_check("stsshort.sts.test", dns_env, sts_server)
+    assert_found(reports, "sts-max-age-short", Severity.WARNING)
+
+
+def test_sts_policy_warning(dns_env: Any, sts_server: Any) -> None:
+    reports = sts_check("stsclamp.sts.test", dns_env, sts_server)
+    assert_found(reports, "sts-policy-warning", Severity.WARNING)
+
+
+def test_sts_testing(dns_env: Any, sts_server: Any) -> None:
+    reports = sts_check("ststesting.sts.test", dns_env, sts_server)
+    assert_found(reports, "sts-testing", Severity.INFO)
+
+
+def test_sts_mode_none(dns_env: Any, sts_server: Any) -> None:
+    reports = sts_check("stsnone.sts.test", dns_env, sts_server)
+    assert_found(reports, "sts-mode-none", Severity.INFO)
+
+
+def test_sts_record_invalid(dns_env: Any) -> None:
+    """Two v=STSv1 records: senders assume no policy, so nothing is fetched."""
+    fetcher = FakeFetcher()
+    reports = through_unbound("stsdouble.sts.test", dns_env, fetcher=fetcher)
+    assert_found(reports, "sts-record-invalid", Severity.WARNING)
+    assert fetcher.fetches == []
+
+
+def test_sts_not_fetched(dns_env: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without httpx (no default fetcher): the _mta-sts record is seen, the policy not fetched."""
+    import mxselect.check
+
+    monkeypatch.setattr(mxselect.check, "_default_fetcher", lambda: None)
+    reports = through_unbound("sts.test", dns_env)
+    assert_found(reports, "sts-not-fetched", Severity.INFO)
+    for report in reports:
+        assert "sts-fetch-failed" not in codes(report)
+
+
+def test_tlsrpt_invalid(dns_env: Any) -> None:
+    reports = through_unbound("tlsdouble.sts.test", dns_env, fetcher=FakeFetcher())
+    assert_found(reports, "tlsrpt-invalid", Severity.WARNING)
