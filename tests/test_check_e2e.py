@@ -79,6 +79,16 @@ def test_mx_lookup_failed(dns_env: Any) -> None:
     assert_found(reports, "mx-lookup-failed", Severity.ERROR)
 
 
+def test_address_lookup_failed(dns_env: Any) -> None:
+    """partial.bogus.test.: the MX validates; its host's A RRset is bogus (SERVFAIL, EDE 6)
+    while its AAAA validates -- one family fails, senders use the other."""
+    reports = through_unbound("partial.bogus.test", dns_env)
+    assert_found(reports, "address-lookup-failed", Severity.WARNING, "mx1.bogus.test")
+    for report in reports:
+        assert report.selection is not None
+        assert [str(a) for a in report.selection.addresses] == ["2001:db8::70"]
+
+
 def test_no_mx_no_address(dns_env: Any) -> None:
     reports = through_unbound("nodata-host.example.test", dns_env)
     assert_found(reports, "no-mx-no-address", Severity.ERROR)
