@@ -681,8 +681,11 @@ class SelectionPlan:
         self._use_ttl(chain.ttl)
         found = sts.discover(self._sts_entry, answer, self._now)
         self._step("sts", f"MTA-STS for {self.domain}: {found.reason}")
+        # The record discover() parsed (never parsed twice), and the entry to store when it
+        # moved checked_at (the same id seen again; RFC 8461 §3.3 refresh bookkeeping).
+        self._sts_record = found.record
+        self.sts_update = found.entry
         if found.fetch:
-            self._sts_record = sts.parse_record(answer.txt)
             self._fetch = PolicyFetch.for_domain(self.domain, self.policy.sts_fetch_timeout)
         self._sts_policy, self._sts_source = found.apply, found.source
 

@@ -530,3 +530,29 @@ def test_S27_background_fetch_in_asyncio() -> None:
     assert first.sts_policy is None
     assert entry is not None
     assert entry.id == "20261201"
+
+
+def test_the_same_id_seen_again_moves_checked_at_but_not_the_validity() -> None:
+    """RFC 8461 §3.3 bookkeeping: a TXT check with the same id is stored (checked_at = now, at
+    most once a minute) so refresh_due knows the domain was checked; fetched_at is kept, so the
+    policy's validity is never extended (§3.2)."""
+    from mxselect._sts import parse_policy
+
+    entry = StsEntry(
+        domain="example.org",
+        policy=parse_policy(ENFORCE),
+        id="20261201",
+        fetched_at=NOW - 600,
+        checked_at=NOW - 600,
+    )
+    plan = mxselect.SelectionPlan(
+        "example.org", policy=STS, rng=random.Random(1), sts_entry=entry, now=NOW
+    )
+    resolver = fake()
+    while not plan.done:
+        for query in plan.pending:
+            plan.feed(query, resolver.answer(query))
+    assert plan.result().sts_source == "cached"
+    assert plan.sts_update is not None
+    assert plan.sts_update.checked_at == NOW
+    assert plan.sts_update.fetched_at == NOW - 600
