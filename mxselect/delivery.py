@@ -527,7 +527,13 @@ class DeliveryPlan:
             Posture.MTA_STS_TESTING,
         )
         if not required and not self._cleartext:
-            self._failures.append(f"{target}: {stage.value}: {text} (retrying in cleartext)")
+            # Testing: the MTA may retry with TLS it does not validate, not only in cleartext.
+            retry = (
+                "retrying without MTA-STS validation, RFC 8461 §5"
+                if target.tls.posture is Posture.MTA_STS_TESTING
+                else "retrying in cleartext"
+            )
+            self._failures.append(f"{target}: {stage.value}: {text} ({retry})")
             self._cleartext_next = True
             return True
         self._failures.append(f"{target}: {stage.value}: {text}")

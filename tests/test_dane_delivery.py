@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -122,6 +123,24 @@ def test_opportunistic_failures_then_nothing_else_is_not_4_7_5() -> None:
         "4.4.1",
     )
     assert "retrying in cleartext" in plan.outcome.message
+
+
+def test_sts_testing_failure_text_says_the_retry_need_not_be_cleartext() -> None:
+    """RFC 8461 §5: mode testing delivers "as though there were no MTA-STS validation
+    failure" -- after a certificate failure the MTA retries with unvalidated TLS (the example
+    MTA does), so the failure text does not claim a cleartext retry."""
+    testing = attrs.evolve(
+        mxselect.OPPORTUNISTIC_TLS, posture=Posture.MTA_STS_TESTING, authenticate="pkix"
+    )
+    t1 = target(1, tls=testing)
+    plan = DeliveryPlan(selection(t1))
+    for t in plan:
+        if not plan.cleartext_retry:
+            plan.tls_failed(t, "certificate-host-mismatch", "wrong name")
+        else:
+            plan.refused(t)
+    assert "retrying without MTA-STS validation" in plan.outcome.message
+    assert "retrying in cleartext" not in plan.outcome.message
 
 
 # ------------------------------------------------------------------- P3: required TLS
