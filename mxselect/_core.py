@@ -322,6 +322,8 @@ class SelectionPlan:
         error = _ERRORS[outcome](reason, domain=self.domain, warnings=tuple(self._warnings))
         if isinstance(error, StsPolicyError):
             error.policy_id = self._sts_policy_id()
+            error.sts_policy = self._sts_policy
+            error.tlsrpt = self._tlsrpt
         return error
 
     def _sts_policy_id(self) -> str | None:

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from ._model import SelectionWarning, TraceStep
+    from ._sts import StsPolicy
 
 __all__ = [
     "DNSTemporaryError",
@@ -251,7 +252,11 @@ class StsPolicyError(TemporaryError):
     (RFC 8461 §5: "Sending MTAs MUST NOT deliver the message to hosts that fail MX matching").
     Temporary: RFC 8461 §5.1 forbids failing permanently "until the sender has first checked
     for the presence of a new policy" -- :attr:`recheck_policy` says so, and :attr:`policy_id`
-    is the id of the policy that refused."""
+    is the id of the policy that refused.
+
+    RFC 8461 §6 asks for the failure to be reported with TLS-RPT: :attr:`sts_policy` is the
+    policy that refused (for :meth:`mxselect.tlsrpt.ReportPolicy.sts`) and :attr:`tlsrpt` the
+    domain's TLS-RPT ``rua`` URIs when ``Policy.tlsrpt`` asked for them (RFC 8460 §3)."""
 
     reply_code = 451
     status = "4.7.5"
@@ -260,3 +265,7 @@ class StsPolicyError(TemporaryError):
     recheck_policy = True
     #: The id of the policy applied (its TXT record's ``id``), if known.
     policy_id: str | None = None
+    #: The policy applied, if known.
+    sts_policy: StsPolicy | None = None
+    #: The recipient domain's TLS-RPT report URIs (``Policy.tlsrpt``; empty otherwise).
+    tlsrpt: tuple[str, ...] = ()

@@ -197,6 +197,26 @@ def test_S4_enforce_without_a_matching_host_is_temporary_and_asks_for_a_recheck(
     assert isinstance(error, mxselect.TemporaryError)
     assert error.recheck_policy
     assert error.policy_id == "20261201"
+    assert error.sts_policy is not None
+    assert error.sts_policy.mx == ("*.elsewhere.example",)
+    assert error.tlsrpt == ()  # Policy.tlsrpt not asked for
+
+
+def test_S4_the_refusal_carries_what_a_tls_rpt_report_needs() -> None:
+    """RFC 8461 §6: the MX mismatch is reported with TLS-RPT -- the error carries the policy
+    that refused and the domain's rua URIs, so the MTA can build the report entry."""
+    from mxselect.tlsrpt import ReportPolicy, TlsRptEvent
+
+    policy = ENFORCE.replace("*.example.org", "*.elsewhere.example")
+    with pytest.raises(StsPolicyError) as caught:
+        select(fake(), Fetcher({"example.org": policy}), policy=Policy(mta_sts=True, tlsrpt=True))
+    error = caught.value
+    assert error.tlsrpt == ("mailto:tlsrpt@example.org",)
+    assert error.sts_policy is not None
+    event = TlsRptEvent.policy_failure(
+        "validation-failure", 0.0, policy=ReportPolicy.sts("example.org", error.sts_policy)
+    )
+    assert event.policy.policy_domain == "example.org"
 
 
 def test_S5_self_pruning_comes_before_the_policy() -> None:
