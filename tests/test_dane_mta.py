@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
-import socket
 import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ if not os.environ.get("CI"):  # in CI (.ci/run installs the extras) a missing pa
     pytest.importorskip("cryptography", reason="pip install -e '.[dane]'")
 from aiosmtpd.controller import Controller
 from dane_certs import Cert, Pki, make, pki, requirement, write_chain
+from harness.smtp import port_free_on
 
 import mxselect
 from examples.mta import deliver, deliver_to
@@ -47,20 +47,6 @@ class Handler:
         return "250 2.0.0 queued"
 
 
-def _free_port() -> int:
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind((MX1, 0))
-            port = int(probe.getsockname()[1])
-        try:
-            with socket.socket() as other:
-                other.bind((MX2, port))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no port free on both loopback addresses")
-
-
 Start = Callable[..., Handler]
 
 
@@ -68,7 +54,7 @@ Start = Callable[..., Handler]
 def servers() -> Iterator[tuple[int, Start]]:
     """(port, start(address, tls=server context or None)): aiosmtpd on address:port, offering
     STARTTLS with ``tls`` (none without)."""
-    port = _free_port()
+    port = port_free_on(MX1, MX2)
     controllers: list[Controller] = []
 
     def start(address: str, tls: ssl.SSLContext | None = None) -> Handler:

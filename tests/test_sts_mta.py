@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,6 +28,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
 from dane_certs import DAY, NOW, Cert, make, write_chain
 from harness.https import PolicyServer, Site
+from harness.smtp import port_free_on
 
 import mxselect
 from examples.mta import deliver, describe
@@ -94,20 +94,6 @@ class CountingController(Controller):
         return CountingSMTP(self.handler, **self.SMTP_kwargs)
 
 
-def _free_port() -> int:
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind((MX1, 0))
-            port = int(probe.getsockname()[1])
-        try:
-            with socket.socket() as other:
-                other.bind((MX2, port))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no port free on both loopback addresses")
-
-
 Start = Callable[..., Handler]
 
 
@@ -115,7 +101,7 @@ Start = Callable[..., Handler]
 def smtp_servers() -> Iterator[tuple[int, Start]]:
     """(port, start(address, tls=server context or None)): aiosmtpd on address:port, offering
     STARTTLS with ``tls`` (none without)."""
-    port = _free_port()
+    port = port_free_on(MX1, MX2)
     controllers: list[Controller] = []
 
     def start(address: str, tls: ssl.SSLContext | None = None) -> Handler:
