@@ -798,15 +798,16 @@ class _Findings:
                 "RFC 5321 §5.1",
             )
         elif code is WarningCode.DUPLICATE_ADDRESS:
-            # "address A of H is already listed for G": one finding per host (both families).
-            words = text.split()
-            other = words[-1] if len(words) > 1 else "another host"
+            # One finding per host (both families): the structured fields, never the text.
+            other = warning.listed_for or "another host"
             if any(f.code == "duplicate-address" and f.subject == host for f in self.findings):
                 return
             shared = [
-                w.message.split()[1]
+                str(w.address)
                 for w in self.warnings
-                if w.code is WarningCode.DUPLICATE_ADDRESS and w.host == warning.host
+                if w.code is WarningCode.DUPLICATE_ADDRESS
+                and w.host == warning.host
+                and w.address is not None
             ]
             self.add(
                 "duplicate-address",
@@ -845,7 +846,7 @@ class _Findings:
                 "RFC 5321 §5.1",
             )
         elif code is WarningCode.UNSAFE_ADDRESS:
-            address = text.split()[1] if text.startswith("address ") else host
+            address = str(warning.address) if warning.address is not None else host
             self.add(
                 "unsafe-address",
                 Severity.ERROR,

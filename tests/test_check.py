@@ -381,3 +381,66 @@ def test_bad_answer() -> None:
             return fake.resolve(query)
 
     assert codes(check("example.org", resolver=Wrong())) == {"bad-answer": Severity.WARNING}
+
+
+# ------------------------------------------------- SelectionWarning.address (structured)
+
+
+def test_warnings_carry_the_address_structured() -> None:
+    """The address-related warnings say their address in a field: the check reads it, not
+    the message text (whose wording may change)."""
+    import ipaddress
+
+    from mxselect import WarningCode, select_targets
+
+    selection = select_targets("loopback.example.org", resolver=resolver())
+    (unsafe,) = [w for w in selection.warnings if w.code is WarningCode.UNSAFE_ADDRESS]
+    assert unsafe.host == "lo.example.org"
+    assert unsafe.address == ipaddress.ip_address("127.0.0.1")
+    assert unsafe.listed_for is None
+    selection = select_targets("dupaddr.example.org", resolver=resolver())
+    dups = [w for w in selection.warnings if w.code is WarningCode.DUPLICATE_ADDRESS]
+    assert {(w.host, str(w.address), w.listed_for) for w in dups} == {
+        ("same.example.org", "192.0.2.1", "mx1.example.org"),
+        ("same.example.org", "2001:db8::1", "mx1.example.org"),
+    }
+    report = check("ipmx.example.org", resolver=resolver())
+    assert report.selection is not None
+    (literal,) = [w for w in report.selection.warnings if w.code is WarningCode.MX_IS_ADDRESS]
+    assert literal.address == ipaddress.ip_address("192.0.2.5")
+    # The others have none; and the old three-argument form still builds a warning.
+    from mxselect import SelectionWarning
+
+    old = SelectionWarning(WarningCode.DUPLICATE_HOST, "text", "mx1.example.org")
+    assert old.address is None
+    assert old.listed_for is None
+
+
+def test_the_check_does_not_parse_warning_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With every warning message replaced by nonsense, the address findings still name
+    the right addresses and hosts: they come from the structured fields."""
+    from mxselect import _core
+
+    real = _core.SelectionWarning
+
+    def garbled(code: object, message: str, host: str | None = None, **kw: object) -> object:
+        return real(code, "x y z", host, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_core, "SelectionWarning", garbled)
+    unsafe = next(f for f in run("loopback.example.org").findings if f.code == "unsafe-address")
+    assert unsafe.subject == "lo.example.org 127.0.0.1"
+    dup = next(f for f in run("dupaddr.example.org").findings if f.code == "duplicate-address")
+    assert "as mx1.example.org (2001:db8::1, 192.0.2.1)" in dup.message
+
+
+def test_cli_json_warnings_have_the_address(zone: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``mxselect DOMAIN --json``: each warning has an ``address`` key (``null`` if none)."""
+    assert main(["--zone", str(zone), "--json", "loopback.example.org"]) == 0
+    warnings = json.loads(capsys.readouterr().out)["warnings"]
+    assert [(w["code"], w["host"], w["address"]) for w in warnings] == [
+        ("unsafe-address", "lo.example.org", "127.0.0.1"),
+        ("host-unusable", "lo.example.org", None),
+    ]
+    main(["--zone", str(zone), "--json", "cnamemx.example.org"])
+    warnings = json.loads(capsys.readouterr().out)["warnings"]
+    assert [(w["code"], w["address"]) for w in warnings] == [("exchange-is-alias", None)]
