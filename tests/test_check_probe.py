@@ -264,21 +264,34 @@ def test_timeout_server_never_speaks(raw: Any) -> None:
     finding = only(report, "probe-timeout")
     assert finding.severity is Severity.WARNING
     assert "waiting for the banner" in finding.message
+    assert "no answer within the probe timeout of 0.5 s, waiting for the banner" in (
+        finding.message
+    )
+
+
+def test_timeout_wording_names_the_bound_never_zero(raw: Any) -> None:
+    """Targets cut off by the whole probe's deadline -- those still queued behind the
+    concurrency limit when it runs out have 0 s left -- say the deadline, not "within 0 s"."""
+    port = raw(None)
+    count = 25  # more than PROBE_CONCURRENCY (20): five start only after the deadline
+    targets = [target(host=f"mx{i}.example.org") for i in range(count)]
+    report = probe(report_for(*targets), policy=LOOPBACK, port=port, timeout=30, deadline=0.3)
+    assert codes(report) == ["probe-timeout"] * count
+    for finding in report.findings:
+        assert "before the probe deadline (0.3 s for the whole probe) ran out" in finding.message
+        assert "within 0 s" not in finding.message
+        assert "within 0." not in finding.message
 
 
 def test_targets_run_concurrently_under_the_deadline(raw: Any) -> None:
     port = raw(None)
     targets = [target(host=f"mx{i}.example.org") for i in range(5)]
-    loop = asyncio.new_event_loop()
-    try:
-        start = loop.time()
-        report = loop.run_until_complete(
-            aprobe(report_for(*targets), policy=LOOPBACK, port=port, timeout=5, deadline=0.5)
-        )
-        assert loop.time() - start < 2.5
-    finally:
-        loop.close()
+    report = asyncio.run(
+        aprobe(report_for(*targets), policy=LOOPBACK, port=port, timeout=5, deadline=0.5)
+    )
     assert codes(report) == ["probe-timeout"] * 5
+    # All five were connected at once, so the deadline (not their 5 s timeouts) ended them.
+    assert all("probe deadline (0.5 s" in f.message for f in report.findings)
 
 
 def test_unsafe_address_is_never_connected_to(raw: Any) -> None:
