@@ -65,6 +65,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHECK_MAX_HOSTS",
+    "CODES",
+    "PROBE_CODES",
     "SCHEMA",
     "SENDER_MX_HOSTS",
     "STS_MAX_AGE_SHORT",
@@ -80,6 +82,58 @@ __all__ = [
     "probe",
     "render_html",
 ]
+
+#: Every code a finding of :func:`check` can have, in the order of docs/check.md's table
+#: (errors, warnings, info). A new finding gets its code here, a row in that table, and a
+#: test of its own from a zone and end to end (tests/test_check_coverage.py checks all three).
+CODES = (
+    "invalid-domain",
+    "no-such-domain",
+    "mx-lookup-failed",
+    "mail-deferred",
+    "no-usable-exchange",
+    "no-mx-no-address",
+    "null-mx-mixed",
+    "mx-is-address",
+    "invalid-exchange",
+    "exchange-nxdomain",
+    "exchange-no-address",
+    "unsafe-address",
+    "private-address",
+    "exchange-lookup-failed",
+    "address-lookup-failed",
+    "mx-is-cname",
+    "domain-is-cname",
+    "duplicate-host",
+    "duplicate-address",
+    "null-mx-preference",
+    "too-many-mx-hosts",
+    "no-ipv4",
+    "ttl-long",
+    "bad-answer",
+    "mx-bogus",
+    "tlsa-lookup-failed",
+    "sts-mx-mismatch",
+    "tlsa-unusable",
+    "tlsa-ignored",
+    "sts-fetch-failed",
+    "sts-record-invalid",
+    "sts-max-age-short",
+    "sts-policy-warning",
+    "tlsrpt-invalid",
+    "null-mx",
+    "no-mx",
+    "single-mx",
+    "no-ipv6",
+    "ttl-short",
+    "dnssec-unknown",
+    "mx-unsigned",
+    "dane-insecure-mx",
+    "sts-testing",
+    "sts-mode-none",
+    "sts-not-fetched",
+    "tlsrpt-missing",
+)
 
 #: The version of the JSON object of :meth:`Report.as_dict` (``"schema"``).
 SCHEMA = 1
@@ -1325,4 +1379,4 @@ class _Findings:
 
 # The probe and the HTML report live in their own modules (re-exported here).
 from ._check_html import render_html  # noqa: E402
-from ._probe import aprobe, probe  # noqa: E402
+from ._probe import PROBE_CODES, aprobe, probe  # noqa: E402

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from test_check_coverage import finds
 
 from mxselect import Policy
 from mxselect._cli import main
@@ -184,6 +185,7 @@ def test_private_address_on_an_internal_domain_is_info() -> None:
     assert found["private-address"] is Severity.INFO
 
 
+@finds("too-many-mx-hosts")
 def test_more_than_twenty_mx_hosts() -> None:
     lines = ["$ORIGIN many.example.", "$TTL 3600"]
     lines += [
@@ -368,6 +370,7 @@ def test_e2e_cli(dns_env: object, capsys: pytest.CaptureFixture[str]) -> None:
     assert json.loads(out)["findings"][0]["code"] == "exchange-nxdomain"
 
 
+@finds("bad-answer")
 def test_bad_answer() -> None:
     """A resolver answering AAAA with an IPv4 address: ``bad-answer`` (a warning)."""
     from mxselect import Answer, Query, RRType

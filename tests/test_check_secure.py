@@ -9,6 +9,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from test_check_coverage import finds
 
 from mxselect import Security
 from mxselect._cli import main
@@ -181,6 +182,7 @@ def test_a_u_label_mx_pattern_is_a_policy_warning() -> None:
     assert "A-label" in found[0].message
 
 
+@finds("dnssec-unknown")
 def test_the_fetch_is_for_the_domain_and_unknown_dnssec_is_said_once() -> None:
     fetcher = FakeFetcher({"example.org": ENFORCE})
     report = check("example.org", resolver=FakeResolver.from_zone(ZONE), fetcher=fetcher)
@@ -191,6 +193,7 @@ def test_the_fetch_is_for_the_domain_and_unknown_dnssec_is_said_once() -> None:
     assert report.ok
 
 
+@finds("sts-not-fetched")
 def test_without_httpx_the_policy_is_not_fetched(monkeypatch: pytest.MonkeyPatch) -> None:
     import mxselect.check
 
