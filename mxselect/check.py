@@ -43,7 +43,7 @@ from ._answers import Answer, FetchResult, IPAddress, PolicyFetch, Query, RRType
 from ._core import SelectionPlan
 from ._domain import normalize_exchange
 from ._lookup import norm_ttl
-from ._model import Posture, Selection, SelectionWarning, WarningCode
+from ._model import Posture, Selection, SelectionWarning, TlsRequirement, WarningCode
 from ._policy import Dane, Policy
 from ._resolvers import async_port, sync_port
 from ._sts import StsMode, StsPolicy, StsRecord, parse_policy
@@ -238,12 +238,24 @@ class Report:
         selection: the :class:`~mxselect.Selection` a sender would make (every address,
             no limit), or ``None`` when the selection failed.
         error: the :class:`~mxselect.MXSelectError` a sender would get, or ``None``.
+        sts_id: the ``id`` of the domain's valid ``_mta-sts`` record (RFC 8461 §3.1), or
+            ``None`` (no record, or none valid).
+        sts_policy: the MTA-STS policy fetched (RFC 8461 §3.2): as the selection applied
+            it, or -- the selection failed -- as parsed from the fetch; ``None`` without one.
+        sts_source: where :attr:`sts_policy` came from: ``"fetched"`` or ``"cached"``
+            (``None`` without a policy).
+        tlsrpt: the reporting URIs (``rua``) of the domain's valid TLS-RPT record (RFC 8460
+            §3), ``()`` without one.
     """
 
     domain: str
     findings: tuple[Finding, ...] = attrs.field(converter=_sorted)
     selection: Selection | None = None
     error: MXSelectError | None = attrs.field(default=None, eq=False)
+    sts_id: str | None = attrs.field(default=None, kw_only=True)
+    sts_policy: StsPolicy | None = attrs.field(default=None, kw_only=True)
+    sts_source: str | None = attrs.field(default=None, kw_only=True)
+    tlsrpt: tuple[str, ...] = attrs.field(default=(), kw_only=True)
 
     @property
     def worst(self) -> Severity | None:
@@ -275,15 +287,21 @@ class Report:
                 "canonical_domain": selection.canonical_domain,
                 "implicit": selection.implicit,
                 "ttl": selection.ttl,
+                "mx_security": selection.mx_security.value,
                 "hosts": [
                     {
                         "name": h.name,
                         "preference": h.preference,
                         "addresses": [str(a) for a in h.addresses],
+                        "canonical_name": h.canonical_name,
+                        "address_security": h.address_security.value,
+                        "tls": _tls_json(h.tls),
                     }
                     for h in selection.hosts
                 ],
             },
+            "mta_sts": self._sts_json(),
+            "tlsrpt": list(self.tlsrpt),
             "error": None
             if error is None
             else {
@@ -294,6 +312,31 @@ class Report:
                 "reason": error.reason,
             },
         }
+
+    def _sts_json(self) -> dict[str, Any] | None:
+        policy = self.sts_policy
+        if policy is None and self.sts_id is None:
+            return None
+        return {
+            "id": self.sts_id,
+            "mode": None if policy is None else policy.mode.value,
+            "mx": [] if policy is None else list(policy.mx),
+            "max_age": None if policy is None else policy.max_age,
+            "source": self.sts_source,
+            "warnings": [] if policy is None else list(policy.warnings),
+        }
+
+
+def _tls_json(tls: TlsRequirement) -> dict[str, Any]:
+    """A host's TLS requirement in the check's JSON: the DANE/MTA-STS posture and the usable
+    TLSA records (presentation form), as in the selection JSON of ``mxselect --json``."""
+    return {
+        "posture": tls.posture.value,
+        "required": tls.required,
+        "authenticate": tls.authenticate,
+        "tlsa": [str(r) for r in tls.tlsa],
+        "tlsa_base_domain": tls.tlsa_base_domain,
+    }
 
 
 def check_policy(policy: Policy | None = None) -> Policy:
@@ -660,7 +703,25 @@ class _Findings:
         self.dnssec()
         self.sts()
         self.tlsrpt()
-        return Report(self.domain, tuple(self.findings), self.selection, self.error)
+        policy = self.sts_policy
+        selection = self.selection
+        rua = self.answers.get((f"_smtp._tls.{self.domain}", RRType.TXT))
+        return Report(
+            self.domain,
+            tuple(self.findings),
+            selection,
+            self.error,
+            sts_id=None if self.sts_record is None else self.sts_record.id,
+            sts_policy=policy,
+            sts_source=None
+            if policy is None
+            else selection.sts_source
+            if selection is not None and selection.sts_source
+            else "fetched",
+            tlsrpt=(parse_tlsrpt_record(rua.txt) or ())
+            if rua is not None and rua.status is Status.RECORDS
+            else (),
+        )
 
     def domain_cname(self) -> None:
         if self.canonical == self.domain:

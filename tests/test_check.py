@@ -218,10 +218,20 @@ def test_finding_and_report_values() -> None:
         finding.code = "x"  # type: ignore[misc]
     data = report.as_dict()
     assert data["schema"] == 1
-    assert set(data) == {"schema", "domain", "worst", "counts", "findings", "selection", "error"}
+    assert set(data) == {
+        *("schema", "domain", "worst", "counts", "findings", "selection", "error"),
+        *("mta_sts", "tlsrpt"),
+    }
     assert set(data["findings"][0]) == {"code", "severity", "subject", "message", "fix", "rfc"}
     assert data["counts"] == {"error": 0, "warning": 1, "info": 1}  # + dnssec-unknown
-    assert set(data["selection"]) == {"canonical_domain", "implicit", "ttl", "hosts"}
+    assert set(data["selection"]) == {
+        *("canonical_domain", "implicit", "ttl", "mx_security", "hosts"),
+    }
+    assert set(data["selection"]["hosts"][0]) == {
+        *("name", "preference", "addresses", "canonical_name", "address_security", "tls"),
+    }
+    assert data["mta_sts"] is None
+    assert data["tlsrpt"] == []
     error = run("onlydead.example.org").as_dict()["error"]
     assert error["type"] == "DNSTemporaryError"
     assert error["reply_code"] == 451

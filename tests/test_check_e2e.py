@@ -376,3 +376,33 @@ def test_bad_answer_cannot_come_over_the_wire(wrong_family_server: Any) -> None:
         assert report.selection is not None
         assert [str(a) for a in report.selection.addresses] == ["192.0.2.90"]
     assert ("mx.wrong.test.", "AAAA") in asked
+
+
+# ------------------------------------------------------------------- the JSON's DANE/MTA-STS
+
+
+def test_json_facts_through_unbound(dns_env: Any, sts_server: Any) -> None:
+    """--json beside the findings, from real DNS: a DANE host's posture and its usable TLSA
+    record (the harness data), and an MTA-STS domain's record id and policy, fetched."""
+    from harness.dnsenv import TLSA_DATA
+
+    for report in through_unbound("dane.dnssec.test", dns_env, fetcher=FakeFetcher()):
+        data = report.as_dict()
+        assert data["selection"]["mx_security"] == "secure"
+        (host,) = data["selection"]["hosts"]
+        assert host["tls"]["posture"] == "dane"
+        usage, selector, mtype, digest = TLSA_DATA["_25._tcp.mx.dane.dnssec.test."]
+        assert host["tls"]["tlsa"] == [f"{usage} {selector} {mtype} {digest}"]
+        assert data["mta_sts"] is None
+    for report in sts_check("ststesting.sts.test", dns_env, sts_server):
+        sts = report.as_dict()["mta_sts"]
+        assert sts == {
+            "id": "chk1",
+            "mode": "testing",
+            "mx": [STS_MX],
+            "max_age": 604800,
+            "source": "fetched",
+            "warnings": [],
+        }
+    for report in through_unbound("sts.test", dns_env, fetcher=FakeFetcher()):
+        assert report.as_dict()["tlsrpt"] == ["mailto:tlsrpt@sts.test"]
