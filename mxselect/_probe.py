@@ -37,22 +37,6 @@ PROBE_TIMEOUT = 10.0
 PROBE_DEADLINE = 60.0
 #: Targets probed at once.
 PROBE_CONCURRENCY = 20
-#: Every code a probe finding can have (docs/check.md lists them; the tests check that each
-#: is produced, tests/test_check_coverage.py).
-PROBE_CODES = (
-    "probe-banner-5xx",
-    "no-starttls",
-    "tls-handshake-failed",
-    "dane-mismatch",
-    "sts-certificate-invalid",
-    "probe-refused",
-    "probe-timeout",
-    "probe-banner-not-220",
-    "probe-ehlo-refused",
-    "certificate-expired",
-    "probe-unsafe-address",
-    "probe-ok",
-)
 #: The most lines of one reply read (a server may send any number).
 _MAX_LINES = 200
 _STS = (Posture.MTA_STS, Posture.MTA_STS_TESTING)
