@@ -303,7 +303,13 @@ class SelectionPlan:
             if isinstance(kind, WarningCode):
                 message = note[1]
                 assert isinstance(message, str)
-                self._warnings.append(SelectionWarning(kind, message, note[2]))
+                if len(note) == 5:  # a warning about one address (its structured fields)
+                    warning = SelectionWarning(
+                        kind, message, note[2], address=note[3], listed_for=note[4]
+                    )
+                else:
+                    warning = SelectionWarning(kind, message, note[2])
+                self._warnings.append(warning)
                 self._trace.append((kind.value, message, note[2]))
             else:
                 self._trace.append(note)  # type: ignore[arg-type]  # kind is a str here

@@ -85,11 +85,20 @@ class SelectionWarning:
         code: what kind of problem.
         message: a readable sentence naming the host and the rule.
         host: the exchange concerned, if any.
+        address: the one address concerned, if any: set for ``unsafe-address`` (the address
+            dropped, or the address literal refused), ``duplicate-address`` (the address
+            already listed for a better-placed host) and ``mx-is-address`` (the address the
+            MX record names); ``None`` for the other codes. Read it
+            rather than parsing :attr:`message`, whose wording may change.
+        listed_for: for ``duplicate-address``, the host the address is already listed for;
+            ``None`` otherwise.
     """
 
     code: WarningCode
     message: str
     host: str | None = None
+    address: IPAddress | None = attrs.field(default=None, kw_only=True)
+    listed_for: str | None = attrs.field(default=None, kw_only=True)
 
     def __str__(self) -> str:
         return self.message

@@ -126,7 +126,15 @@ class Show:
 def _warnings(result: Result) -> list[dict[str, Any]]:
     source = result.selection if result.selection is not None else result.error
     assert source is not None
-    return [{"code": w.code.value, "message": w.message, "host": w.host} for w in source.warnings]
+    return [
+        {
+            "code": w.code.value,
+            "message": w.message,
+            "host": w.host,
+            "address": None if w.address is None else str(w.address),
+        }
+        for w in source.warnings
+    ]
 
 
 def _tls(tls: TlsRequirement) -> dict[str, Any]:

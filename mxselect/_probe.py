@@ -297,6 +297,7 @@ async def _guarded(
     cafile: str | os.PathLike[str] | None,
     timeout: float,
     end: float,
+    deadline: float,
     gate: asyncio.Semaphore,
 ) -> None:
     import asyncio
@@ -304,19 +305,27 @@ async def _guarded(
     target = state.target
     async with gate:
         loop = asyncio.get_running_loop()
-        left = min(timeout, end - loop.time())
+        left = end - loop.time()
+        # The bound that applies: the per-target timeout, or what is left of the deadline
+        # (said as the deadline, never as the rounded -- possibly zero -- remainder).
+        by_deadline = left < timeout
         try:
             if left <= 0:
                 raise TimeoutError
-            await asyncio.wait_for(_probe_one(state, port, helo, cafile), left)
+            await asyncio.wait_for(_probe_one(state, port, helo, cafile), min(timeout, left))
         except TimeoutError:
+            bound = (
+                f"before the probe deadline ({deadline:g} s for the whole probe) ran out"
+                if by_deadline
+                else f"within the probe timeout of {timeout:g} s"
+            )
             _finding(
                 state,
                 "probe-timeout",
                 "warning",
-                f"{target.host} ({target.address}) port {port}: no answer within "
-                f"{max(left, 0):g} s {state.step}: unreachable now (or "
-                "filtered); senders try the next host and retry later.",
+                f"{target.host} ({target.address}) port {port}: no answer {bound}, "
+                f"{state.step}: unreachable now (or filtered); senders try the next host and "
+                "retry later.",
                 "Check that the server runs and that port 25 is open to the internet; then "
                 "probe again.",
                 "RFC 5321 §4.5.3.2, §4.5.4.1",
@@ -408,7 +417,9 @@ async def aprobe(
     loop = asyncio.get_running_loop()
     end = loop.time() + deadline
     gate = asyncio.Semaphore(PROBE_CONCURRENCY)
-    await asyncio.gather(*(_guarded(s, port, helo, cafile, timeout, end, gate) for s in states))
+    await asyncio.gather(
+        *(_guarded(s, port, helo, cafile, timeout, end, deadline, gate) for s in states)
+    )
     found: list[Finding] = list(skipped)
     for state in states:
         found.extend(state.findings)

@@ -86,8 +86,14 @@ _IPv6 = ipaddress.IPv6Address
 
 #: A note a rule made: ``(kind, message, host)``. ``kind`` is a :class:`WarningCode` for a
 #: warning (recorded in the trace too) or a trace step's kind; ``message`` is the text or
-#: ``(function, *arguments)`` formatting it when the trace is read.
-Note = tuple["WarningCode | str", "str | tuple[Any, ...]", "str | None"]
+#: ``(function, *arguments)`` formatting it when the trace is read. A warning about one
+#: address is ``(kind, message, host, address, listed_for)``: the structured
+#: :attr:`SelectionWarning.address` (and ``listed_for``, the host a duplicate address is
+#: already listed for), so that nobody parses the message.
+Note = (
+    tuple["WarningCode | str", "str | tuple[Any, ...]", "str | None"]
+    | tuple["WarningCode", str, "str | None", "IPAddress | None", "str | None"]
+)
 Notes = list[Note]
 
 
@@ -217,6 +223,8 @@ def literal_target(text: str, address: IPAddress, policy: Policy) -> tuple[Outco
                     f"address literal {text} is in the unsafe network {network} "
                     "(Policy.unsafe_networks); refused",
                     text,
+                    address,
+                    None,
                 )
             )
             why = f"it is in the unsafe network {network} (Policy.unsafe_networks)"
@@ -343,6 +351,8 @@ def valid_exchanges(
                     "an IP address instead of a host name (RFC 5321 §5.1); "
                     + ("used as an address (allow_mx_to_ip)" if accepted else "ignored"),
                     name,
+                    address,
+                    None,
                 )
             )
             if not accepted:
@@ -663,6 +673,8 @@ def judge(
                     f"address {address} of {name} is in an unsafe network (loopback, "
                     "link-local, multicast, reserved or configured); dropped",
                     name,
+                    address,
+                    None,
                 )
             )
     if safe:
@@ -699,6 +711,8 @@ def order_targets(
                             WarningCode.DUPLICATE_ADDRESS,
                             f"address {address} of {candidate.name} is already listed for {listed}",
                             candidate.name,
+                            address,
+                            listed,
                         )
                     )
                 continue

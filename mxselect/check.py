@@ -43,7 +43,7 @@ from ._answers import Answer, FetchResult, IPAddress, PolicyFetch, Query, RRType
 from ._core import SelectionPlan
 from ._domain import normalize_exchange
 from ._lookup import norm_ttl
-from ._model import Posture, Selection, SelectionWarning, WarningCode
+from ._model import Posture, Selection, SelectionWarning, TlsRequirement, WarningCode
 from ._policy import Dane, Policy
 from ._resolvers import async_port, sync_port
 from ._sts import StsMode, StsPolicy, StsRecord, parse_policy
@@ -65,6 +65,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHECK_MAX_HOSTS",
+    "CODES",
+    "PROBE_CODES",
     "SCHEMA",
     "SENDER_MX_HOSTS",
     "STS_MAX_AGE_SHORT",
@@ -81,6 +83,74 @@ __all__ = [
     "render_html",
 ]
 
+#: Every code a finding of :func:`check` can have, in the order of docs/check.md's table
+#: (errors, warnings, info). A new finding gets its code here, a row in that table, and a
+#: test of its own from a zone and end to end (tests/test_check_coverage.py checks all three).
+CODES = (
+    "invalid-domain",
+    "no-such-domain",
+    "mx-lookup-failed",
+    "mail-deferred",
+    "no-usable-exchange",
+    "no-mx-no-address",
+    "null-mx-mixed",
+    "mx-is-address",
+    "invalid-exchange",
+    "exchange-nxdomain",
+    "exchange-no-address",
+    "unsafe-address",
+    "private-address",
+    "exchange-lookup-failed",
+    "address-lookup-failed",
+    "mx-is-cname",
+    "domain-is-cname",
+    "duplicate-host",
+    "duplicate-address",
+    "null-mx-preference",
+    "too-many-mx-hosts",
+    "no-ipv4",
+    "ttl-long",
+    "bad-answer",
+    "mx-bogus",
+    "tlsa-lookup-failed",
+    "sts-mx-mismatch",
+    "tlsa-unusable",
+    "tlsa-ignored",
+    "sts-fetch-failed",
+    "sts-record-invalid",
+    "sts-max-age-short",
+    "sts-policy-warning",
+    "tlsrpt-invalid",
+    "null-mx",
+    "no-mx",
+    "single-mx",
+    "no-ipv6",
+    "ttl-short",
+    "dnssec-unknown",
+    "mx-unsigned",
+    "dane-insecure-mx",
+    "sts-testing",
+    "sts-mode-none",
+    "sts-not-fetched",
+    "tlsrpt-missing",
+)
+
+#: Every code a finding of :func:`probe` (``--probe``) can have, in the order of docs/check.md's
+#: table; checked as :data:`CODES` is (tests/test_check_coverage.py).
+PROBE_CODES = (
+    "probe-banner-5xx",
+    "no-starttls",
+    "tls-handshake-failed",
+    "dane-mismatch",
+    "sts-certificate-invalid",
+    "probe-refused",
+    "probe-timeout",
+    "probe-banner-not-220",
+    "probe-ehlo-refused",
+    "certificate-expired",
+    "probe-unsafe-address",
+    "probe-ok",
+)
 #: The version of the JSON object of :meth:`Report.as_dict` (``"schema"``).
 SCHEMA = 1
 #: The most MX hosts one check resolves (every one of them is examined, up to this many).
@@ -184,12 +254,24 @@ class Report:
         selection: the :class:`~mxselect.Selection` a sender would make (every address,
             no limit), or ``None`` when the selection failed.
         error: the :class:`~mxselect.MXSelectError` a sender would get, or ``None``.
+        sts_id: the ``id`` of the domain's valid ``_mta-sts`` record (RFC 8461 §3.1), or
+            ``None`` (no record, or none valid).
+        sts_policy: the MTA-STS policy fetched (RFC 8461 §3.2): as the selection applied
+            it, or -- the selection failed -- as parsed from the fetch; ``None`` without one.
+        sts_source: where :attr:`sts_policy` came from: ``"fetched"`` or ``"cached"``
+            (``None`` without a policy).
+        tlsrpt: the reporting URIs (``rua``) of the domain's valid TLS-RPT record (RFC 8460
+            §3), ``()`` without one.
     """
 
     domain: str
     findings: tuple[Finding, ...] = attrs.field(converter=_sorted)
     selection: Selection | None = None
     error: MXSelectError | None = attrs.field(default=None, eq=False)
+    sts_id: str | None = attrs.field(default=None, kw_only=True)
+    sts_policy: StsPolicy | None = attrs.field(default=None, kw_only=True)
+    sts_source: str | None = attrs.field(default=None, kw_only=True)
+    tlsrpt: tuple[str, ...] = attrs.field(default=(), kw_only=True)
 
     @property
     def worst(self) -> Severity | None:
@@ -221,15 +303,21 @@ class Report:
                 "canonical_domain": selection.canonical_domain,
                 "implicit": selection.implicit,
                 "ttl": selection.ttl,
+                "mx_security": selection.mx_security.value,
                 "hosts": [
                     {
                         "name": h.name,
                         "preference": h.preference,
                         "addresses": [str(a) for a in h.addresses],
+                        "canonical_name": h.canonical_name,
+                        "address_security": h.address_security.value,
+                        "tls": _tls_json(h.tls),
                     }
                     for h in selection.hosts
                 ],
             },
+            "mta_sts": self._sts_json(),
+            "tlsrpt": list(self.tlsrpt),
             "error": None
             if error is None
             else {
@@ -240,6 +328,31 @@ class Report:
                 "reason": error.reason,
             },
         }
+
+    def _sts_json(self) -> dict[str, Any] | None:
+        policy = self.sts_policy
+        if policy is None and self.sts_id is None:
+            return None
+        return {
+            "id": self.sts_id,
+            "mode": None if policy is None else policy.mode.value,
+            "mx": [] if policy is None else list(policy.mx),
+            "max_age": None if policy is None else policy.max_age,
+            "source": self.sts_source,
+            "warnings": [] if policy is None else list(policy.warnings),
+        }
+
+
+def _tls_json(tls: TlsRequirement) -> dict[str, Any]:
+    """A host's TLS requirement in the check's JSON: the DANE/MTA-STS posture and the usable
+    TLSA records (presentation form), as in the selection JSON of ``mxselect --json``."""
+    return {
+        "posture": tls.posture.value,
+        "required": tls.required,
+        "authenticate": tls.authenticate,
+        "tlsa": [str(r) for r in tls.tlsa],
+        "tlsa_base_domain": tls.tlsa_base_domain,
+    }
 
 
 def check_policy(policy: Policy | None = None) -> Policy:
@@ -606,7 +719,25 @@ class _Findings:
         self.dnssec()
         self.sts()
         self.tlsrpt()
-        return Report(self.domain, tuple(self.findings), self.selection, self.error)
+        policy = self.sts_policy
+        selection = self.selection
+        rua = self.answers.get((f"_smtp._tls.{self.domain}", RRType.TXT))
+        return Report(
+            self.domain,
+            tuple(self.findings),
+            selection,
+            self.error,
+            sts_id=None if self.sts_record is None else self.sts_record.id,
+            sts_policy=policy,
+            sts_source=None
+            if policy is None
+            else selection.sts_source
+            if selection is not None and selection.sts_source
+            else "fetched",
+            tlsrpt=(parse_tlsrpt_record(rua.txt) or ())
+            if rua is not None and rua.status is Status.RECORDS
+            else (),
+        )
 
     def domain_cname(self) -> None:
         if self.canonical == self.domain:
@@ -798,15 +929,16 @@ class _Findings:
                 "RFC 5321 §5.1",
             )
         elif code is WarningCode.DUPLICATE_ADDRESS:
-            # "address A of H is already listed for G": one finding per host (both families).
-            words = text.split()
-            other = words[-1] if len(words) > 1 else "another host"
+            # One finding per host (both families): the structured fields, never the text.
+            other = warning.listed_for or "another host"
             if any(f.code == "duplicate-address" and f.subject == host for f in self.findings):
                 return
             shared = [
-                w.message.split()[1]
+                str(w.address)
                 for w in self.warnings
-                if w.code is WarningCode.DUPLICATE_ADDRESS and w.host == warning.host
+                if w.code is WarningCode.DUPLICATE_ADDRESS
+                and w.host == warning.host
+                and w.address is not None
             ]
             self.add(
                 "duplicate-address",
@@ -845,7 +977,7 @@ class _Findings:
                 "RFC 5321 §5.1",
             )
         elif code is WarningCode.UNSAFE_ADDRESS:
-            address = text.split()[1] if text.startswith("address ") else host
+            address = str(warning.address) if warning.address is not None else host
             self.add(
                 "unsafe-address",
                 Severity.ERROR,

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from test_check_coverage import finds
 
 from mxselect import Policy
 from mxselect._cli import main
@@ -184,6 +185,7 @@ def test_private_address_on_an_internal_domain_is_info() -> None:
     assert found["private-address"] is Severity.INFO
 
 
+@finds("too-many-mx-hosts")
 def test_more_than_twenty_mx_hosts() -> None:
     lines = ["$ORIGIN many.example.", "$TTL 3600"]
     lines += [
@@ -216,10 +218,20 @@ def test_finding_and_report_values() -> None:
         finding.code = "x"  # type: ignore[misc]
     data = report.as_dict()
     assert data["schema"] == 1
-    assert set(data) == {"schema", "domain", "worst", "counts", "findings", "selection", "error"}
+    assert set(data) == {
+        *("schema", "domain", "worst", "counts", "findings", "selection", "error"),
+        *("mta_sts", "tlsrpt"),
+    }
     assert set(data["findings"][0]) == {"code", "severity", "subject", "message", "fix", "rfc"}
     assert data["counts"] == {"error": 0, "warning": 1, "info": 1}  # + dnssec-unknown
-    assert set(data["selection"]) == {"canonical_domain", "implicit", "ttl", "hosts"}
+    assert set(data["selection"]) == {
+        *("canonical_domain", "implicit", "ttl", "mx_security", "hosts"),
+    }
+    assert set(data["selection"]["hosts"][0]) == {
+        *("name", "preference", "addresses", "canonical_name", "address_security", "tls"),
+    }
+    assert data["mta_sts"] is None
+    assert data["tlsrpt"] == []
     error = run("onlydead.example.org").as_dict()["error"]
     assert error["type"] == "DNSTemporaryError"
     assert error["reply_code"] == 451
@@ -368,6 +380,7 @@ def test_e2e_cli(dns_env: object, capsys: pytest.CaptureFixture[str]) -> None:
     assert json.loads(out)["findings"][0]["code"] == "exchange-nxdomain"
 
 
+@finds("bad-answer")
 def test_bad_answer() -> None:
     """A resolver answering AAAA with an IPv4 address: ``bad-answer`` (a warning)."""
     from mxselect import Answer, Query, RRType
@@ -381,3 +394,66 @@ def test_bad_answer() -> None:
             return fake.resolve(query)
 
     assert codes(check("example.org", resolver=Wrong())) == {"bad-answer": Severity.WARNING}
+
+
+# ------------------------------------------------- SelectionWarning.address (structured)
+
+
+def test_warnings_carry_the_address_structured() -> None:
+    """The address-related warnings say their address in a field: the check reads it, not
+    the message text (whose wording may change)."""
+    import ipaddress
+
+    from mxselect import WarningCode, select_targets
+
+    selection = select_targets("loopback.example.org", resolver=resolver())
+    (unsafe,) = [w for w in selection.warnings if w.code is WarningCode.UNSAFE_ADDRESS]
+    assert unsafe.host == "lo.example.org"
+    assert unsafe.address == ipaddress.ip_address("127.0.0.1")
+    assert unsafe.listed_for is None
+    selection = select_targets("dupaddr.example.org", resolver=resolver())
+    dups = [w for w in selection.warnings if w.code is WarningCode.DUPLICATE_ADDRESS]
+    assert {(w.host, str(w.address), w.listed_for) for w in dups} == {
+        ("same.example.org", "192.0.2.1", "mx1.example.org"),
+        ("same.example.org", "2001:db8::1", "mx1.example.org"),
+    }
+    report = check("ipmx.example.org", resolver=resolver())
+    assert report.selection is not None
+    (literal,) = [w for w in report.selection.warnings if w.code is WarningCode.MX_IS_ADDRESS]
+    assert literal.address == ipaddress.ip_address("192.0.2.5")
+    # The others have none; and the old three-argument form still builds a warning.
+    from mxselect import SelectionWarning
+
+    old = SelectionWarning(WarningCode.DUPLICATE_HOST, "text", "mx1.example.org")
+    assert old.address is None
+    assert old.listed_for is None
+
+
+def test_the_check_does_not_parse_warning_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With every warning message replaced by nonsense, the address findings still name
+    the right addresses and hosts: they come from the structured fields."""
+    from mxselect import _core
+
+    real = _core.SelectionWarning
+
+    def garbled(code: object, message: str, host: str | None = None, **kw: object) -> object:
+        return real(code, "x y z", host, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_core, "SelectionWarning", garbled)
+    unsafe = next(f for f in run("loopback.example.org").findings if f.code == "unsafe-address")
+    assert unsafe.subject == "lo.example.org 127.0.0.1"
+    dup = next(f for f in run("dupaddr.example.org").findings if f.code == "duplicate-address")
+    assert "as mx1.example.org (2001:db8::1, 192.0.2.1)" in dup.message
+
+
+def test_cli_json_warnings_have_the_address(zone: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``mxselect DOMAIN --json``: each warning has an ``address`` key (``null`` if none)."""
+    assert main(["--zone", str(zone), "--json", "loopback.example.org"]) == 0
+    warnings = json.loads(capsys.readouterr().out)["warnings"]
+    assert [(w["code"], w["host"], w["address"]) for w in warnings] == [
+        ("unsafe-address", "lo.example.org", "127.0.0.1"),
+        ("host-unusable", "lo.example.org", None),
+    ]
+    main(["--zone", str(zone), "--json", "cnamemx.example.org"])
+    warnings = json.loads(capsys.readouterr().out)["warnings"]
+    assert [(w["code"], w["address"]) for w in warnings] == [("exchange-is-alias", None)]

@@ -22,6 +22,7 @@ if not os.environ.get("CI"):  # in CI (.ci/run installs the extras) a missing pa
     pytest.importorskip("cryptography", reason="pip install -e '.[dane]'")
 from aiosmtpd.controller import Controller
 from dane_certs import DAY, NOW, Pki, make, pki, requirement, write_chain
+from test_check_coverage import finds
 
 from mxselect import Host, Policy, Posture, Selection, Target, TlsRequirement
 from mxselect._check_cli import main as check_main
@@ -156,6 +157,7 @@ def raw() -> Iterator[Callable[..., int]]:
 # ------------------------------------------------------------------------------- the probe
 
 
+@finds("probe-ok")
 def test_opportunistic_starttls_is_ok(smtp: Any, certs: dict[str, Any]) -> None:
     good = certs["good"]
     port = smtp(server_context(certs, "ok", good.leaf, good.inter))
@@ -168,6 +170,7 @@ def test_opportunistic_starttls_is_ok(smtp: Any, certs: dict[str, Any]) -> None:
     assert report.ok
 
 
+@finds("dane-mismatch", "probe-ok")
 def test_dane_match_and_mismatch(smtp: Any, certs: dict[str, Any]) -> None:
     good, other = certs["good"], certs["other"]
     port = smtp(server_context(certs, "dane", good.leaf, good.inter))
@@ -183,6 +186,7 @@ def test_dane_match_and_mismatch(smtp: Any, certs: dict[str, Any]) -> None:
     assert "RFC 7672" in finding.rfc
 
 
+@finds("sts-certificate-invalid")
 def test_sts_certificate_valid_and_invalid(smtp: Any, certs: dict[str, Any]) -> None:
     good, other = certs["good"], certs["other"]
     sts = TlsRequirement(posture=Posture.MTA_STS, required=True, authenticate="pkix", sni=HOST)
@@ -200,12 +204,14 @@ def test_sts_certificate_valid_and_invalid(smtp: Any, certs: dict[str, Any]) -> 
     assert only(report, "sts-certificate-invalid").severity is Severity.WARNING
 
 
+@finds("certificate-expired")
 def test_expired_certificate_opportunistic(smtp: Any, certs: dict[str, Any]) -> None:
     port = smtp(server_context(certs, "expired", certs["expired"], certs["good"].inter))
     report = probe(report_for(target()), policy=LOOPBACK, port=port, timeout=5)
     assert only(report, "certificate-expired").severity is Severity.WARNING
 
 
+@finds("no-starttls")
 def test_no_starttls(smtp: Any, certs: dict[str, Any]) -> None:
     port = smtp(None)
     report = probe(report_for(target()), policy=LOOPBACK, port=port, timeout=5)
@@ -215,6 +221,7 @@ def test_no_starttls(smtp: Any, certs: dict[str, Any]) -> None:
     assert only(report, "no-starttls").severity is Severity.ERROR
 
 
+@finds("tls-handshake-failed")
 def test_tls_handshake_failed(raw: Any, certs: dict[str, Any]) -> None:
     """STARTTLS accepted, then not TLS: a warning when cleartext is allowed, else an error."""
     port = raw(
@@ -230,6 +237,7 @@ def test_tls_handshake_failed(raw: Any, certs: dict[str, Any]) -> None:
     assert only(report, "tls-handshake-failed").severity is Severity.ERROR
 
 
+@finds("probe-ehlo-refused", "probe-banner-not-220")
 def test_starttls_refused_and_ehlo_refused(raw: Any) -> None:
     port = raw(b"220 mx1\r\n", b"250-mx1\r\n250 STARTTLS\r\n", b"454 4.7.0 TLS not available\r\n")
     report = probe(report_for(target()), policy=LOOPBACK, port=port, timeout=5)
@@ -242,6 +250,7 @@ def test_starttls_refused_and_ehlo_refused(raw: Any) -> None:
     assert only(report, "probe-banner-not-220").severity is Severity.WARNING
 
 
+@finds("probe-refused")
 def test_refused_port() -> None:
     port = free_port()  # nothing listens there
     report = probe(report_for(target()), policy=LOOPBACK, port=port, timeout=5)
@@ -250,6 +259,7 @@ def test_refused_port() -> None:
     assert "unreachable now" in finding.message
 
 
+@finds("probe-banner-5xx")
 def test_5xx_banner(raw: Any) -> None:
     port = raw(b"554 5.7.1 go away\r\n")
     report = probe(report_for(target()), policy=LOOPBACK, port=port, timeout=5)
@@ -258,29 +268,44 @@ def test_5xx_banner(raw: Any) -> None:
     assert "554" in finding.message
 
 
+@finds("probe-timeout")
 def test_timeout_server_never_speaks(raw: Any) -> None:
     port = raw(None)
     report = probe(report_for(target()), policy=LOOPBACK, port=port, timeout=0.5)
     finding = only(report, "probe-timeout")
     assert finding.severity is Severity.WARNING
     assert "waiting for the banner" in finding.message
+    assert "no answer within the probe timeout of 0.5 s, waiting for the banner" in (
+        finding.message
+    )
+
+
+def test_timeout_wording_names_the_bound_never_zero(raw: Any) -> None:
+    """Targets cut off by the whole probe's deadline -- those still queued behind the
+    concurrency limit when it runs out have 0 s left -- say the deadline, not "within 0 s"."""
+    port = raw(None)
+    count = 25  # more than PROBE_CONCURRENCY (20): five start only after the deadline
+    targets = [target(host=f"mx{i}.example.org") for i in range(count)]
+    report = probe(report_for(*targets), policy=LOOPBACK, port=port, timeout=30, deadline=0.3)
+    assert codes(report) == ["probe-timeout"] * count
+    for finding in report.findings:
+        assert "before the probe deadline (0.3 s for the whole probe) ran out" in finding.message
+        assert "within 0 s" not in finding.message
+        assert "within 0." not in finding.message
 
 
 def test_targets_run_concurrently_under_the_deadline(raw: Any) -> None:
     port = raw(None)
     targets = [target(host=f"mx{i}.example.org") for i in range(5)]
-    loop = asyncio.new_event_loop()
-    try:
-        start = loop.time()
-        report = loop.run_until_complete(
-            aprobe(report_for(*targets), policy=LOOPBACK, port=port, timeout=5, deadline=0.5)
-        )
-        assert loop.time() - start < 2.5
-    finally:
-        loop.close()
+    report = asyncio.run(
+        aprobe(report_for(*targets), policy=LOOPBACK, port=port, timeout=5, deadline=0.5)
+    )
     assert codes(report) == ["probe-timeout"] * 5
+    # All five were connected at once, so the deadline (not their 5 s timeouts) ended them.
+    assert all("probe deadline (0.5 s" in f.message for f in report.findings)
 
 
+@finds("probe-unsafe-address")
 def test_unsafe_address_is_never_connected_to(raw: Any) -> None:
     """With the default policy loopback is unsafe: the probe does not connect at all."""
     accepted: list[int] = []
@@ -438,3 +463,141 @@ def test_cli_probe_and_html(
     assert code == 0  # single-mx, no-ipv6 (IPv4 only: not asked), probe-ok: INFO
     parse(page.read_text(encoding="utf-8"))
     assert "probe-ok" in page.read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------------- end to end: Knot + Unbound
+#
+# The reports are made through the validating Unbound (harness zones: mta.test. has mx1 at
+# 127.0.0.2 and mx2 at 127.0.0.3; probe.dnssec.test. a signed MX host at 127.0.0.2 with a
+# TLSA record of no real key; stsprobe.sts.test. an MTA-STS domain whose MX is
+# mx1.mta.test.), then probed: the server of the case listens on 127.0.0.2, nothing on
+# 127.0.0.3 at that port (probe-refused for mx2). Loopback only.
+
+MX1, MX2 = "mx1.mta.test 127.0.0.2", "mx2.mta.test 127.0.0.3"
+
+
+def through_unbound(domain: str, dns_env: Any, **kwargs: Any) -> Report:
+    from mxselect.stub import StubResolver
+    from mxselect.testing import FakeFetcher
+
+    stub = StubResolver([("127.0.0.1", dns_env.resolver_port)], timeout=2.0, lifetime=5.0)
+    kwargs.setdefault("fetcher", FakeFetcher())
+    report = check(domain, resolver=stub, policy=LOOPBACK, **kwargs)
+    assert report.selection is not None, report.findings
+    assert "dnssec-unknown" not in codes(report), report.findings
+    return report
+
+
+def serve(case: str, raw: Any, smtp: Any, certs: dict[str, Any]) -> int:
+    """Start the server of ``case`` on 127.0.0.2: its port."""
+    good = certs["good"]
+    if case == "ok":
+        return int(smtp(server_context(certs, "e2e-ok", good.leaf, good.inter)))
+    if case == "expired":
+        return int(smtp(server_context(certs, "e2e-expired", certs["expired"], good.inter)))
+    if case == "no-starttls":
+        return int(smtp(None))
+    greetings = {
+        "banner-5xx": (b"554 5.7.1 go away\r\n",),
+        "banner-421": (b"421 4.3.2 busy\r\n",),
+        "no-ehlo": (b"220 mx1\r\n", b"502 5.5.2 no EHLO\r\n"),
+        "not-tls": (
+            b"220 mx1 ESMTP\r\n",
+            b"250-mx1\r\n250 STARTTLS\r\n",
+            b"220 go ahead\r\n",
+            b"this is not a TLS record\r\n" * 4,
+        ),
+    }
+    if case == "silent":
+        return int(raw(None))
+    return int(raw(*greetings[case]))
+
+
+E2E_PROBE = [
+    ("ok", {"probe-ok": Severity.INFO, "probe-refused": Severity.WARNING}),
+    ("banner-5xx", {"probe-banner-5xx": Severity.ERROR}),
+    ("banner-421", {"probe-banner-not-220": Severity.WARNING}),
+    ("no-ehlo", {"probe-ehlo-refused": Severity.WARNING}),
+    ("no-starttls", {"no-starttls": Severity.WARNING}),
+    ("not-tls", {"tls-handshake-failed": Severity.WARNING}),
+    ("expired", {"certificate-expired": Severity.WARNING}),
+    ("silent", {"probe-timeout": Severity.WARNING}),
+]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(("case", "expected"), E2E_PROBE)
+def test_e2e_probe(
+    case: str,
+    expected: dict[str, Severity],
+    dns_env: Any,
+    raw: Any,
+    smtp: Any,
+    certs: dict[str, Any],
+) -> None:
+    """mta.test. through Unbound, then probed: mx1's server gives the case's finding, mx2
+    (nothing listening) probe-refused."""
+    port = serve(case, raw, smtp, certs)
+    report = probe(
+        through_unbound("mta.test", dns_env), policy=LOOPBACK, port=port, timeout=2, deadline=10
+    )
+    by_subject = {(f.code, f.subject): f.severity for f in report.findings}
+    for code, severity in expected.items():
+        subject = MX2 if code == "probe-refused" else MX1
+        assert by_subject.get((code, subject)) is severity, report.findings
+    assert by_subject.get(("probe-refused", MX2)) is Severity.WARNING, report.findings
+
+
+@pytest.mark.e2e
+@finds("probe-unsafe-address")
+def test_e2e_probe_never_connects_to_unsafe_addresses(dns_env: Any, raw: Any) -> None:
+    """The report made with loopback allowed, the probe with the default policy: neither
+    127.0.0.2 nor 127.0.0.3 is connected to."""
+    port = raw(b"220 mx1\r\n")
+    report = probe(through_unbound("mta.test", dns_env), port=port, timeout=2)
+    probed = [f for f in report.findings if f.code.startswith("probe-")]
+    assert {(f.code, f.subject) for f in probed} == {
+        ("probe-unsafe-address", MX1),
+        ("probe-unsafe-address", MX2),
+    }
+
+
+@pytest.mark.e2e
+@finds("dane-mismatch")
+def test_e2e_dane_mismatch(dns_env: Any, smtp: Any, certs: dict[str, Any]) -> None:
+    """probe.dnssec.test.: a validated MX host with a secure TLSA 3 1 1 record (DANE
+    posture from the check itself), whose server presents a certificate it does not match."""
+    good = certs["good"]
+    port = smtp(server_context(certs, "e2e-dane", good.leaf, good.inter))
+    report = through_unbound("probe.dnssec.test", dns_env)
+    assert report.selection is not None
+    assert [str(t.tls.posture) for t in report.selection.targets] == ["dane"]
+    report = probe(report, policy=LOOPBACK, port=port, timeout=5)
+    finding = only(report, "dane-mismatch")
+    assert finding.severity is Severity.ERROR
+    assert finding.subject == "mx.probe.dnssec.test 127.0.0.2"
+
+
+@pytest.mark.e2e
+@finds("sts-certificate-invalid")
+def test_e2e_sts_certificate_invalid(
+    dns_env: Any, smtp: Any, certs: dict[str, Any], tmp_path: Path
+) -> None:
+    """stsprobe.sts.test.: its MTA-STS policy (enforce, mx: mx1.mta.test) fetched from the
+    loopback HTTPS server; mx1's SMTP server presents a certificate of a CA not trusted."""
+    from harness.https import PolicyServer, Site
+
+    from mxselect.fetch import HttpxFetcher
+
+    body = b"version: STSv1\r\nmode: enforce\r\nmx: mx1.mta.test\r\nmax_age: 604800\r\n"
+    other = certs["other"]
+    port = smtp(server_context(certs, "e2e-sts", other.leaf, other.inter))
+    with PolicyServer(tmp_path, {"stsprobe.sts.test": Site(body=body)}) as server:
+        fetcher = HttpxFetcher(connect_to=server.connect_to(), verify=str(server.ca_file))
+        report = through_unbound("stsprobe.sts.test", dns_env, fetcher=fetcher)
+    assert report.selection is not None
+    assert [str(t.tls.posture) for t in report.selection.targets] == ["mta-sts"]
+    report = probe(report, policy=LOOPBACK, port=port, timeout=5, cafile=certs["dir"] / "ca.pem")
+    finding = only(report, "sts-certificate-invalid")
+    assert finding.severity is Severity.ERROR
+    assert finding.subject == MX1

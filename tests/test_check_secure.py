@@ -9,6 +9,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from test_check_coverage import finds
 
 from mxselect import Security
 from mxselect._cli import main
@@ -101,6 +102,69 @@ def test_the_check_is_backward_compatible_and_async_is_the_same() -> None:
     assert check("example.org", resolver=resolver(), fetcher=fetcher, deadline=30) == sync
 
 
+def test_json_has_the_dane_and_mta_sts_facts() -> None:
+    """--json / Report.as_dict: each host's DNSSEC status, TLS posture and usable TLSA
+    records, the MTA-STS record id and policy (mode, mx, max_age, source) and the TLS-RPT
+    rua -- beside the findings."""
+    import json
+
+    report = run("example.org")
+    assert report.sts_id == "20261201"
+    assert report.tlsrpt == ("mailto:tlsrpt@example.org",)
+    data = json.loads(json.dumps(report.as_dict()))
+    assert data["selection"]["mx_security"] == "secure"
+    (host,) = data["selection"]["hosts"]
+    assert host["canonical_name"] == "mx1.example.org"
+    assert host["address_security"] == "secure"
+    assert host["tls"] == {
+        "posture": "dane",
+        "required": True,
+        "authenticate": "dane",
+        "tlsa": [f"3 1 1 {SHA}"],
+        "tlsa_base_domain": "mx1.example.org",
+    }
+    assert data["mta_sts"] == {
+        "id": "20261201",
+        "mode": "enforce",
+        "mx": ["mx1.example.org"],
+        "max_age": 604800,
+        "source": "fetched",
+        "warnings": [],
+    }
+    assert data["tlsrpt"] == ["mailto:tlsrpt@example.org"]
+
+
+def test_json_mta_sts_when_the_selection_fails_and_without_a_policy() -> None:
+    # Every host outside the enforce policy: no selection, the policy still reported.
+    failed = run("sts.example.org", {"sts.example.org": policy(mx="other.example.org")})
+    assert failed.selection is None
+    data = failed.as_dict()
+    assert data["selection"] is None
+    assert data["mta_sts"]["mode"] == "enforce"
+    assert data["mta_sts"]["mx"] == ["other.example.org"]
+    assert data["mta_sts"]["id"] == "1"
+    # A record whose policy cannot be fetched: the id, no policy.
+    unfetched = run("sts.example.org", {}).as_dict()["mta_sts"]
+    assert unfetched == {
+        "id": "1",
+        "mode": None,
+        "mx": [],
+        "max_age": None,
+        "source": None,
+        "warnings": [],
+    }
+    # No _mta-sts record and a malformed TLS-RPT one: nothing to say.
+    none = run("badrpt.example.org", {}).as_dict()
+    assert none["mta_sts"] is None
+    assert none["tlsrpt"] == []
+    # Opportunistic hosts: the posture, no TLSA.
+    tls = run("sts.example.org", {"sts.example.org": policy()}).as_dict()["selection"]
+    assert tls["hosts"][0]["tls"]["posture"] == "dane"  # mx1 has TLSA: DANE outranks STS
+    plain = run("insecurehost.example.org").as_dict()["selection"]["hosts"][0]["tls"]
+    assert plain["posture"] == "opportunistic"
+    assert plain["tlsa"] == []
+
+
 SECURE_CASES = [
     # (domain, policies or None for the default, code, severity, RFC contains)
     ("bogusmx.example.org", None, "mx-bogus", Severity.ERROR, "RFC 4035"),
@@ -181,6 +245,7 @@ def test_a_u_label_mx_pattern_is_a_policy_warning() -> None:
     assert "A-label" in found[0].message
 
 
+@finds("dnssec-unknown")
 def test_the_fetch_is_for_the_domain_and_unknown_dnssec_is_said_once() -> None:
     fetcher = FakeFetcher({"example.org": ENFORCE})
     report = check("example.org", resolver=FakeResolver.from_zone(ZONE), fetcher=fetcher)
@@ -191,6 +256,7 @@ def test_the_fetch_is_for_the_domain_and_unknown_dnssec_is_said_once() -> None:
     assert report.ok
 
 
+@finds("sts-not-fetched")
 def test_without_httpx_the_policy_is_not_fetched(monkeypatch: pytest.MonkeyPatch) -> None:
     import mxselect.check
 

@@ -36,7 +36,7 @@ def chain_with(name: str, rtype: RRType, *answers: Answer) -> Chain:
 
 
 def kinds(notes: rules.Notes) -> list[object]:
-    return [kind for kind, _, _ in notes]
+    return [note[0] for note in notes]
 
 
 # -- rule 1 ----------------------------------------------------------------------------------
