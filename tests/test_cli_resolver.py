@@ -2,9 +2,10 @@
 built from resolv.conf by `StubResolver.from_system` (dnspython's parser), `--resolver
 dnspython` for the adapter, `--resolv-conf FILE`; and the same for `mxselect check`.
 
-Every resolv.conf here is written in `tmp_path`; nothing reads the machine's own except where
-a test says so by pointing `_cli.RESOLV_CONF` at a file of its own. Queries go only to the
-loopback Knot + Unbound harness (`dns_env`).
+Every resolv.conf here is written in `tmp_path`; nothing reads the machine's own (the tests
+of the default point `_cli.RESOLV_CONF` at a file of their own). Queries go only to loopback:
+the Knot + Unbound harness (`dns_env`), and a fault server on 127.0.0.153 port 53 (skipped
+where port 53 cannot be bound), the one place a resolv.conf line, which has no port, can name.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 import dns.resolver
 import pytest
+from harness.faultserver import FaultServer
 
 from mxselect import Query, RRType, Status, _check_cli, _cli
 from mxselect.cache import CachingResolver
@@ -340,6 +342,66 @@ def test_a_resolv_conf_pointing_at_the_harness(dns_env: Any, tmp_path: Path) -> 
     assert set(stub.resolve(query).mx) == set(found.mx)  # (Unbound rotates the RRset)
     secure = stub.resolve(Query("dane.dnssec.test", RRType.MX))
     assert secure.security.value == "secure"  # loopback: the AD bit counts
+
+
+class _OnPort53(FaultServer):
+    """The fault server on port 53 of another loopback address, where a resolv.conf line can
+    name it (resolv.conf has no port). Needs the privilege to bind port 53."""
+
+    def __init__(self, zone_text: str) -> None:
+        super().__init__(zone_text)
+        self.host = PORT53_HOST
+
+    def _bind(self) -> tuple[socket.socket, socket.socket]:
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            udp.bind((self.host, 53))
+            tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            tcp.bind((self.host, 53))
+            tcp.listen(64)
+        except OSError:
+            udp.close()
+            tcp.close()
+            raise
+        udp.setblocking(False)
+        tcp.setblocking(False)
+        return udp, tcp
+
+
+#: An address of 127.0.0.0/8 that nothing else here uses (Linux answers on all of it).
+PORT53_HOST = "127.0.0.153"
+
+
+@pytest.mark.e2e
+def test_resolv_conf_option_end_to_end(tmp_path: Path) -> None:
+    """`--resolv-conf FILE` naming a loopback server on port 53: both resolvers ask it, give
+    the same JSON, and neither ever appends the search list."""
+    zone = (
+        "$ORIGIN r.test.\n@ SOA ns h 1 1 1 1 60\n@ MX 10 mx\nmx A 192.0.2.7\nmx AAAA 2001:db8::7\n"
+    )
+    server = _OnPort53(zone)
+    try:
+        server.start()
+    except (RuntimeError, OSError) as exc:
+        pytest.skip(f"cannot serve on {PORT53_HOST}:53 here: {exc}")
+    try:
+        conf = write(tmp_path, f"search example.org\nnameserver {PORT53_HOST}\noptions timeout:1\n")
+        runs = [
+            mxselect("--resolver", name, "--resolv-conf", str(conf), "--json", "--seed", "3",
+                     "--allow-network", "192.0.2.0/24", "--allow-network", "2001:db8::/32",
+                     "r.test", "nx.r.test")
+            for name in ("stub", "dnspython")
+        ]  # fmt: skip
+    finally:
+        server.stop()
+    stub, adapter = runs
+    assert stub.returncode == adapter.returncode == 68, stub.stderr  # nx.r.test: NXDOMAIN
+    assert without_ttl(stub.stdout) == without_ttl(adapter.stdout)
+    ok = without_ttl(stub.stdout)[0]
+    assert sorted(t["address"] for t in ok["targets"]) == ["192.0.2.7", "2001:db8::7"]
+    names = {str(q[0]) for q in server.queries}
+    assert names == {"r.test.", "mx.r.test.", "nx.r.test."}  # never *.example.org.
 
 
 def test_help_names_the_resolver_options() -> None:
