@@ -88,8 +88,8 @@ def test_from_system_keywords_override_the_file(tmp_path: Path) -> None:
     [("", 2.0), ("options timeout:0\n", 2.0), ("options timeout:7\n", 7.0)],
 )
 def test_from_system_timeout_option(tmp_path: Path, options: str, timeout: float) -> None:
-    """``timeout:N`` is the wait for one server; below 1 (glibc takes 0 as "the minimum") the
-    stub keeps its default rather than refusing a system file."""
+    """``timeout:N`` is the wait for one server; below 1 it is no usable wait, and the stub
+    keeps its default rather than refusing a system file."""
     conf = write(tmp_path, f"nameserver 127.0.0.1\n{options}")
     assert StubResolver.from_system(conf).timeout == timeout
 
