@@ -577,13 +577,14 @@ def _resolver(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Asyn
             parser.error("--nameserver takes an IP address: ADDR, ADDR:PORT or [ADDR]:PORT")
     import dns.exception
 
+    # The configuration file may be missing, unreadable, without a nameserver, or name one
+    # the resolver cannot ask: no system configuration (75), or a bad --resolv-conf (64).
     try:
         if (args.resolver or "stub") == "stub":
             adapter = _stub_resolver(servers, args.resolv_conf, args)
         else:
             adapter = _dnspython_resolver(servers, args.resolv_conf, args)
-    except (dns.exception.DNSException, ValueError, OSError) as exc:  # the file: missing,
-        # unreadable, without a nameserver, naming one the resolver cannot ask
+    except (dns.exception.DNSException, ValueError, OSError) as exc:
         if args.resolv_conf:
             parser.exit(EX_USAGE, f"mxselect: --resolv-conf: {exc}\n")
         parser.exit(EX_TEMPFAIL, f"mxselect: no system resolver configuration: {exc}\n")

@@ -870,7 +870,7 @@ class StubResolver:
         port = kwargs.pop("port", None)
         servers: list[tuple[str, int]] = []
         for entry in config.nameservers:
-            # dnspython keeps the text given (2.7+) or a Nameserver object (earlier)
+            # the text of the line, or a Nameserver object (as some dnspython versions keep)
             if isinstance(entry, dns.nameserver.Do53Nameserver):
                 address, default = entry.address, entry.port
             elif isinstance(entry, str) and dns.inet.is_address(entry):
