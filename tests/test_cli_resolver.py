@@ -201,6 +201,24 @@ def test_resolver_dnspython_is_the_adapter(system_conf: Path, check: bool) -> No
     assert isinstance(stub, StubResolver)
 
 
+@pytest.mark.parametrize("name", ["stub", "dnspython"])
+def test_ad_bit_trusted_from_loopback_only_with_either(tmp_path: Path, name: str) -> None:
+    """RFC 7672 §2.1.1 (via RFC 4035 §4.9.3): the AD bit counts only from a resolver reached
+    safely -- by default, every server on loopback -- whichever resolver sends the queries,
+    so --dane decides the same with the stub default as with dnspython."""
+    cases = {
+        "nameserver 127.0.0.1\nnameserver ::1\n": True,
+        "nameserver 127.0.0.1\nnameserver 192.0.2.1\n": False,
+        "nameserver 10.0.0.53\n": False,
+    }
+    for text, trusted in cases.items():
+        conf = write(tmp_path, text)
+        built = build("--resolver", name, "--resolv-conf", str(conf), "--no-cache")
+        assert built.trust_ad is trusted, text
+    built = build("--resolver", name, "--nameserver", "192.0.2.1", "--no-cache")
+    assert built.trust_ad is False
+
+
 def test_no_system_configuration_exits_75(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for text in (None, "search example.org\n", "nameserver https://dns.example/q\n"):
         conf = tmp_path / "missing"
