@@ -25,6 +25,7 @@ from _common import Report, Skipped, Table
 
 #: The benchmark modules, in the order they run.
 BENCHMARKS = ["latency", "core_cpu", "bulk", "footprint", "cache"]
+BENCHMARKS += ["cli_bulk"]  # issue 19: mxselect -f against the library's bulk rate
 
 
 def main() -> None:

@@ -124,6 +124,8 @@ def _parser() -> argparse.ArgumentParser:
     dns.add_argument("--zone", action="append", type=Path, metavar="FILE")
     dns.add_argument("--signed", action="append", type=_cli._zone_name, metavar="ZONE")
     dns.add_argument("--nameserver", action="append", metavar="ADDR[:PORT]")
+    dns.add_argument("--resolver", choices=_cli.RESOLVERS)  # default: the stub resolver
+    dns.add_argument("--resolv-conf", metavar="FILE")
     dns.add_argument("--timeout", type=_cli._seconds, default=5.0, metavar="SECONDS")
     dns.add_argument("--deadline", type=_cli._seconds, metavar="SECONDS")
     dns.add_argument("--tcp", action="store_true")

@@ -459,6 +459,18 @@ def _parser() -> argparse.ArgumentParser:
         help="give up on one domain after this long, all its queries included: a temporary "
         "failure naming the queries still unanswered (default: none, --timeout bounds each query)",
     )
+    dns.add_argument(
+        "--resolver",
+        choices=RESOLVERS,
+        help="what sends the queries: stub (default: mxselect's own stub resolver, "
+        "mxselect.stub.StubResolver) or dnspython (the dnspython adapter)",
+    )
+    dns.add_argument(
+        "--resolv-conf",
+        metavar="FILE",
+        help=f"read the servers to ask from this resolv.conf file instead of {RESOLV_CONF} "
+        "(its nameserver lines and options timeout:N; the search list is never used)",
+    )
     dns.add_argument("--tcp", action="store_true", help="query over TCP only")
     dns.add_argument(
         "--no-cache",
@@ -532,39 +544,93 @@ def _zone_resolver(
     return fake
 
 
+#: ``--resolver``: the adapter that sends the queries (``stub`` is the default).
+RESOLVERS = ("stub", "dnspython")
+#: The system's resolver configuration, read when no ``--nameserver`` is given.
+RESOLV_CONF = "/etc/resolv.conf"
+
+
 def _resolver(args: argparse.Namespace, parser: argparse.ArgumentParser) -> AsyncResolver:
+    """The resolver of the run: offline ``--zone``, else ``--resolver`` (the stub resolver by
+    default, or the dnspython adapter) asking ``--nameserver`` or the servers of
+    ``--resolv-conf`` (default ``/etc/resolv.conf``), behind a :class:`CachingResolver`
+    unless ``--no-cache``."""
     if args.signed and not args.zone:
         parser.error("--signed needs --zone (a resolver reports the DNSSEC status itself)")
     if args.zone:
-        if args.nameserver or args.tcp:
-            parser.error("--zone answers offline: it cannot be combined with --nameserver or --tcp")
+        for option, value in (
+            ("--nameserver", args.nameserver),
+            ("--tcp", args.tcp),
+            ("--resolver", args.resolver),
+            ("--resolv-conf", args.resolv_conf),
+        ):
+            if value:
+                parser.error(f"--zone answers offline: it cannot be combined with {option}")
         return _zone_resolver(args.zone, args.signed or [], parser)
-    import dns.asyncresolver
-    import dns.nameserver
-
-    from .dnspython import AsyncDnspythonResolver
-
+    if args.nameserver and args.resolv_conf:
+        parser.error("--nameserver and --resolv-conf both name the servers: give one")
+    servers: list[tuple[str, int]] | None = None
     if args.nameserver:
-        resolver = dns.asyncresolver.Resolver(configure=False)
         try:
             servers = [_split_server(s) for s in args.nameserver]
         except ValueError:
             parser.error("--nameserver takes an IP address: ADDR, ADDR:PORT or [ADDR]:PORT")
-        resolver.nameservers = [dns.nameserver.Do53Nameserver(h, p) for h, p in servers]
-    else:
-        try:
-            resolver = dns.asyncresolver.Resolver()
-        except Exception as exc:
-            parser.exit(EX_TEMPFAIL, f"mxselect: no system resolver configuration: {exc}\n")
-    resolver.lifetime = args.timeout
-    resolver.timeout = min(resolver.timeout, args.timeout)
-    adapter = AsyncDnspythonResolver(resolver, tcp=args.tcp)
+    import dns.exception
+
+    # The configuration file may be missing, unreadable, without a nameserver, or name one
+    # the resolver cannot ask: no system configuration (75), or a bad --resolv-conf (64).
+    try:
+        if (args.resolver or "stub") == "stub":
+            adapter = _stub_resolver(servers, args.resolv_conf, args)
+        else:
+            adapter = _dnspython_resolver(servers, args.resolv_conf, args)
+    except (dns.exception.DNSException, ValueError, OSError) as exc:
+        if args.resolv_conf:
+            parser.exit(EX_USAGE, f"mxselect: --resolv-conf: {exc}\n")
+        parser.exit(EX_TEMPFAIL, f"mxselect: no system resolver configuration: {exc}\n")
     if args.no_cache:
         return adapter
     from .cache import CachingResolver
 
     # RFC 2308 rules, for this run only; concurrent identical queries are sent once.
     return CachingResolver(adapter)
+
+
+def _stub_resolver(
+    servers: list[tuple[str, int]] | None, resolv_conf: str | None, args: argparse.Namespace
+) -> AsyncResolver:
+    """``--resolver stub``: :class:`~mxselect.stub.StubResolver` (its ``timeout``, the wait
+    for one server, is the file's or 2 s; ``--timeout`` is its lifetime, which bounds that
+    wait too). The AD bit counts only when every server is on loopback, as for dnspython."""
+    from .stub import StubResolver
+
+    if servers is not None:
+        return StubResolver(servers, lifetime=args.timeout, tcp=args.tcp)
+    return StubResolver.from_system(resolv_conf or RESOLV_CONF, lifetime=args.timeout, tcp=args.tcp)
+
+
+def _dnspython_resolver(
+    servers: list[tuple[str, int]] | None, resolv_conf: str | None, args: argparse.Namespace
+) -> AsyncResolver:
+    """``--resolver dnspython``: :class:`~mxselect.dnspython.AsyncDnspythonResolver` over a
+    ``dns.asyncresolver.Resolver`` (the system's configuration, or the servers given)."""
+    import dns.asyncresolver
+    import dns.nameserver
+
+    from .dnspython import AsyncDnspythonResolver
+
+    if servers is not None:
+        resolver = dns.asyncresolver.Resolver(configure=False)
+        resolver.nameservers = [dns.nameserver.Do53Nameserver(h, p) for h, p in servers]
+    else:  # (on Windows, dnspython reads the registry instead)
+        resolver = dns.asyncresolver.Resolver(filename=resolv_conf or RESOLV_CONF)
+    resolver.lifetime = args.timeout
+    resolver.timeout = min(resolver.timeout, args.timeout)
+    # EDNS0 with a 1232-byte payload, as the stub sends (RFC 6891; the payload of DNS Flag
+    # Day 2020): large RRsets fit without TCP, and a validating resolver can say why it
+    # failed (RFC 8914 extended errors need EDNS), so both resolvers give the same output.
+    resolver.use_edns(0, 0, 1232)
+    return AsyncDnspythonResolver(resolver, tcp=args.tcp)
 
 
 @attrs.frozen

@@ -737,7 +737,8 @@ class StubResolver:
     Args:
         nameservers: IP addresses (``"127.0.0.1"``, ``"::1"``) or ``(address, port)`` tuples,
             asked in this order (kept as ``Server`` values in ``nameservers``). No
-            default: the stub never reads ``/etc/resolv.conf``.
+            default: the constructor never reads ``/etc/resolv.conf``
+            (:meth:`from_system` does).
         port: the port of the servers given without one (default 53).
         timeout: seconds to wait for one server's reply before asking the next (default 2).
         lifetime: seconds for a whole query, retransmissions included (default 5); the drivers'
@@ -806,6 +807,83 @@ class StubResolver:
         self._lock = threading.Lock()
         #: the exchange the retry loops asked for last: equal values are not made again
         self._last_exchange: Exchange | None = None
+
+    @classmethod
+    def from_system(
+        cls, filename: str | os.PathLike[str] = "/etc/resolv.conf", **kwargs: Any
+    ) -> StubResolver:
+        """A stub resolver asking the name servers of the system's ``resolv.conf``.
+
+        The file is read by dnspython's parser (``dns.resolver.Resolver.read_resolv_conf``,
+        the one the dnspython adapter's default configuration uses); what it gives is used
+        as follows:
+
+        * ``nameserver`` lines: the servers, IPv4 or IPv6 (a scoped ``fe80::1%eth0`` too), in
+          the order of the file, on port 53 (resolv.conf names no port; ``port=`` asks them
+          all on another). A DNS-over-HTTPS URL, which dnspython accepts there, is refused:
+          the stub speaks DNS over UDP and TCP only.
+        * ``options timeout:N``: the seconds to wait for one server (``timeout``; a value
+          below 1 leaves the default, 2).
+        * ``search`` and ``domain``: never used. mxselect asks absolute names only
+          (RFC 5321 §5.1: the domain is looked up as given, never with a suffix).
+        * ``options rotate``: not used -- the stub asks the servers in order (RFC 1123
+          §6.1.3.3), the first one first; ``options edns0``: not needed, the stub always
+          sends EDNS0 and drops it for a server that refuses it (RFC 6891 §7);
+          ``options ndots:N``: meaningless without a search list. dnspython does not read
+          ``options attempts:N``; the stub retries within ``lifetime`` instead.
+
+        Whether the AD bit counts follows the servers as in the constructor: by default only
+        when every one is a loopback address.
+
+        Args:
+            filename: the file (default ``/etc/resolv.conf``).
+            kwargs: the constructor's keywords (``lifetime``, ``tcp``, ``trust_ad``...);
+                ``timeout`` and ``port`` override the file's.
+
+        Raises:
+            dns.resolver.NoResolverConfiguration: the file cannot be read, names no
+                nameserver, or names one the stub cannot ask (a host name, a DoH URL); the
+                message says which.
+            ValueError: a keyword the constructor refuses.
+        """
+        import dns.inet
+        import dns.nameserver
+        import dns.resolver
+
+        def refused(text: str) -> Exception:
+            return dns.resolver.NoResolverConfiguration(text)  # type: ignore[no-untyped-call]
+
+        where = os.fspath(filename)
+        config = dns.resolver.Resolver(configure=False)
+        try:
+            config.read_resolv_conf(where)
+        except dns.resolver.NoResolverConfiguration as exc:
+            error = exc.__context__  # dnspython raises it while handling the OSError
+            reason = (
+                f"cannot be read ({error.strerror or error})"
+                if isinstance(error, OSError)
+                else "names no nameserver"
+            )
+            raise refused(f"{where} {reason}") from exc
+        except ValueError as exc:  # a nameserver that is neither an address nor a DoH URL
+            raise refused(f"{where}: {exc}") from exc
+        port = kwargs.pop("port", None)
+        servers: list[tuple[str, int]] = []
+        for entry in config.nameservers:
+            # the text of the line, or a Nameserver object (as some dnspython versions keep)
+            if isinstance(entry, dns.nameserver.Do53Nameserver):
+                address, default = entry.address, entry.port
+            elif isinstance(entry, str) and dns.inet.is_address(entry):
+                address, default = entry, config.nameserver_ports.get(entry, config.port)
+            else:
+                raise refused(
+                    f"{where}: nameserver {entry} is not a plain DNS server (the stub resolver "
+                    "asks over UDP and TCP only, not DNS over HTTPS or TLS)"
+                )
+            servers.append((address, default if port is None else port))
+        if "timeout" not in kwargs and config.timeout >= 1:
+            kwargs["timeout"] = float(config.timeout)
+        return cls(servers, **kwargs)
 
     def __repr__(self) -> str:
         servers = ", ".join(s.where for s in self.nameservers)

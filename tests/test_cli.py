@@ -604,8 +604,19 @@ def test_batch_of_hundreds_against_a_loopback_server(fault_server: Any, tmp_path
         return sorted(json.dumps({**o, "ttl": None}) for o in json_lines(text))
 
     assert without_ttl(uncached.stdout) == without_ttl(result.stdout)
+    # without the cache the stub still sends identical questions in flight together once
+    # (RFC 5452 §5); the dnspython adapter asks for every domain
     mx1_a = [q for q in server.queries if (str(q[0]), q[1]) == ("mx1.batch.test.", "A")]
-    assert len(mx1_a) == sum(kind in ("ok", "address") for _, kind in entries)
+    users = sum(kind in ("ok", "address") for _, kind in entries)
+    assert 1 <= len(mx1_a) <= users  # (how many merge depends on timing)
+    server.clear()
+    adapter = run(
+        "--resolver", "dnspython", "--nameserver", f"127.0.0.1:{server.port}", "--no-cache",
+        "-q", "--json", "-f", str(listing),
+    )  # fmt: skip
+    assert without_ttl(adapter.stdout) == without_ttl(result.stdout)
+    mx1_a = [q for q in server.queries if (str(q[0]), q[1]) == ("mx1.batch.test.", "A")]
+    assert len(mx1_a) == users
 
 
 @pytest.mark.e2e
@@ -669,8 +680,16 @@ def test_deadline_flag(fault_server: Any) -> None:
 
 
 def test_unreachable_nameserver_is_75() -> None:
-    """Nothing answering on the given port: temporary failure, exit 75, a clear message."""
+    """Nothing answering on the given port: temporary failure, exit 75, a clear message -- the
+    stub reads the ICMP port unreachable on its connected socket; dnspython waits it out."""
     result = run("--nameserver", "127.0.0.1:9", "--timeout", "0.3", "example.net")
+    assert result.returncode == 75
+    assert "451 4.4.3" in result.stdout
+    assert "MX lookup for example.net: connection refused from 127.0.0.1@9" in result.stdout
+    result = run(
+        "--resolver", "dnspython", "--nameserver", "127.0.0.1:9", "--timeout", "0.3",
+        "example.net",
+    )  # fmt: skip
     assert result.returncode == 75
     assert "451 4.4.3" in result.stdout
     assert "MX lookup for example.net: timeout after" in result.stdout
