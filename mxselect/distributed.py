@@ -397,5 +397,8 @@ def _stream(
     finally:
         if outstanding:  # the caller stopped early, or a partition failed: stop the others
             client.cancel(list(outstanding))  # type: ignore[no-untyped-call,unused-ignore]
-        if config.cache:
-            client.run(_forget, job.run)  # type: ignore[no-untyped-call,unused-ignore]
+        if config.cache:  # best effort: a worker that is gone has forgotten already
+            try:
+                client.run(_forget, job.run, on_error="ignore")  # type: ignore[no-untyped-call,unused-ignore]
+            except Exception as exc:
+                _log.debug("mxselect: dropping the answer caches of run %s: %s", job.run, exc)

@@ -343,6 +343,7 @@ def test_one_loop_and_one_stub_resolver_per_worker_across_runs(
     for part in (domains[:100], domains[100:200]):
         assert len(list(select_many(client, part, partition_size=10, **options))) == 100
     after = stats(client)
+    assert len(after) == 2
     assert set(after) == set(before)
     built = {w: after[w]["resolvers"] - before[w]["resolvers"] for w in after}
     ran = {w: after[w]["partitions"] - before[w]["partitions"] for w in after}
@@ -424,3 +425,37 @@ def test_the_example_recipe(
     }
     assert len(got) == len(lines)
     assert dask_bulk.main(["-f", str(source)]) == 64  # --nameserver is required
+
+
+def test_a_worker_dying_loses_no_record_and_yields_none_twice(
+    client: distributed.Client, fault_server: Any
+) -> None:
+    """A worker process killed while its partitions are in flight: Dask runs them again on
+    the other worker (or the one its nanny restarts), and every entry still gets exactly one
+    record -- a partition is yielded only once it has completed, and is only DNS reads. The
+    queries the server saw twice show that partitions did run again. Last in the file: the
+    killed worker comes back under another address."""
+
+    zone = ["$ORIGIN w.test.", "@ SOA ns.w.test. h.w.test. 1 3600 900 604800 60"]
+    domains = [f"d{i:02d}.w.test" for i in range(40)]
+    for i in range(40):
+        zone += [f"d{i:02d} MX 10 mx-d{i:02d}", f"mx-d{i:02d} A 11.0.0.{i + 1}"]
+    server = fault_server("\n".join(zone) + "\n", default_delay_ms=200)
+    records = select_many(
+        client,
+        domains,
+        nameservers=[("127.0.0.1", server.port)],
+        partition_size=5,
+        max_pending=4,
+    )
+    seen = [next(records)]
+    victim = sorted(stats(client))[0]
+    with pytest.raises(Exception):  # noqa: B017, PT011 - the worker dies before it replies
+        client.run(os._exit, 1, workers=[victim])
+    seen += list(records)
+    got = by_line(seen)
+    assert sorted(got) == list(range(1, 41))
+    assert all(got[line]["domain"] == domains[line - 1] for line in got)
+    assert all(got[line]["outcome"] == "ok" for line in got)
+    mx = [q for q in server.queries if q[1] == "MX"]
+    assert len(mx) > len(domains)  # some partitions ran twice
