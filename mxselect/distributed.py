@@ -15,14 +15,14 @@ by the same function -- as the partitions finish on the workers of a `Dask distr
 * **one event loop and one** :class:`~mxselect.stub.StubResolver` **per worker process**,
   built on the first partition a process runs and reused by every later one; at most
   ``concurrency`` selections are in flight per worker process, whatever the number of its
-  threads; an answer cache (:class:`~mxselect.CachingResolver`, as ``mxselect -f``) is shared
-  by the partitions of a process unless ``cache=False``;
+  threads; an answer cache (:class:`~mxselect.CachingResolver`) is shared by the partitions
+  a process runs for one call, as ``mxselect -f`` has one for its run, unless ``cache=False``;
 * **streamed**: at most ``max_pending`` partitions are submitted at once; the records of each
   are yielded as soon as it completes (:func:`distributed.as_completed`), then the next one is
   submitted, so neither the client nor the cluster holds the results of the whole list;
 * **errors are results**: a failed lookup is a record (temporary or permanent), never a failed
-  partition. A worker that dies loses only its partitions in flight; Dask runs them again
-  (``retries``) on another worker. That is safe because a partition is idempotent: it only
+  partition. A worker that dies loses only its partitions in flight; the scheduler runs them
+  again on another worker (or the restarted one). That is safe: a partition is idempotent, it only
   reads the DNS, and its records are yielded only once it has completed, so a partition run
   twice is never yielded twice.
 
@@ -82,6 +82,8 @@ class _ResolverConfig:
     timeout: float
     lifetime: float
     tcp: bool
+    trust_ad: bool
+    max_in_flight: int
     cache: bool
     concurrency: int
 
@@ -109,6 +111,8 @@ class _WorkerResolver:
             timeout=config.timeout,
             lifetime=config.lifetime,
             tcp=config.tcp,
+            trust_ad=config.trust_ad,
+            max_in_flight=config.max_in_flight,
         )
         self.limit = asyncio.Semaphore(config.concurrency)  # bound to the loop on first use
         self.caches: OrderedDict[str, AsyncResolver] = OrderedDict()
@@ -268,6 +272,8 @@ def select_many(
     timeout: float = 2.0,
     lifetime: float = 5.0,
     tcp: bool = False,
+    trust_ad: bool | None = None,
+    max_in_flight: int = 256,
     cache: bool = True,
     concurrency: int = DEFAULT_CONCURRENCY,
     partition_size: int = DEFAULT_PARTITION_SIZE,
@@ -289,12 +295,15 @@ def select_many(
         nameservers: the recursive resolver(s) each worker's
             :class:`~mxselect.stub.StubResolver` asks, as it takes them (``"10.0.0.53"`` or
             ``("127.0.0.1", 5353)``); give the workers a resolver near them
-            (``docs/howto/scale-out.md``). ``port``, ``timeout``, ``lifetime`` and ``tcp``
-            are the StubResolver's.
+            (``docs/howto/scale-out.md``): ``127.0.0.1`` is each worker's own. ``port``,
+            ``timeout``, ``lifetime``, ``tcp``, ``trust_ad`` and ``max_in_flight`` (queries
+            outstanding per server and worker process) are the StubResolver's (by
+            default the AD bit counts only from loopback servers: DNSSEC and DANE need a
+            validating resolver reached safely).
         policy: the :class:`~mxselect.Policy` (``None``: the defaults). MTA-STS
             (``Policy.mta_sts``) is not supported here yet.
-        cache: an answer cache per worker process in front of its StubResolver, as
-            ``mxselect -f`` has (``--no-cache`` is ``cache=False``).
+        cache: an answer cache in front of each worker process's StubResolver for this run,
+            as ``mxselect -f`` has one for its run (``--no-cache`` is ``cache=False``).
         concurrency: selections in flight per worker process (``--concurrency``).
         partition_size: distinct domains per Dask task.
         max_pending: partitions submitted and not yet yielded, at most (default: twice the
@@ -303,7 +312,9 @@ def select_many(
             seeded from it and the domain as first written in ``lines``.
         deadline: ``--deadline``: seconds a selection may take, all its queries included.
         explain: ``--explain``: each record carries the ``trace``.
-        retries: how many times Dask runs a partition again after its worker died.
+        retries: how many times Dask runs a partition again after it raised (a partition
+            whose worker died is run again by the scheduler anyway, up to Dask's
+            ``distributed.scheduler.allowed-failures`` times).
 
     Returns:
         An iterator of JSON texts, one per entry (duplicates included), in the order their
@@ -329,9 +340,24 @@ def select_many(
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{what} must be a positive integer, got {value!r}")
     # The StubResolver checks its own arguments; built here, it raises before any submission.
-    stub = StubResolver(nameservers, port=port, timeout=timeout, lifetime=lifetime, tcp=tcp)
+    stub = StubResolver(
+        nameservers,
+        port=port,
+        timeout=timeout,
+        lifetime=lifetime,
+        tcp=tcp,
+        trust_ad=trust_ad,
+        max_in_flight=max_in_flight,
+    )
     config = _ResolverConfig(
-        stub.nameservers, stub.timeout, stub.lifetime, bool(tcp), bool(cache), concurrency
+        stub.nameservers,
+        stub.timeout,
+        stub.lifetime,
+        bool(tcp),
+        stub.trust_ad,
+        stub.max_in_flight,
+        bool(cache),
+        concurrency,
     )
     job = _Job(uuid.uuid4().hex, policy, seed, _check_deadline(deadline), bool(explain))
     return _stream(client, lines, config, job, partition_size, max_pending, retries)
