@@ -323,8 +323,10 @@ def select_many(
 
     Raises:
         ValueError: a bad nameserver, number or policy, before anything is submitted.
-        TypeError: ``policy`` is not a Policy.
+        TypeError: ``policy`` is not a Policy, or ``lines`` is one string.
     """
+    if isinstance(lines, str | bytes):  # its characters would be taken for lines
+        raise TypeError("lines must be an iterable of lines: an open file, text.splitlines()")
     if policy is None:
         policy = Policy()
     if not isinstance(policy, Policy):

@@ -398,6 +398,8 @@ def test_bad_arguments_raise_before_anything_is_submitted() -> None:
         select_many(nowhere, ["example.test"], deadline=-1, **good)
     with pytest.raises(ValueError, match="mta_sts"):
         select_many(nowhere, ["example.test"], policy=mxselect.Policy(mta_sts=True), **good)
+    with pytest.raises(TypeError, match="iterable of lines"):
+        select_many(nowhere, "example.test\nexample.net\n", **good)
     with pytest.raises(TypeError, match="Policy"):
         select_many(nowhere, ["example.test"], policy="strict", **good)  # type: ignore[arg-type]
 
