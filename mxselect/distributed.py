@@ -40,7 +40,7 @@ import os
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
 import attrs
@@ -97,6 +97,18 @@ class _Job:
     seed: int | None
     deadline: float | None
     explain: bool
+    #: With ``Policy.mta_sts``: makes the run's policy fetcher on each worker process.
+    sts_fetcher: Callable[[], Any] | None = None
+
+
+@attrs.frozen
+class _Run:
+    """What the selections of one run ask in one process: the resolver (the stub, behind the
+    run's answer cache) and the MTA-STS fetcher and store (a :class:`~mxselect.mtasts.
+    MemoryStore` for the run, as ``mxselect --mta-sts`` without ``--sts-cache``)."""
+
+    resolver: AsyncResolver
+    sts: Any
 
 
 class _WorkerResolver:
@@ -115,23 +127,31 @@ class _WorkerResolver:
             max_in_flight=config.max_in_flight,
         )
         self.limit = asyncio.Semaphore(config.concurrency)  # bound to the loop on first use
-        self.caches: OrderedDict[str, AsyncResolver] = OrderedDict()
+        self.runs: OrderedDict[str, _Run] = OrderedDict()
 
-    def resolver(self, run: str) -> AsyncResolver:
-        """What the selections of run ``run`` ask: the stub, behind the run's cache (made on
-        its first partition here; the oldest of more than ``_RUN_CACHES`` are dropped, and
-        :func:`select_many` drops its own when it ends)."""
-        if not self.config.cache:
-            return self.stub
-        cache = self.caches.get(run)
-        if cache is None:
-            from .cache import CachingResolver
+    def run(self, job: _Job) -> _Run:
+        """What the selections of ``job``'s run ask, made on its first partition here; the
+        oldest of more than ``_RUNS`` are dropped, and :func:`select_many` drops its own when
+        it ends."""
+        from ._cli import _Sts
 
-            # RFC 2308 rules, as ``mxselect -f``: domains sharing MX hosts query them once.
-            cache = self.caches[run] = CachingResolver(self.stub)
-            while len(self.caches) > _RUN_CACHES:
-                self.caches.popitem(last=False)
-        return cache
+        found = self.runs.get(job.run)
+        if found is None:
+            resolver: AsyncResolver = self.stub
+            if self.config.cache:
+                from .cache import CachingResolver
+
+                # RFC 2308 rules, as ``mxselect -f``: domains sharing MX hosts query them once.
+                resolver = CachingResolver(self.stub)
+            sts = _Sts()
+            if job.policy.mta_sts and job.sts_fetcher is not None:
+                from .mtasts import MemoryStore
+
+                sts = _Sts(job.sts_fetcher(), MemoryStore())
+            found = self.runs[job.run] = _Run(resolver, sts)
+            while len(self.runs) > _RUNS:
+                self.runs.popitem(last=False)
+        return found
 
 
 class _ProcessState:
@@ -171,15 +191,17 @@ class _ProcessState:
 
 
 _STATE = _ProcessState()
-#: Runs whose answer caches a worker process keeps at once (runs overlapping in time).
-_RUN_CACHES = 4
+#: Runs whose answer caches and MTA-STS stores a worker process keeps at once (runs
+#: overlapping in time).
+_RUNS = 4
 
 
 def _forget(run: str) -> None:
-    """Drop the answer caches of run ``run`` in this process (``client.run`` at its end)."""
+    """Drop the answer caches and MTA-STS stores of run ``run`` in this process
+    (``client.run`` at its end)."""
     with _STATE.lock:
         for worker in _STATE.resolvers.values():
-            worker.caches.pop(run, None)
+            worker.runs.pop(run, None)
 
 
 def worker_stats() -> dict[str, int]:
@@ -190,17 +212,15 @@ def worker_stats() -> dict[str, int]:
         return {**_STATE.counts, "pid": os.getpid()}
 
 
-async def _one(
-    group: Sequence[Item], resolver: AsyncResolver, worker: _WorkerResolver, job: _Job
-) -> list[str]:
+async def _one(group: Sequence[Item], run: _Run, worker: _WorkerResolver, job: _Job) -> list[str]:
     """Select the targets of one domain, once, and render the record of every line that asked:
     what ``mxselect --json`` prints for each of them."""
-    from ._cli import _select, _Sts
+    from ._cli import _select
 
     first = group[0]
     async with worker.limit:
         try:
-            result = await _select(first, resolver, job.policy, job.seed, job.deadline, _Sts())
+            result = await _select(first, run.resolver, job.policy, job.seed, job.deadline, run.sts)
         except Exception as exc:  # a bug must not fail the partition of 500 domains: defer
             _log.exception("mxselect: selecting %r failed", first.domain)
             error = TemporaryError(
@@ -218,8 +238,8 @@ async def _partition(
     groups: Sequence[Sequence[Item]], worker: _WorkerResolver, job: _Job
 ) -> list[str]:
     with _STATE.lock:
-        resolver = worker.resolver(job.run)
-    done = await asyncio.gather(*(_one(group, resolver, worker, job) for group in groups))
+        run = worker.run(job)
+    done = await asyncio.gather(*(_one(group, run, worker, job) for group in groups))
     return [record for records in done for record in records]
 
 
@@ -282,6 +302,7 @@ def select_many(
     deadline: float | None = None,
     explain: bool = False,
     retries: int = 2,
+    sts_fetcher: Callable[[], Any] | None = None,
 ) -> Iterator[str]:
     """The ``mxselect --json -f`` record of every entry of ``lines``, computed on ``client``'s
     workers and yielded as JSON Lines (without the newline) as their partitions complete.
@@ -300,8 +321,10 @@ def select_many(
             outstanding per server and worker process) are the StubResolver's (by
             default the AD bit counts only from loopback servers: DNSSEC and DANE need a
             validating resolver reached safely).
-        policy: the :class:`~mxselect.Policy` (``None``: the defaults). MTA-STS
-            (``Policy.mta_sts``) is not supported here yet.
+        policy: the :class:`~mxselect.Policy` (``None``: the defaults). With
+            ``Policy.mta_sts``, each worker process fetches the policies with a fetcher
+            made by ``sts_fetcher`` and keeps them in memory for the run, as
+            ``mxselect --mta-sts`` does without ``--sts-cache``.
         cache: an answer cache in front of each worker process's StubResolver for this run,
             as ``mxselect -f`` has one for its run (``--no-cache`` is ``cache=False``).
         concurrency: selections in flight per worker process (``--concurrency``).
@@ -315,6 +338,10 @@ def select_many(
         retries: how many times Dask runs a partition again after it raised (a partition
             whose worker died is run again by the scheduler anyway, up to Dask's
             ``distributed.scheduler.allowed-failures`` times).
+        sts_fetcher: with ``Policy.mta_sts``, what makes a worker's policy fetcher for the
+            run (called once per worker process and run; sent to the workers, so a class or
+            a module-level function, not a lambda); default
+            :class:`~mxselect.fetch.HttpxFetcher` (the ``mta-sts`` extra).
 
     Returns:
         An iterator of JSON texts, one per entry (duplicates included), in the order their
@@ -331,8 +358,17 @@ def select_many(
         policy = Policy()
     if not isinstance(policy, Policy):
         raise TypeError(f"policy must be a mxselect.Policy, got {type(policy).__name__}")
-    if policy.mta_sts:
-        raise ValueError("select_many does not support Policy.mta_sts yet")
+    if policy.mta_sts and sts_fetcher is None:
+        try:
+            from .fetch import HttpxFetcher
+        except ImportError as exc:  # pragma: no cover - depends on the extras installed
+            raise ImportError(
+                "Policy.mta_sts needs a policy fetcher: pip install 'mxselect[mta-sts]' for the "
+                "httpx one, or pass sts_fetcher=..."
+            ) from exc
+        sts_fetcher = HttpxFetcher
+    if sts_fetcher is not None and not callable(sts_fetcher):
+        raise TypeError(f"sts_fetcher must make a fetcher when called, got {sts_fetcher!r}")
     for what, value in (
         ("concurrency", concurrency),
         ("partition_size", partition_size),
@@ -361,7 +397,8 @@ def select_many(
         bool(cache),
         concurrency,
     )
-    job = _Job(uuid.uuid4().hex, policy, seed, _check_deadline(deadline), bool(explain))
+    fetcher = sts_fetcher if policy.mta_sts else None
+    job = _Job(uuid.uuid4().hex, policy, seed, _check_deadline(deadline), bool(explain), fetcher)
     return _stream(client, lines, config, job, partition_size, max_pending, retries)
 
 
@@ -425,7 +462,7 @@ def _stream(
     finally:
         if outstanding:  # the caller stopped early, or a partition failed: stop the others
             client.cancel(list(outstanding))  # type: ignore[no-untyped-call,unused-ignore]
-        if config.cache:  # best effort: a worker that is gone has forgotten already
+        if config.cache or job.sts_fetcher is not None:  # best effort: a dead worker forgot
             try:
                 client.run(_forget, job.run, on_error="ignore")  # type: ignore[no-untyped-call,unused-ignore]
             except Exception as exc:

@@ -384,6 +384,68 @@ def test_records_stream_as_partitions_complete(
     assert ran - sum(v["partitions"] for v in before.values()) == 12
 
 
+#: The MTA-STS policies the fake fetcher serves (RFC 8461 §3.2): sts.test's names its MX host,
+#: stsmismatch.sts.test's does not (StsPolicyError 451 4.7.5), ststesting.sts.test's is in
+#: mode testing; sts.test.'s other domains have no _mta-sts record, or one whose fetch 404s.
+POLICIES = {
+    "sts.test": "version: STSv1\nmode: enforce\nmx: mx1.sts.test\nmax_age: 86400\n",
+    "stsmismatch.sts.test": "version: STSv1\nmode: enforce\nmx: mx.other.example\nmax_age: 600\n",
+    "ststesting.sts.test": "version: STSv1\nmode: testing\nmx: mx.other.example\nmax_age: 600\n",
+}
+
+
+def test_mta_sts_policies_are_fetched_on_the_workers(
+    scale: tuple[ScaleEnv, list[str]], client: distributed.Client
+) -> None:
+    """Policy.mta_sts: each worker makes its fetcher with ``sts_fetcher`` (here the fake one,
+    no HTTPS) and a policy store for the run; the records are the library's in one process,
+    policy, id and StsPolicyError included."""
+    import asyncio
+    import functools
+
+    from mxselect._output import render
+    from mxselect.mtasts import MemoryStore
+    from mxselect.stub import StubResolver
+    from mxselect.testing import FakeFetcher
+
+    env, domains = scale
+    lines = ["sts.test", "stsmismatch.sts.test", "STSTESTING.sts.test.", "nodata.sts.test"]
+    lines += [*domains[:20], "a@sts.test"]
+    policy = mxselect.Policy(mta_sts=True)
+    records = select_many(
+        client,
+        lines,
+        nameservers=[("127.0.0.1", env.resolver_port)],
+        policy=policy,
+        seed=SEED,
+        partition_size=5,
+        sts_fetcher=functools.partial(FakeFetcher, POLICIES),
+    )
+    got = by_line(list(records))
+
+    items = _cli.read_items(io.StringIO("".join(f"{line}\n" for line in lines)))
+
+    async def one_process() -> list[str]:
+        resolver = mxselect.CachingResolver(StubResolver([("127.0.0.1", env.resolver_port)]))
+        sts = _cli._Sts(FakeFetcher(POLICIES), MemoryStore())
+        results = [await _cli._select(i, resolver, policy, SEED, None, sts) for i in items]
+        return [render(r, json_lines=True, batch=True, explained=False) for r in results]
+
+    expected = by_line(asyncio.run(one_process()))
+    assert sorted(got) == sorted(expected)
+    first: dict[str, int] = {}
+    for item in items:  # a duplicate: the first line's record (its policy "fetched"), its fields
+        assert item.line is not None
+        line = first.setdefault(mxselect.distributed._key(item.domain), item.line)
+        own = {"input": item.text, "line": item.line, "domain": item.domain}
+        assert comparable(got[item.line]) == comparable(expected[line]) | own, item
+    assert got[1]["sts"]["mode"] == "enforce"
+    assert got[1]["sts"]["id"] == "20260101"
+    assert got[2]["error"] == "StsPolicyError"
+    assert got[3]["sts"]["mode"] == "testing"
+    assert got[len(lines)]["sts"] == got[1]["sts"]  # a@sts.test: sts.test's record
+
+
 def test_bad_arguments_raise_before_anything_is_submitted() -> None:
     """A typed error, no DNS query, no task: the client is not even touched."""
     nowhere: Any = object()
@@ -396,8 +458,9 @@ def test_bad_arguments_raise_before_anything_is_submitted() -> None:
         select_many(nowhere, ["example.test"], concurrency=0, **good)
     with pytest.raises(ValueError, match="deadline"):
         select_many(nowhere, ["example.test"], deadline=-1, **good)
-    with pytest.raises(ValueError, match="mta_sts"):
-        select_many(nowhere, ["example.test"], policy=mxselect.Policy(mta_sts=True), **good)
+    sts = mxselect.Policy(mta_sts=True)
+    with pytest.raises(TypeError, match="sts_fetcher"):
+        select_many(nowhere, ["example.test"], policy=sts, sts_fetcher="httpx", **good)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="iterable of lines"):
         select_many(nowhere, "example.test\nexample.net\n", **good)
     with pytest.raises(TypeError, match="Policy"):
