@@ -65,6 +65,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS")
     p.add_argument("--seed", type=int)
     p.add_argument("--dane", action="store_true", help="DANE where published (RFC 7672)")
+    p.add_argument("--mta-sts", action="store_true", help="MTA-STS (RFC 8461; the mta-sts extra)")
     p.add_argument("--no-cache", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
     return p
@@ -107,7 +108,8 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int
         args = parser().parse_args(argv)
     except SystemExit as exc:
         return 0 if exc.code == 0 else 64
-    policy = mxselect.Policy(dane=mxselect.Dane.OPPORTUNISTIC if args.dane else mxselect.Dane.OFF)
+    dane = mxselect.Dane.OPPORTUNISTIC if args.dane else mxselect.Dane.OFF
+    policy = mxselect.Policy(dane=dane, mta_sts=args.mta_sts)
     counts: Counter[str] = Counter()
     codes = [0]
     started = time.monotonic()
