@@ -68,7 +68,7 @@ nitpicky = True
 nitpick_ignore_regex = [
     (r"py:.*", r"(ipaddress|random|asyncio|collections\.abc|concurrent|enum|ssl|types)\..*"),
     (r"py:.*", r"(datetime|os|sqlite3)\..*"),
-    (r"py:.*", r"(dns|aiodns|pycares|attrs|attr|cryptography)\..*"),
+    (r"py:.*", r"(dns|aiodns|pycares|attrs|attr|cryptography|distributed|dask)\..*"),
     # A private module named in mxselect.stub's docstring (the wire codec), not documented.
     (r"py:mod", r"mxselect\._wire"),
 ]
