@@ -27,6 +27,7 @@ imports it).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import shutil
@@ -276,11 +277,20 @@ def run(
     parser = AnswerParser()
     result = AdnsRun(0.0, 0.0, 0.0, len(recorded), 0)
     try:
+        # Writes never block: a batch of many queries must not wait on a full pipe while
+        # adnshost waits for us to read its answers.
+        os.set_blocking(stdin, False)
         cpu, wall = time.process_time(), time.perf_counter()
-        _write_all(stdin, feeder.start())
+        unsent = feeder.start().encode("ascii")
         while not feeder.done:
-            if not select.select([stdout], [], [], stall)[0]:
-                raise RuntimeError(f"adnshost wrote nothing for {stall:g} s")
+            readable, writable, _ = select.select([stdout], [stdin] if unsent else [], [], stall)
+            if not readable and not writable:
+                raise RuntimeError(f"adnshost took nothing and wrote nothing for {stall:g} s")
+            if writable:
+                with contextlib.suppress(BlockingIOError):
+                    unsent = unsent[os.write(stdin, unsent) :]
+            if not readable:
+                continue
             data = os.read(stdout, 1 << 16)
             if not data:
                 raise RuntimeError(f"adnshost exited with {proc.wait()} before the last answer")
@@ -291,8 +301,7 @@ def run(
                 result.counts[question] = answer.count
                 result.queries += 1
                 out.append(text)
-            if out:
-                _write_all(stdin, "".join(out))
+            unsent += "".join(out).encode("ascii")
         result.wall = time.perf_counter() - wall
         result.driver_cpu = time.process_time() - cpu
         result.most_in_flight = feeder.most_in_flight
@@ -305,12 +314,6 @@ def run(
         proc.stdout.close()
     result.cpu = usage.ru_utime + usage.ru_stime
     return result
-
-
-def _write_all(fd: int, text: str) -> None:
-    data = text.encode("ascii")
-    while data:
-        data = data[os.write(fd, data) :]
 
 
 __all__ = [

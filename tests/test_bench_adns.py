@@ -161,17 +161,19 @@ def test_port53_address_none_when_port_53_is_not_free(monkeypatch: pytest.Monkey
 
 # -- the driver, against a stand-in adnshost ----------------------------------------------
 
-#: Speaks `adnshost --asynch --pipe`: reads what is there, answers it in reverse order (an
-#: A/AAAA/MX record per query, none for names starting with "nx"), logs every event.
+#: Speaks `adnshost --asynch --pipe`: reads what is there (at most BURST queries), answers it
+#: in reverse order (an A/AAAA/MX record per query, none for names starting with "nx"), logs
+#: every event.
 FAKE = """\
 import json, os, select, sys
 args = sys.argv[1:]
 assert args[:3] == ["+e", "--asynch", "--pipe"] and args[3] == "--config", args
 log = open(os.environ["FAKE_ADNS_LOG"], "w")
 log.write(json.dumps(["config", args[4]]) + "\\n")
+burst = int(os.environ.get("FAKE_ADNS_BURST", "1000000"))
 qtype, next_id, buf, held, eof = None, 0, b"", [], False
 while not eof or held:
-    if not eof and (not held or select.select([0], [], [], 0)[0]):
+    if not eof and len(held) < burst and (not held or select.select([0], [], [], 0)[0]):
         data = os.read(0, 4096)
         eof = not data
         buf += data
@@ -213,14 +215,19 @@ def _recorded(count: int, rng: random.Random) -> list[list[list[tuple[str, str]]
     return out
 
 
-def test_run_against_a_stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, Path]:
     program = tmp_path / "adnshost"
     program.write_text(f"#!{sys.executable}\n{FAKE}")
     program.chmod(0o755)
     log = tmp_path / "log"
     monkeypatch.setenv("FAKE_ADNS_LOG", str(log))
+    return str(program), log
+
+
+def test_run_against_a_stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    program, log = _stand_in(tmp_path, monkeypatch)
     recorded = _recorded(60, random.Random(5))
-    result = _adns.run(recorded, "127.53.0.9", concurrency=7, program=str(program), stall=10)
+    result = _adns.run(recorded, "127.53.0.9", concurrency=7, program=program, stall=10)
 
     questions = [q for batches in recorded for batch in batches for q in batch]
     assert result.domains == 60
@@ -260,3 +267,22 @@ def test_run_against_a_stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         else:
             answered.add(event[1])
             out[d].discard(event[1])
+
+
+def test_run_a_batch_larger_than_a_pipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """4,000 queries in one batch (~100 KB of input) to a stand-in answering every 50 as it
+    reads: answers fill the pipe back while the batch is still being written. Blocking writes
+    dead-locked here (each side waiting for the other to read)."""
+    program, _ = _stand_in(tmp_path, monkeypatch)
+    monkeypatch.setenv("FAKE_ADNS_BURST", "50")
+    hosts = [f"mx{i}.big-domain-with-many-exchanges.test." for i in range(2000)]
+    recorded = [
+        [
+            [("big-domain-with-many-exchanges.test.", "MX")],
+            [(h, t) for h in hosts for t in ("A", "AAAA")],
+            [("after.test.", "A")],
+        ]
+    ]
+    result = _adns.run(recorded, "127.53.0.9", concurrency=1, program=program, stall=10)
+    assert result.queries == 4002
+    assert result.counts[("after.test.", "A")] == 1
