@@ -33,7 +33,9 @@ import select
 import shutil
 import socket
 import subprocess
+import sys
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -158,23 +160,34 @@ def same_name(a: str, b: str) -> bool:
 
 class Feeder:
     """What to write to ``adnshost`` when: every domain's batches in order, ``concurrency``
-    domains in flight, a domain's next batch once all answers of its current one are in.
+    domains in flight, a domain's next batch once all answers of its current one are in, at
+    most ``max_queries`` queries outstanding (more wait their turn, in order).
+
+    ``max_queries`` is what ``mxselect.stub.StubResolver(max_in_flight=...)`` does for its
+    own queries: adns has no such limit, and a burst beyond what Unbound's socket buffer
+    holds is dropped by the kernel and costs adns a 2 s retransmission (seen in
+    ``/proc/net/snmp`` RcvbufErrors; warm runs went from ~4,500 to ~245 domains/s).
 
     Query ids are adnshost's default, the sequence number of the query; :meth:`answered`
     checks each answer's owner against the query sent under its id."""
 
-    def __init__(self, recorded: Sequence[Batches], concurrency: int) -> None:
+    def __init__(
+        self, recorded: Sequence[Batches], concurrency: int, max_queries: int | None = None
+    ) -> None:
         self._recorded = recorded
         self._concurrency = concurrency
+        self._max_queries = max_queries if max_queries is not None else sys.maxsize
         self._next_domain = 0
         self._next_id = 0
         self._type: str | None = None  # the query type adnshost has set (it is sticky)
+        self._waiting: deque[tuple[int, Question]] = deque()  # due, held by max_queries
         self._pending: dict[int, tuple[int, Question]] = {}  # id -> (domain, question)
         self._batch = [0] * len(recorded)  # per domain: the batch in flight
         self._left = [0] * len(recorded)  # per domain: its answers still to come
         self.domains_done = 0
         self.in_flight = 0
         self.most_in_flight = 0
+        self.most_outstanding = 0
 
     @property
     def done(self) -> bool:
@@ -184,7 +197,8 @@ class Feeder:
         """The lines for the first ``concurrency`` domains."""
         out: list[str] = []
         while self.in_flight < self._concurrency and self._next_domain < len(self._recorded):
-            self._start_domain(out)
+            self._start_domain()
+        self._write(out)
         return "".join(out)
 
     def answered(self, answer: AdnsAnswer) -> tuple[Question, str]:
@@ -197,35 +211,43 @@ class Feeder:
             raise RuntimeError(
                 f"adnshost answered id {answer.id} for {answer.owner}, sent {question[0]}"
             )
-        out: list[str] = []
         self._left[domain] -= 1
         if not self._left[domain]:
             self._batch[domain] += 1
-            if not self._send_batch(domain, out):
+            if not self._queue_batch(domain):
                 self.domains_done += 1
                 self.in_flight -= 1
                 if self._next_domain < len(self._recorded):
-                    self._start_domain(out)
+                    self._start_domain()
+        out: list[str] = []
+        self._write(out)
         return question, "".join(out)
 
-    def _start_domain(self, out: list[str]) -> None:
+    def _start_domain(self) -> None:
         domain = self._next_domain
         self._next_domain += 1
-        if self._send_batch(domain, out):
+        if self._queue_batch(domain):
             self.in_flight += 1
             self.most_in_flight = max(self.most_in_flight, self.in_flight)
         else:  # no query at all (not something a selection does)
             self.domains_done += 1
 
-    def _send_batch(self, domain: int, out: list[str]) -> bool:
-        """Write the domain's current batch (empty ones skipped); False when none is left."""
+    def _queue_batch(self, domain: int) -> bool:
+        """Queue the domain's current batch (empty ones skipped); False when none is left."""
         batches = self._recorded[domain]
         while self._batch[domain] < len(batches) and not batches[self._batch[domain]]:
             self._batch[domain] += 1
         if self._batch[domain] >= len(batches):
             return False
         batch = batches[self._batch[domain]]
-        for question in batch:
+        self._waiting.extend((domain, question) for question in batch)
+        self._left[domain] = len(batch)
+        return True
+
+    def _write(self, out: list[str]) -> None:
+        """The lines of the waiting queries that ``max_queries`` lets out now."""
+        while self._waiting and len(self._pending) < self._max_queries:
+            domain, question = self._waiting.popleft()
             name, rtype = question
             adns_type = ADNS_TYPES[rtype]
             if adns_type != self._type:
@@ -234,8 +256,7 @@ class Feeder:
             out.append(f"- {name}\n" if name.startswith("-") else f"{name}\n")
             self._pending[self._next_id] = (domain, question)
             self._next_id += 1
-        self._left[domain] = len(batch)
-        return True
+        self.most_outstanding = max(self.most_outstanding, len(self._pending))
 
 
 @dataclass
@@ -249,18 +270,21 @@ class AdnsRun:
     queries: int
     kinds: dict[Question, str] = field(default_factory=dict)  #: the last answer per question
     counts: dict[Question, int] = field(default_factory=dict)
-    most_in_flight: int = 0
+    most_in_flight: int = 0  #: domains
+    most_outstanding: int = 0  #: queries
 
 
 def run(
     recorded: Sequence[Batches],
     address: str,
     concurrency: int,
+    max_queries: int | None = None,
     program: str = "adnshost",
     stall: float = 60.0,
 ) -> AdnsRun:
     """Resolve ``recorded`` (every domain's batches) with one ``adnshost --asynch`` process
-    asking the nameserver at ``address`` port 53.
+    asking the nameserver at ``address`` port 53, ``concurrency`` domains and at most
+    ``max_queries`` queries in flight (:class:`Feeder`).
 
     Raises RuntimeError when adnshost exits early, answers a query never sent, or writes
     nothing for ``stall`` seconds while answers are due (a stuck run fails, it does not hang)."""
@@ -273,7 +297,7 @@ def run(
     assert proc.stdin is not None
     assert proc.stdout is not None
     stdin, stdout = proc.stdin.fileno(), proc.stdout.fileno()
-    feeder = Feeder(recorded, concurrency)
+    feeder = Feeder(recorded, concurrency, max_queries)
     parser = AnswerParser()
     result = AdnsRun(0.0, 0.0, 0.0, len(recorded), 0)
     try:
@@ -305,6 +329,7 @@ def run(
         result.wall = time.perf_counter() - wall
         result.driver_cpu = time.process_time() - cpu
         result.most_in_flight = feeder.most_in_flight
+        result.most_outstanding = feeder.most_outstanding
     finally:
         proc.stdin.close()
         if not feeder.done:

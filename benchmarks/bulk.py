@@ -294,16 +294,20 @@ def run_stub_floor(
     return outcomes
 
 
-def run_adns(address: str, recorded: Sequence[_Batches], expected: _Recorded) -> Counter[str]:
+def run_adns(
+    address: str, recorded: Sequence[_Batches], expected: _Recorded, max_queries: int
+) -> Counter[str]:
     """The floor's queries through GNU adns (C): one ``adnshost --asynch`` process, the same
-    batches in the same order, ``CONCURRENCY`` domains in flight (``benchmarks/_adns.py``).
+    batches in the same order, ``CONCURRENCY`` domains and at most ``max_queries`` queries
+    in flight (``StubResolver``'s ``max_in_flight``: without it a burst overflows Unbound's
+    socket buffer and adns waits 2 s to retransmit; ``benchmarks/_adns.py``).
 
     Besides the domains done (``queries``), counts the answers that agree with the recorded
     ones (same status, same number of records) and those that do not; ``cpu_us`` is
     adnshost's own CPU time and ``wall_us`` the time from the first query written to the
     last answer read (the process start left out), which :func:`_measure` uses instead of
     its own figures; ``driver_cpu_us`` is the CPU this process spent feeding it."""
-    result = _adns.run(recorded, address, CONCURRENCY)
+    result = _adns.run(recorded, address, CONCURRENCY, max_queries)
     outcomes: Counter[str] = Counter(queries=result.domains, agree=0, disagree=0)
     for question, kind in result.kinds.items():
         agrees = expected.get(question) == (kind, result.counts[question])
@@ -454,13 +458,14 @@ def run(
                 stub = StubResolver([("127.0.0.1", env.resolver_port)])
                 pooled = PooledStubResolver([("127.0.0.1", env.resolver_port)])
                 adns_row: list[tuple[str, Callable[[], Counter[str]], int]] = []
+                adns_max = stub.max_in_flight
                 if adns_address is not None:
                     at = adns_address
                     adns_row.append(
                         (
                             f"GNU adns (C): adnshost --asynch, same queries "
                             f"({CONCURRENCY} in flight)",
-                            lambda: run_adns(at, recorded, answered),
+                            lambda: run_adns(at, recorded, answered, adns_max),
                             count,
                         )
                     )
@@ -629,9 +634,12 @@ def run(
         )
         table.notes.append(
             "GNU adns (C): one `adnshost --asynch --pipe` process fed exactly the recorded "
-            f"queries, batch after batch per domain, {CONCURRENCY} domains in flight, through "
-            "the same Unbound (on a second loopback address at port 53: adns asks no other "
-            "port); one UDP socket for every query (no RFC 5452 §9.2 port per query): the "
+            f"queries, batch after batch per domain, {CONCURRENCY} domains in flight and at "
+            f"most {adns_max} queries (StubResolver's max_in_flight: beyond it "
+            "a burst overflows Unbound's socket buffer, and adns, which has no such limit, "
+            "retransmits after 2 s), through the same Unbound (on a second loopback address "
+            "at port 53: adns asks no other port); one UDP socket for every query (no "
+            "RFC 5452 §9.2 port per query): the "
             "transport without Python. Its CPU column is adnshost's own (wait4); the Python "
             f"feeding it took {driver['cold']:.2f} / {driver['warm']:.2f} ms/domain more "
             '(cold / warm). Its domains/s leave out the process start. "agree": distinct '

@@ -129,6 +129,18 @@ def test_feeder_batches_in_order_and_concurrency() -> None:
     assert (feeder.domains_done, feeder.in_flight, feeder.most_in_flight) == (4, 0, 2)
 
 
+def test_feeder_max_queries_holds_the_rest_in_order() -> None:
+    feeder = Feeder(RECORDED, concurrency=4, max_queries=2)
+    assert _lines(feeder.start()) == ["-tmx-", "a.test.", "b.test."]  # c, d wait
+    _, text = feeder.answered(AdnsAnswer(0, 1, "ok", "ok", "a.test"))
+    assert _lines(text) == ["c.test."]  # id 2: the oldest waiting, not a's next batch
+    _, text = feeder.answered(AdnsAnswer(2, 1, "ok", "ok", "c.test"))
+    assert _lines(text) == ["d.test."]  # id 3; c is done
+    _, text = feeder.answered(AdnsAnswer(1, 1, "ok", "ok", "b.test"))
+    assert _lines(text) == ["-ta", "mx1.a.test."]  # id 4; mx1.a.test AAAA, b's batch wait
+    assert (feeder.most_outstanding, feeder.most_in_flight) == (2, 4)
+
+
 def test_feeder_checks_ids_and_owners() -> None:
     feeder = Feeder(RECORDED, concurrency=1)
     feeder.start()
@@ -189,14 +201,14 @@ while not eof or held:
                 next_id += 1
         continue
     out = []
-    for qid, name, qtype in reversed(held):
+    for qid, name, held_type in reversed(held):
         log.write(json.dumps(["A", qid]) + "\\n")
         owner = name.rstrip(".")
         if owner.startswith("nx"):
             out.append(f'{qid} 0 permfail 300 nxdomain {owner} $ "No such domain"\\n')
         else:
             rr = {"a": "A 192.0.2.1", "aaaa": "AAAA 2001:db8::1", "mx-": "MX 10 mx.test"}
-            out.append(f'{qid} 1 ok 0 ok {owner} $ "OK"\\n{owner} {rr[qtype]}\\n')
+            out.append(f'{qid} 1 ok 0 ok {owner} $ "OK"\\n{owner} {rr[held_type]}\\n')
     held = []
     os.write(1, "".join(out).encode())
 log.close()
@@ -227,7 +239,9 @@ def _stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, Pat
 def test_run_against_a_stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     program, log = _stand_in(tmp_path, monkeypatch)
     recorded = _recorded(60, random.Random(5))
-    result = _adns.run(recorded, "127.53.0.9", concurrency=7, program=program, stall=10)
+    result = _adns.run(
+        recorded, "127.53.0.9", concurrency=7, max_queries=9, program=program, stall=10
+    )
 
     questions = [q for batches in recorded for batch in batches for q in batch]
     assert result.domains == 60
@@ -237,6 +251,7 @@ def test_run_against_a_stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         want = ("nxdomain", 0) if question[0].startswith("nx") else ("records", 1)
         assert (kind, result.counts[question]) == want
     assert 1 < result.most_in_flight <= 7
+    assert result.most_outstanding == 9
     assert result.cpu > 0  # the stand-in's own CPU (wait4), a Python process
 
     events = [json.loads(line) for line in log.read_text().splitlines()]
@@ -246,7 +261,7 @@ def test_run_against_a_stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     types = {v: k for k, v in _adns.ADNS_TYPES.items()}
     assert sorted((n, types[t]) for n, t in asked.values()) == sorted(questions)
     # Dependency order: a batch is asked only once every answer of the batch before it was
-    # written; never more than 7 domains with questions out.
+    # written; never more than 7 domains nor 9 queries out.
     where: dict[tuple[str, str], tuple[int, int]] = {}
     for d, batches in enumerate(recorded):
         for b, batch in enumerate(batches):
@@ -264,6 +279,7 @@ def test_run_against_a_stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
                 assert prior <= answered, (d, b)
             out.setdefault(d, set()).add(event[1])
             assert len([k for k, v in out.items() if v]) <= 7
+            assert sum(len(v) for v in out.values()) <= 9
         else:
             answered.add(event[1])
             out[d].discard(event[1])
