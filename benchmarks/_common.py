@@ -88,6 +88,7 @@ class Target:
     goal: str
     measured: str
     met: bool
+    skipped: bool = False  #: not measured here (a missing program); ``measured`` says why
 
 
 @dataclass

@@ -17,14 +17,19 @@ Peers, on the same domains in the same run:
 * the floor: raw ``dns.asyncresolver`` queries for exactly the messages mxselect sends (recorded
   per domain, batch by batch), same concurrency, no selection logic; and the same queries sent
   raw through ``StubResolver.aresolve`` (what the selection logic adds to its transport);
+* the C anchor: the same queries, batch after batch, through GNU adns (one ``adnshost
+  --asynch --pipe`` process, ``benchmarks/_adns.py``), same concurrency, same Unbound (on a
+  second loopback address at port 53: adns asks no other port; needs root): what the
+  transport costs without Python. Its answers are checked against the recorded ones;
 * email-validator's deliverability check, 32 threads (it resolves the MX set only, and A/AAAA/
   TXT of the domain when there is no MX: no exchange address -- less work);
 * the naive sequential dnspython loop (MX, then A and AAAA per host) and
   ``dns.resolver.resolve_name`` per host: sequential, run on the first ``SEQUENTIAL`` domains
   (a representative slice: the list is shuffled) to keep the run short; domains/s is a rate.
 
-CPU seconds per domain is the client process's CPU time (``time.process_time``, all threads)
-divided by the domains resolved; Unbound, Knot and the proxy run in other processes.
+CPU seconds per domain is the client process's CPU time (``time.process_time``, all threads;
+for adns, the ``adnshost`` process's, from ``wait4``) divided by the domains resolved; Unbound,
+Knot and the proxy run in other processes.
 
     python benchmarks/bulk.py [--smoke] [--quick] [--domains N] [--repeat N]
 """
@@ -42,6 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+import _adns
 import dns.asyncresolver
 import dns.resolver
 from _common import (
@@ -65,7 +71,14 @@ from mxselect.stub import StubResolver
 
 NAME = "bulk"
 #: The contestants ``--quick`` runs: the headline, the previous design, the floors, the peers.
-QUICK = ("StubResolver (", "previous design", "raw StubResolver", "email-validator", "naive")
+QUICK = (
+    "StubResolver (",
+    "previous design",
+    "raw StubResolver",
+    "adns",
+    "email-validator",
+    "naive",
+)
 
 CONCURRENCY = 100
 #: A second, wider run of the headline contestant: where throughput stops growing.
@@ -76,6 +89,8 @@ UPSTREAM_DELAY_MS = 10.0
 ZONE = "bulk.test"
 
 _Batches = list[list[tuple[str, str]]]
+#: What the recording resolver answered to each question: (``Status`` value, records).
+_Recorded = dict[tuple[str, str], tuple[str, int]]
 #: Queries that failed temporarily while the floor's queries were recorded (should be none).
 RECORD_TEMPFAILS: list[str] = []
 
@@ -126,7 +141,16 @@ def generate(count: int, seed: int = 1000) -> tuple[str, list[str]]:
 class BulkEnv(DnsEnv):
     """The harness's Knot + Unbound, plus the generated zone behind the delaying proxy."""
 
-    def __init__(self, workdir: Path, zone_text: str, proxy_port: int, auth_port: int) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        zone_text: str,
+        proxy_port: int,
+        auth_port: int,
+        port53_address: str | None = None,
+    ) -> None:
+        """``port53_address``: a second address for Unbound to listen on, at port 53 (for
+        adns, which asks no other port: ``benchmarks/_adns.py``)."""
         super().__init__(
             workdir,
             auth_port=auth_port,
@@ -135,6 +159,7 @@ class BulkEnv(DnsEnv):
         )
         self.zone_text = zone_text
         self.proxy_port = proxy_port
+        self.port53_address = port53_address
 
     def _prepare_zones(self) -> None:
         super()._prepare_zones()
@@ -144,9 +169,11 @@ class BulkEnv(DnsEnv):
         return super()._knot_conf() + f"  - domain: {ZONE}.\n"
 
     def _unbound_conf(self) -> str:
+        extra = f"server:\n    interface: {self.port53_address}@53\n" if self.port53_address else ""
         return (
             super()._unbound_conf()
             + f'stub-zone:\n    name: "{ZONE}."\n    stub-addr: 127.0.0.1@{self.proxy_port}\n'
+            + extra
         )
 
     def flush(self) -> None:
@@ -200,8 +227,13 @@ def run_mxselect(
     return outcomes
 
 
-def record_batches(resolver: dns.asyncresolver.Resolver, domains: Sequence[str]) -> list[_Batches]:
-    """The queries mxselect sends for each domain, batch by batch (for the floor)."""
+def record_batches(
+    resolver: dns.asyncresolver.Resolver,
+    domains: Sequence[str],
+    answered: _Recorded | None = None,
+) -> list[_Batches]:
+    """The queries mxselect sends for each domain, batch by batch (for the floor); what
+    each query was answered (its status and number of records) goes into ``answered``."""
     adapter = AsyncDnspythonResolver(resolver)
     RECORD_TEMPFAILS.clear()
     out: dict[str, _Batches] = {}
@@ -218,6 +250,10 @@ def record_batches(resolver: dns.asyncresolver.Resolver, domains: Sequence[str])
             )
             for query, answer in zip(batch, answers, strict=True):
                 plan.feed(query, answer)
+                if answered is not None:
+                    count = len(answer.mx) + len(answer.addresses) + len(answer.tlsa)
+                    count += len(answer.txt)
+                    answered[(query.name, query.rtype.value)] = (answer.status.value, count)
         out[domain] = batches
 
     in_flight(domains, one)
@@ -255,6 +291,30 @@ def run_stub_floor(
         outcomes["queries"] += 1
 
     in_flight(recorded, one)
+    return outcomes
+
+
+def run_adns(
+    address: str, recorded: Sequence[_Batches], expected: _Recorded, max_queries: int
+) -> Counter[str]:
+    """The floor's queries through GNU adns (C): one ``adnshost --asynch`` process, the same
+    batches in the same order, ``CONCURRENCY`` domains and at most ``max_queries`` queries
+    in flight (``StubResolver``'s ``max_in_flight``: without it a burst overflows Unbound's
+    socket buffer and adns waits 2 s to retransmit; ``benchmarks/_adns.py``).
+
+    Besides the domains done (``queries``), counts the answers that agree with the recorded
+    ones (same status, same number of records) and those that do not; ``cpu_us`` is
+    adnshost's own CPU time and ``wall_us`` the time from the first query written to the
+    last answer read (the process start left out), which :func:`_measure` uses instead of
+    its own figures; ``driver_cpu_us`` is the CPU this process spent feeding it."""
+    result = _adns.run(recorded, address, CONCURRENCY, max_queries)
+    outcomes: Counter[str] = Counter(queries=result.domains, agree=0, disagree=0)
+    for question, kind in result.kinds.items():
+        agrees = expected.get(question) == (kind, result.counts[question])
+        outcomes["agree" if agrees else "disagree"] += 1
+    outcomes["cpu_us"] = round(result.cpu * 1e6)
+    outcomes["wall_us"] = round(result.wall * 1e6)
+    outcomes["driver_cpu_us"] = round(result.driver_cpu * 1e6)
     return outcomes
 
 
@@ -351,9 +411,14 @@ def run_resolve_name(resolver: dns.resolver.Resolver, domains: Sequence[str]) ->
 
 
 def _measure(fn: Callable[[], Counter[str]]) -> tuple[float, float, Counter[str]]:
+    """Wall and CPU seconds of ``fn()`` and its outcomes; a contestant running in another
+    process (adns) reports its own as ``wall_us`` and ``cpu_us``."""
     cpu, wall = time.process_time(), time.perf_counter()
     outcomes = fn()
-    return time.perf_counter() - wall, time.process_time() - cpu, outcomes
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    if "cpu_us" in outcomes:
+        wall, cpu = outcomes.pop("wall_us") / 1e6, outcomes.pop("cpu_us") / 1e6
+    return wall, cpu, outcomes
 
 
 def run(
@@ -373,17 +438,37 @@ def run(
             "knot unbound ldnsutils"
         )
     head = domains[:sequential]
+    # GNU adns asks port 53 only: Unbound listens there too, on a loopback address of its own.
+    adns_address = _adns.port53_address() if _adns.adnshost() else None
+    adns_skipped = (
+        "adnshost not installed (apt-get install -y adns-tools)"
+        if not _adns.adnshost()
+        else "port 53 cannot be bound on loopback (adns asks no other port): run as root"
+    )
     with tempfile.TemporaryDirectory(prefix="mxselect-bulk-") as tmp:
         auth_port = free_port(5300)
         with server_process("delayproxy", str(auth_port), str(UPSTREAM_DELAY_MS)) as proxy:
-            env = BulkEnv(Path(tmp), zone_text, proxy, auth_port)
+            env = BulkEnv(Path(tmp), zone_text, proxy, auth_port, adns_address)
             with env:
                 aio = async_resolver(env.resolver_port)
                 sync = make_sync_resolver(env.resolver_port)
-                recorded = record_batches(aio, domains)
+                answered: _Recorded = {}
+                recorded = record_batches(aio, domains, answered)
                 queries = sum(len(b) for batches in recorded for b in batches)
                 stub = StubResolver([("127.0.0.1", env.resolver_port)])
                 pooled = PooledStubResolver([("127.0.0.1", env.resolver_port)])
+                adns_row: list[tuple[str, Callable[[], Counter[str]], int]] = []
+                adns_max = stub.max_in_flight
+                if adns_address is not None:
+                    at = adns_address
+                    adns_row.append(
+                        (
+                            f"GNU adns (C): adnshost --asynch, same queries "
+                            f"({CONCURRENCY} in flight)",
+                            lambda: run_adns(at, recorded, answered, adns_max),
+                            count,
+                        )
+                    )
                 contestants: list[tuple[str, Callable[[], Counter[str]], int]] = [
                     (f"mxselect aselect_targets + StubResolver ({CONCURRENCY} in flight)",
                      lambda: run_mxselect(stub, domains), count),
@@ -397,6 +482,7 @@ def run(
                      lambda: run_floor(aio, recorded), count),
                     (f"raw StubResolver queries, same queries ({CONCURRENCY} in flight)",
                      lambda: run_stub_floor(stub, recorded), count),
+                    *adns_row,
                     (f"previous design: raw pooled-socket stub queries ({CONCURRENCY} in flight)",
                      lambda: run_stub_floor(pooled, recorded), count),
                     ("email-validator, 32 threads (no exchange addresses)",
@@ -448,6 +534,8 @@ def run(
             if "queries" in outcomes
             else f"{outcomes['ok']}/{outcomes['permanent']}/{outcomes['temporary']}"
         )
+        if "agree" in outcomes:
+            shown += f", {outcomes['agree']}/{outcomes['agree'] + outcomes['disagree']} agree"
         table.rows.append(
             [
                 name,
@@ -481,7 +569,7 @@ def run(
     adapter = named("mxselect aselect_targets + dnspython adapter")
     floor = named("floor: raw dns.asyncresolver")
     ev = named("email-validator")
-    naive = named("naive sequential loop")
+    adns = named("GNU adns (C)")
     pooled = named("previous design: aselect_targets")
     stub_raw = named("raw StubResolver queries")
     pooled_raw = named("previous design: raw pooled")
@@ -500,12 +588,19 @@ def run(
                 )
                 + "."
             )
-        if naive is not None:
-            r = rates[(mx_name, cache)] / rates[(naive, cache)]
+        # Issue 19 replaced "≥ 20× the naive loop, warm" and "≥ 3× email-validator, cold":
+        # both were bounded by the setting (benchmarks/RESULTS.md); their rows stay, as figures.
+        if stub_raw is not None:
+            r = rates[(mx_name, cache)] / rates[(stub_raw, cache)]
             report.targets.append(
-                Target(f"bulk vs naive loop, {cache}", "≥ 20×", f"{r:.1f}×", r >= 20)
+                Target(
+                    f"bulk vs raw-stub transport floor (same queries, same run), {cache}",
+                    "≥ 0.9×",
+                    f"{r:.2f}×",
+                    r >= 0.9,
+                )
             )
-        if ev is not None:
+        if ev is not None and cache == "warm":
             r = rates[(mx_name, cache)] / rates[(ev, cache)]
             report.targets.append(
                 Target(f"bulk vs email-validator 32 threads, {cache}", "≥ 3×", f"{r:.1f}×", r >= 3)
@@ -525,6 +620,55 @@ def run(
                     r <= 1.3,
                 )
             )
+    if adns is not None:
+        ratio = {c: rates[(mx_name, c)] / rates[(adns, c)] for c in ("cold", "warm")}
+        cpu_ratio = {c: cpus[(mx_name, c)] / cpus[(adns, c)] for c in ("cold", "warm")}
+        driver = {
+            c: median([o["driver_cpu_us"] / 1e3 / count for _, _, o in results[(adns, c)]])
+            for c in ("cold", "warm")
+        }
+        disagree = sum(
+            o["disagree"]
+            for samples in (results[(adns, "cold")], results[(adns, "warm")])
+            for _, _, o in samples
+        )
+        table.notes.append(
+            "GNU adns (C): one `adnshost --asynch --pipe` process fed exactly the recorded "
+            f"queries, batch after batch per domain, {CONCURRENCY} domains in flight and at "
+            f"most {adns_max} queries (StubResolver's max_in_flight: beyond it "
+            "a burst overflows Unbound's socket buffer, and adns, which has no such limit, "
+            "retransmits after 2 s), through the same Unbound (on a second loopback address "
+            "at port 53: adns asks no other port); one UDP socket for every query (no "
+            "RFC 5452 §9.2 port per query): the "
+            "transport without Python. Its CPU column is adnshost's own (wait4); the Python "
+            f"feeding it took {driver['cold']:.2f} / {driver['warm']:.2f} ms/domain more "
+            '(cold / warm). Its domains/s leave out the process start. "agree": distinct '
+            "questions answered with the recorded status and number of records."
+        )
+        for cache in ("cold", "warm"):
+            table.notes.append(
+                f"{cache}: mxselect vs adns (C): {ratio[cache]:.2f}× the domains/s, "
+                f"{cpu_ratio[cache]:.1f}× the client CPU per domain."
+            )
+        report.targets.append(
+            Target(
+                "bulk vs GNU adns (C), same queries, warm",
+                "≥ 0.5×",
+                f"{ratio['warm']:.2f}× (cold {ratio['cold']:.2f}×)"
+                + (f"; {disagree} answers disagree" if disagree else ""),
+                ratio["warm"] >= 0.5 and not disagree,
+            )
+        )
+    else:
+        report.targets.append(
+            Target(
+                "bulk vs GNU adns (C), same queries, warm",
+                "≥ 0.5×",
+                f"skipped: {adns_skipped}",
+                False,
+                skipped=True,
+            )
+        )
     return report
 
 

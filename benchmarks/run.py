@@ -21,11 +21,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Report, Skipped, Table
+from _common import Report, Skipped, Table, Target
 
 #: The benchmark modules, in the order they run.
 BENCHMARKS = ["latency", "core_cpu", "bulk", "footprint", "cache"]
 BENCHMARKS += ["cli_bulk"]  # issue 19: mxselect -f against the library's bulk rate
+
+
+def _met(target: Target, smoke: bool) -> str:
+    if target.skipped:
+        return "skipped"
+    if smoke:
+        return "n/a (smoke)"
+    return "yes" if target.met else "NO"
 
 
 def main() -> None:
@@ -45,6 +53,7 @@ def main() -> None:
         f"{platform.machine()} {platform.system()} {platform.release()}\n"
     )
     targets = Table("Targets", ["target", "goal", "measured", "met"])
+    skipped: list[str] = []
     started = time.perf_counter()
     for name in names:
         module = importlib.import_module(name)
@@ -60,16 +69,21 @@ def main() -> None:
             print(table.render(), flush=True)
         print(f"({name}: {time.perf_counter() - began:.1f} s)\n", flush=True)
         for target in report.targets:
+            if target.skipped:
+                skipped.append(f"{target.name}: {target.measured}")
             targets.rows.append(
                 [
                     target.name,
                     target.goal,
                     target.measured,
-                    "n/a (smoke)" if args.smoke else "yes" if target.met else "NO",
+                    _met(target, args.smoke),
                 ]
             )
     print(targets.render())
     print(f"(all: {time.perf_counter() - started:.1f} s)")
+    if skipped and os.environ.get("CI"):
+        # CI installs everything (.ci/run): a target that could not be measured is a failure.
+        sys.exit("targets skipped under CI:\n" + "\n".join(skipped))
 
 
 if __name__ == "__main__":
