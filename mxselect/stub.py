@@ -1221,6 +1221,55 @@ class StubResolver:
             for entry in earlier:
                 entry.sock.close()
 
+    def resolve_batch(
+        self, queries: Sequence[Query], lifetime: float | None = None
+    ) -> list[Answer]:
+        """Resolve a batch of queries at once from the calling thread, without a thread per
+        query; the answers in the order of ``queries``, each what :meth:`resolve` would
+        answer. Never raises for a DNS outcome; thread-safe (a call's state is its own).
+
+        What :func:`mxselect.select_targets` uses (the
+        :class:`~mxselect.typing.BatchResolver` capability), with and without a deadline
+        (``lifetime``: the time left; it lowers the resolver's own). Every query's first UDP
+        transmission goes out at once, each on a socket of its own -- a fresh port the
+        kernel picks at random, a random ID (RFC 5452 §9.2) -- and one ``poll()`` waits on
+        all of them (not ``select()``: descriptors above FD_SETSIZE in a busy process). Each
+        query then goes on with its own retry loop, as :meth:`resolve` does: the next server
+        after a timeout or an error, a late reply to an earlier transmission taken, TCP after
+        a truncated reply (those exchanges run one after the other in the calling thread,
+        each within its query's end). At most ``max_in_flight`` of the batch's queries are
+        outstanding at once; every exchange ends by the batch's one end, ``lifetime`` from
+        now. A question twice in one batch is asked once (RFC 5452 §5). Every socket is
+        closed when the call returns, however it returns (an exception, KeyboardInterrupt).
+        """
+        total = self.lifetime if lifetime is None else min(lifetime, self.lifetime)
+        clock = time.monotonic
+        end = clock() + total
+        answers: list[Answer | None] = [None] * len(queries)
+        jobs: list[_SyncQuery] = []
+        slots: list[int] = []  # the job answering each query (-1: none, it cannot be sent)
+        mine: dict[bytes, int] = {}
+        names: dict[str, bytes] = {}
+        for i, query in enumerate(queries):
+            try:
+                question = _wire.question_of(query.name, query.rtype, names)
+            except (_wire.WireError, KeyError) as exc:
+                answers[i] = Answer.tempfail(f"cannot ask for {query}: {exc}")
+                slots.append(-1)
+                continue
+            n = mine.get(question)
+            if n is None:  # (the same question twice in this batch: asked once, RFC 5452 §5)
+                n = mine[question] = len(jobs)
+                jobs.append(_SyncQuery(question, query.rtype))
+            slots.append(n)
+        if jobs:
+            _SyncBatch(self, jobs, total, end).run()
+        for i, n in enumerate(slots):
+            if n >= 0:
+                answers[i] = jobs[n].answer
+        out = cast("list[Answer]", answers)
+        return out if self.trust_ad else [_unknown(a) for a in out]
+
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
     try:
@@ -1327,6 +1376,200 @@ def _udp(earlier: list[_SyncSocket], exchange: Exchange, question: bytes, rtype:
                 earlier.pop(0).sock.close()
         else:
             sock.close()
+
+
+class _SyncQuery:
+    """One query of a synchronous batch (:meth:`StubResolver.resolve_batch`): its retry loop
+    once started, the transmission it waits for and the earlier ones kept open for a late
+    reply (at most :data:`KEEP_EARLIER`)."""
+
+    __slots__ = ("answer", "current", "earlier", "question", "rtype", "run", "until")
+
+    def __init__(self, question: bytes, rtype: RRType) -> None:
+        self.question = question
+        self.rtype = rtype
+        self.run: _Run | None = None
+        self.answer: Answer | None = None
+        self.current: _Transmission | None = None
+        self.earlier: list[_Transmission] = []
+        #: when the wait for the current transmission's reply is over (``time.monotonic``)
+        self.until = 0.0
+
+
+class _Transmission:
+    """One UDP transmission of a synchronous batch: its socket, ID, question as sent."""
+
+    __slots__ = ("fd", "owner", "qid", "sent", "server", "sock")
+
+    def __init__(
+        self, owner: _SyncQuery, sock: _socket.socket, server: Server, qid: int, sent: bytes
+    ) -> None:
+        self.owner = owner
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.server = server
+        self.qid = qid
+        self.sent = sent
+
+
+class _SyncBatch:
+    """The queries of one :meth:`StubResolver.resolve_batch` call, driven from the calling
+    thread: one retry loop (``_Run``) per query, all their UDP transmissions watched by one
+    ``select.poll()`` object (not ``select()``: descriptors above FD_SETSIZE; and no
+    descriptor of its own to close, unlike epoll). Every socket is closed by :meth:`run`,
+    however it ends."""
+
+    __slots__ = (
+        "by_fd",
+        "end",
+        "jobs",
+        "kept",
+        "limit",
+        "poller",
+        "queue",
+        "resolver",
+        "total",
+        "waiting",
+    )
+
+    def __init__(
+        self, resolver: StubResolver, jobs: list[_SyncQuery], total: float, end: float
+    ) -> None:
+        self.resolver = resolver
+        self.jobs = jobs
+        self.total = total
+        self.end = end
+        self.limit = resolver.max_in_flight
+        self.poller = select.poll()
+        self.by_fd: dict[int, _Transmission] = {}
+        #: the queries waiting for a UDP reply (at most ``limit``)
+        self.waiting: set[_SyncQuery] = set()
+        #: the queries not started yet (more than ``limit`` in the batch)
+        self.queue = collections.deque(jobs)
+        self.kept = 0  # earlier transmissions kept open, at most KEEP_MAX
+
+    def run(self) -> None:
+        """Every query of the batch to its answer (``_SyncQuery.answer``)."""
+        waiting = self.waiting
+        clock = time.monotonic
+        try:
+            self._fill()
+            while waiting:
+                timeout = min(job.until for job in waiting) - clock()
+                events = self.poller.poll(math.ceil(timeout * 1000) if timeout > 0 else 0)
+                by_fd = self.by_fd
+                for fd, _events in events:
+                    entry = by_fd.get(fd)
+                    if entry is not None:  # (None: closed since, its query answered)
+                        self._readable(entry)
+                now = clock()
+                expired = [job for job in waiting if job.until <= now]
+                for job in expired:
+                    self._expire(job)
+                if self.queue:
+                    self._fill()
+        finally:
+            for entry in self.by_fd.values():
+                entry.sock.close()
+            self.by_fd.clear()
+
+    def _fill(self) -> None:
+        """Start queries while fewer than ``limit`` wait for a reply."""
+        queue = self.queue
+        while queue and len(self.waiting) < self.limit:
+            job = queue.popleft()
+            job.run = _Run(self.resolver._attempts(self.total, self.end, time.monotonic))
+            self._step(job)
+
+    def _step(self, job: _SyncQuery) -> None:
+        """Drive ``job``'s retry loop until it waits for a UDP reply or has its answer."""
+        run = job.run
+        assert run is not None
+        while (exchange := run.exchange) is not None:
+            if exchange.tcp:  # (rare: after TC; one absolute end, within the query's)
+                run.feed(_tcp(exchange, job.question, job.rtype))
+                continue
+            failure = self._transmit(job, exchange)
+            if failure is None:
+                return  # waiting for the reply
+            run.feed(failure)
+        job.answer = run.result()
+        for entry in job.earlier:
+            self._drop(entry)
+        self.kept -= len(job.earlier)
+        job.earlier.clear()
+
+    def _transmit(self, job: _SyncQuery, exchange: Exchange) -> Failure | None:
+        """Send ``job``'s question as ``exchange`` says on a fresh socket (RFC 5452 §9.2: a
+        random port and ID), watched from now on; a ``Failure`` if it could not be sent."""
+        server = exchange.server
+        try:
+            sock = _open_udp(server)
+        except OSError as exc:
+            return _failure(exc, server)
+        qid = secrets.randbits(16)
+        sent = _mix_case(job.question) if exchange.caps else job.question
+        entry = _Transmission(job, sock, server, qid, sent)
+        self.by_fd[entry.fd] = entry  # (from here on, closed by run() whatever happens)
+        try:
+            self.poller.register(entry.fd, select.POLLIN)
+            sock.send(_wire.make_query(qid, sent, edns=exchange.edns))
+        except OSError as exc:
+            self._drop(entry)
+            return _failure(exc, server)
+        job.current = entry
+        job.until = min(time.monotonic() + exchange.wait, self.end)
+        self.waiting.add(job)
+        return None
+
+    def _readable(self, entry: _Transmission) -> None:
+        job = entry.owner
+        reply = _receive(entry.sock, entry.qid, job.question, entry.sent, job.rtype, entry.server)
+        if reply is None:
+            return
+        self._drop(entry)
+        if entry is job.current:
+            job.current = None
+        else:
+            # A reply to an earlier transmission of this query: taken if it is an answer
+            # (RFC 1536 §1: the server may be slow, not lost); its errors are no longer news.
+            job.earlier.remove(entry)
+            self.kept -= 1
+            if not isinstance(reply, Answer):
+                return
+            current, job.current = job.current, None
+            if current is not None:
+                self._drop(current)
+        self.waiting.discard(job)
+        assert job.run is not None
+        job.run.feed(reply)
+        self._step(job)
+
+    def _expire(self, job: _SyncQuery) -> None:
+        """No reply within the wait: a timeout for the retry loop; the transmission stays
+        open for a late reply (within the bounds)."""
+        self.waiting.discard(job)
+        current, job.current = job.current, None
+        if current is not None:
+            if self.kept >= KEEP_MAX:
+                self._drop(current)
+            else:
+                job.earlier.append(current)
+                self.kept += 1
+                if len(job.earlier) > KEEP_EARLIER:
+                    self._drop(job.earlier.pop(0))
+                    self.kept -= 1
+        assert job.run is not None
+        job.run.feed(Signal.TIMEOUT)
+        self._step(job)
+
+    def _drop(self, entry: _Transmission) -> None:
+        """Stop watching ``entry`` and close its socket."""
+        if self.by_fd.get(entry.fd) is entry:
+            del self.by_fd[entry.fd]
+            with contextlib.suppress(KeyError):
+                self.poller.unregister(entry.fd)
+        entry.sock.close()
 
 
 def _tcp(exchange: Exchange, question: bytes, rtype: RRType) -> Reply:
