@@ -147,6 +147,12 @@ class SyncPort:
         self._batch_lifetime = self._batch is not None and takes_lifetime(resolver, "resolve_batch")
 
     @property
+    def batched(self) -> bool:
+        """Whether the resolver has a ``resolve_batch`` (a
+        :class:`~mxselect.typing.BatchResolver`)."""
+        return self._batch is not None
+
+    @property
     def bounded_batch(self) -> bool:
         """Whether :meth:`answers` with a ``lifetime`` runs the batch in the calling thread
         by the resolver's ``resolve_batch`` (which takes the lifetime), without the pool."""
