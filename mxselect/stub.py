@@ -11,7 +11,8 @@ What it does, as a stub resolver should (RFC 1123 §6.1.3):
 
 * one query per (name, type), RD set, EDNS0 with a 1232-byte payload; absolute names only,
   never a search list (RFC 5321 §5.1);
-* every UDP query -- sync, asyncio, :meth:`~StubResolver.aresolve_batch`, bursts -- goes out
+* every UDP query -- sync, asyncio, :meth:`~StubResolver.resolve_batch`,
+  :meth:`~StubResolver.aresolve_batch`, bursts -- goes out
   on a socket of its own, bound by the kernel to a fresh, randomly chosen ephemeral port
   (RFC 5452 §9.2: "MUST use multiple different source ports simultaneously"), with a random
   ID (RFC 5452 §9.2, ``secrets``); so no datagram that arrived before a query was sent can be
@@ -20,8 +21,8 @@ What it does, as a stub resolver should (RFC 1123 §6.1.3):
   query's ID, QR set, and repeats the question (with ``dns0x20=True``, in the exact mixed case
   sent); anything else -- a forged, damaged or stray datagram -- is ignored and the query
   keeps waiting, as with dnspython (RFC 5452 §9.1);
-* identical questions outstanding at once on one event loop are one exchange (RFC 5452 §5):
-  the callers share its answer;
+* identical questions outstanding at once on one event loop, or in one sync batch, are one
+  exchange (RFC 5452 §5): the callers share its answer;
 * no reply within ``timeout``: the next server, and the whole list again, until ``lifetime``
   runs out (RFC 1536 §1: retransmit, do not give up after one datagram) -- and the earlier
   transmissions stay open: a late answer to any of them, within the lifetime, is taken;
@@ -49,7 +50,9 @@ How it is built (as psycopg's ``generators.py`` and ``waiting.py``): one retry l
 an ``Rcode``, a ``Failure`` or a ``Signal`` (truncated, timeout, case
 mismatch) -- until it returns the Answer. Every path drives the same loop: ``resolve`` with
 blocking sockets, ``aresolve`` over asyncio, and ``aresolve_batch`` drives one loop per query
-of the batch, their first exchanges sent together. A message read over UDP or TCP is judged
+of the batch, their first exchanges sent together; ``resolve_batch`` does the same from the
+calling thread, one ``select.poll()`` over the batch's sockets (what ``select_targets`` uses:
+no thread per query). A message read over UDP or TCP is judged
 by one function, ``classify``; the nameservers are ``Server`` values.
 
 The asyncio side uses ``loop.add_reader`` (any selector event loop, uvloop included; not the
