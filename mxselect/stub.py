@@ -73,6 +73,7 @@ import asyncio
 import collections
 import contextlib
 import enum
+import errno
 import functools
 import ipaddress
 import math
@@ -1239,8 +1240,8 @@ class StubResolver:
         all of them (not ``select()``: descriptors above FD_SETSIZE in a busy process). Each
         query then goes on with its own retry loop, as :meth:`resolve` does: the next server
         after a timeout or an error, a late reply to an earlier transmission taken, TCP after
-        a truncated reply (those exchanges run one after the other in the calling thread,
-        each within its query's end). At most ``max_in_flight`` of the batch's queries are
+        a truncated reply (or for every query with ``tcp=True``: non-blocking connections in
+        the same ``poll()``, side by side). At most ``max_in_flight`` of the batch's queries are
         outstanding at once; every exchange ends by the batch's one end, ``lifetime`` from
         now. A question twice in one batch is asked once (RFC 5452 §5). Every socket is
         closed when the call returns, however it returns (an exception, KeyboardInterrupt).
@@ -1393,9 +1394,9 @@ class _SyncQuery:
         self.rtype = rtype
         self.run: _Run | None = None
         self.answer: Answer | None = None
-        self.current: _Transmission | None = None
+        self.current: _Transmission | _Connection | None = None
         self.earlier: list[_Transmission] = []
-        #: when the wait for the current transmission's reply is over (``time.monotonic``)
+        #: when the wait for the current exchange's reply is over (``time.monotonic``)
         self.until = 0.0
 
 
@@ -1413,6 +1414,68 @@ class _Transmission:
         self.server = server
         self.qid = qid
         self.sent = sent
+
+
+class _Connection:
+    """One TCP exchange of a synchronous batch (RFC 7766 §8: two-octet length prefix), made
+    without blocking in the batch's ``poll()``: connect, send the query, read one message (at
+    most 65,535 octets, RFC 1035 §4.2.2), all by the exchange's one end."""
+
+    __slots__ = ("fd", "inbox", "outbox", "owner", "qid", "server", "sock")
+
+    def __init__(self, owner: _SyncQuery, exchange: Exchange) -> None:
+        self.owner = owner
+        self.server = server = exchange.server
+        self.qid = secrets.randbits(16)
+        self.outbox = _tcp_message(self.qid, owner.question, exchange.edns)
+        self.inbox = bytearray()
+        sock = _socket.socket(server.family, socket.SOCK_STREAM | _NONBLOCK)
+        try:
+            if not _NONBLOCK:  # pragma: no cover - Linux has SOCK_NONBLOCK
+                sock.setblocking(False)
+            code = sock.connect_ex((server.address, server.port))
+            if code not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
+                raise OSError(code, os.strerror(code))  # (ConnectionRefusedError...)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+        self.fd = sock.fileno()
+
+    def ready(self) -> Reply | None:
+        """The socket is ready (writable while the query is unsent, then readable): the
+        exchange's reply once the message is read, None while it goes on.
+
+        Raises:
+            OSError: the connection failed (refused, reset, closed before the reply).
+        """
+        sock = self.sock
+        if self.outbox:
+            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if code:
+                raise OSError(code, os.strerror(code))
+            try:
+                sent = sock.send(self.outbox)
+            except (BlockingIOError, InterruptedError):
+                return None
+            self.outbox = self.outbox[sent:]
+            return None
+        inbox = self.inbox
+        want = 2 if len(inbox) < 2 else 2 + int.from_bytes(inbox[:2], "big")
+        try:
+            data = sock.recv(want - len(inbox))
+        except (BlockingIOError, InterruptedError):
+            return None
+        if not data:
+            raise ConnectionResetError("connection closed before the reply")
+        inbox += data
+        if len(inbox) == 2:
+            want = 2 + int.from_bytes(inbox, "big")
+        if len(inbox) < want:
+            return None
+        return _tcp_reply(
+            bytes(inbox[2:]), self.qid, self.owner.question, self.owner.rtype, self.server
+        )
 
 
 class _SyncBatch:
@@ -1444,8 +1507,8 @@ class _SyncBatch:
         self.end = end
         self.limit = resolver.max_in_flight
         self.poller = select.poll()
-        self.by_fd: dict[int, _Transmission] = {}
-        #: the queries waiting for a UDP reply (at most ``limit``)
+        self.by_fd: dict[int, _Transmission | _Connection] = {}
+        #: the queries waiting for a reply (at most ``limit``)
         self.waiting: set[_SyncQuery] = set()
         #: the queries not started yet (more than ``limit`` in the batch)
         self.queue = collections.deque(jobs)
@@ -1464,7 +1527,7 @@ class _SyncBatch:
                 for fd, _events in events:
                     entry = by_fd.get(fd)
                     if entry is not None:  # (None: closed since, its query answered)
-                        self._readable(entry)
+                        self._ready(entry)
                 now = clock()
                 expired = [job for job in waiting if job.until <= now]
                 for job in expired:
@@ -1485,14 +1548,14 @@ class _SyncBatch:
             self._step(job)
 
     def _step(self, job: _SyncQuery) -> None:
-        """Drive ``job``'s retry loop until it waits for a UDP reply or has its answer."""
+        """Drive ``job``'s retry loop until it waits for a reply or has its answer."""
         run = job.run
         assert run is not None
         while (exchange := run.exchange) is not None:
-            if exchange.tcp:  # (rare: after TC; one absolute end, within the query's)
-                run.feed(_tcp(exchange, job.question, job.rtype))
-                continue
-            failure = self._transmit(job, exchange)
+            if exchange.tcp:  # (after TC, or tcp=True)
+                failure = self._connect(job, exchange)
+            else:
+                failure = self._transmit(job, exchange)
             if failure is None:
                 return  # waiting for the reply
             run.feed(failure)
@@ -1525,6 +1588,40 @@ class _SyncBatch:
         self.waiting.add(job)
         return None
 
+    def _connect(self, job: _SyncQuery, exchange: Exchange) -> Failure | None:
+        """Open ``job``'s TCP exchange, watched from now on (writable until the query is
+        sent); a ``Failure`` if the connection could not be made."""
+        try:
+            entry = _Connection(job, exchange)
+        except OSError as exc:
+            return _failure(exc, exchange.server)
+        self.by_fd[entry.fd] = entry  # (from here on, closed by run() whatever happens)
+        self.poller.register(entry.fd, select.POLLOUT)
+        job.current = entry
+        job.until = min(time.monotonic() + exchange.wait, self.end)
+        self.waiting.add(job)
+        return None
+
+    def _ready(self, entry: _Transmission | _Connection) -> None:
+        if isinstance(entry, _Transmission):
+            self._readable(entry)
+            return
+        try:
+            reply = entry.ready()
+        except OSError as exc:
+            reply = _failure(exc, entry.server)
+        if reply is None:
+            if not entry.outbox:  # the query is sent: wait for the reply
+                self.poller.modify(entry.fd, select.POLLIN)
+            return
+        job = entry.owner
+        self._drop(entry)
+        job.current = None
+        self.waiting.discard(job)
+        assert job.run is not None
+        job.run.feed(reply)
+        self._step(job)
+
     def _readable(self, entry: _Transmission) -> None:
         job = entry.owner
         reply = _receive(entry.sock, entry.qid, job.question, entry.sent, job.rtype, entry.server)
@@ -1554,7 +1651,7 @@ class _SyncBatch:
         self.waiting.discard(job)
         current, job.current = job.current, None
         if current is not None:
-            if self.kept >= KEEP_MAX:
+            if isinstance(current, _Connection) or self.kept >= KEEP_MAX:
                 self._drop(current)
             else:
                 job.earlier.append(current)
@@ -1566,7 +1663,7 @@ class _SyncBatch:
         job.run.feed(Signal.TIMEOUT)
         self._step(job)
 
-    def _drop(self, entry: _Transmission) -> None:
+    def _drop(self, entry: _Transmission | _Connection) -> None:
         """Stop watching ``entry`` and close its socket."""
         if self.by_fd.get(entry.fd) is entry:
             del self.by_fd[entry.fd]

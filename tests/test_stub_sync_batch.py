@@ -177,6 +177,67 @@ def test_a_truncated_reply_goes_to_tcp_inside_a_batch(fault_server) -> None:  # 
     )
 
 
+def test_tcp_exchanges_of_a_batch_run_side_by_side(fault_server, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """tcp=True: every query of the batch over TCP, the 5 connections open together in the
+    batch's poll() (not one after the other), each answer as resolve() gives it; a
+    connection closed without a reply after TC fails only its query, naming TCP."""
+    zone = ZONE.replace("tc       MX   10 mx1.d", "notcp    MX   10 mx1.d")
+    server = fault_server(zone, default_delay_ms=300)
+    stub = StubResolver([("127.0.0.1", server.port)], tcp=True, timeout=2.0, lifetime=3.0)
+    queries = [MX, A, Query("mx2.d.sb.test.", RRType.AAAA), Query("nope.sb.test.", RRType.MX)]
+    queries.append(Query("big.sb.test.", RRType.MX))
+    most = 0
+    original = stub_module._SyncBatch._connect
+
+    def spy(self: stub_module._SyncBatch, *args: object) -> object:
+        nonlocal most
+        result = original(self, *args)  # type: ignore[arg-type]
+        most = max(most, len(self.by_fd))
+        return result
+
+    monkeypatch.setattr(stub_module._SyncBatch, "_connect", spy)
+    batch = stub.resolve_batch(queries)
+    assert [q[2] for q in server.queries] == ["tcp"] * 5
+    assert most == 5  # all open at once: each answer is held 300 ms
+    server.default_delay_ms = 0
+    assert [in_order(a) for a in batch] == [in_order(stub.resolve(q)) for q in queries]
+    assert [a.status for a in batch] == [
+        Status.RECORDS,
+        Status.RECORDS,
+        Status.NODATA,
+        Status.NXDOMAIN,
+        Status.RECORDS,
+    ]
+    server.set_rule("notcp.sb.test.", "MX", "tc-notcp")
+    udp = StubResolver([("127.0.0.1", server.port)], timeout=0.5, lifetime=1.0)
+    failed, fine = udp.resolve_batch([Query("notcp.sb.test.", RRType.MX), MX])
+    assert failed.status is Status.TEMPFAIL
+    assert failed.reason == udp.resolve(Query("notcp.sb.test.", RRType.MX)).reason
+    assert "over TCP (the UDP reply was truncated)" in failed.reason
+    assert fine.status is Status.RECORDS
+
+
+@pytest.mark.parametrize("mode", ["flood", "trickle"])
+def test_a_hostile_tcp_server_after_tc_is_bounded_in_a_batch(mode: str) -> None:
+    """After TC, a server that floods wrong-ID messages or trickles an octet at a time over
+    TCP: the batch reads one message at most, ends each exchange at its own end and the
+    query at its lifetime, and closes every connection itself."""
+    from harness.forger import HostileTcpServer
+
+    with HostileTcpServer(mode) as server:
+        stub = StubResolver([("127.0.0.1", server.port)], timeout=0.5, lifetime=1.0)
+        answers = stub.resolve_batch([MX, A])
+        time.sleep(0.1)  # let the server notice the closed connections
+    assert [a.status for a in answers] == [Status.TEMPFAIL] * 2
+    if mode == "flood":
+        assert all("another ID over TCP" in a.reason for a in answers)
+        assert all(sent < 4 << 20 for sent, _ in server.connections)  # type: ignore[operator]
+    else:
+        assert all(a.reason.startswith("timeout after 1.0 s") for a in answers)
+    assert server.connections
+    assert all(closed for _, closed in server.connections)
+
+
 def test_each_query_of_a_batch_goes_on_like_resolve(fault_server) -> None:  # type: ignore[no-untyped-def]
     """A lost datagram is sent again (to the next server, round robin), an error goes to the
     next server and is not asked of the first again; the answered ones are not asked twice."""
@@ -534,8 +595,8 @@ def test_many_threads_select_at_once_through_one_stub(fault_server, no_pool) -> 
 
 
 def test_no_socket_outlives_a_batch_whatever_happens(fault_server, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """Every outcome, a KeyboardInterrupt in the middle of a batch, an exception from a TCP
-    exchange: the descriptors open afterwards are those open before."""
+    """Every outcome, a KeyboardInterrupt in the middle of a batch, an exception while
+    another query's socket is open: the descriptors open afterwards are those open before."""
     server = fault_server(ZONE)
     server.set_rule("tc.sb.test.", "MX", "tc")
     stub = StubResolver([("127.0.0.1", server.port)], timeout=0.1, lifetime=0.3)
@@ -563,7 +624,9 @@ def test_no_socket_outlives_a_batch_whatever_happens(fault_server, monkeypatch) 
     def broken(*args: object) -> object:
         raise RuntimeError("a bug in the TCP exchange")
 
-    monkeypatch.setattr(stub_module, "_tcp", broken)
+    # (raised before the connection is made: a connection left half-open here would be the
+    # fault server's to clean up, racing its shutdown at the end of the test)
+    monkeypatch.setattr(stub_module._SyncBatch, "_connect", broken)
     with pytest.raises(RuntimeError, match="a bug"):
         stub.resolve_batch([Query("drop.sb.test.", RRType.A), Query("tc.sb.test.", RRType.MX)])
     assert settled_fds(before) == before
