@@ -1480,10 +1480,10 @@ class _Connection:
 
 class _SyncBatch:
     """The queries of one :meth:`StubResolver.resolve_batch` call, driven from the calling
-    thread: one retry loop (``_Run``) per query, all their UDP transmissions watched by one
-    ``select.poll()`` object (not ``select()``: descriptors above FD_SETSIZE; and no
-    descriptor of its own to close, unlike epoll). Every socket is closed by :meth:`run`,
-    however it ends."""
+    thread: one retry loop (``_Run``) per query, all their UDP transmissions and TCP
+    connections watched by one ``select.poll()`` object (not ``select()``: descriptors above
+    FD_SETSIZE; and no descriptor of its own to close, unlike epoll). Every socket is closed
+    by :meth:`run`, however it ends."""
 
     __slots__ = (
         "by_fd",
@@ -1573,10 +1573,14 @@ class _SyncBatch:
             sock = _open_udp(server)
         except OSError as exc:
             return _failure(exc, server)
-        qid = secrets.randbits(16)
-        sent = _mix_case(job.question) if exchange.caps else job.question
-        entry = _Transmission(job, sock, server, qid, sent)
-        self.by_fd[entry.fd] = entry  # (from here on, closed by run() whatever happens)
+        try:
+            qid = secrets.randbits(16)
+            sent = _mix_case(job.question) if exchange.caps else job.question
+            entry = _Transmission(job, sock, server, qid, sent)
+            self.by_fd[entry.fd] = entry  # (from here on, closed by run() whatever happens)
+        except BaseException:
+            sock.close()
+            raise
         try:
             self.poller.register(entry.fd, select.POLLIN)
             sock.send(_wire.make_query(qid, sent, edns=exchange.edns))
@@ -1595,7 +1599,11 @@ class _SyncBatch:
             entry = _Connection(job, exchange)
         except OSError as exc:
             return _failure(exc, exchange.server)
-        self.by_fd[entry.fd] = entry  # (from here on, closed by run() whatever happens)
+        try:
+            self.by_fd[entry.fd] = entry  # (from here on, closed by run() whatever happens)
+        except BaseException:
+            entry.sock.close()
+            raise
         self.poller.register(entry.fd, select.POLLOUT)
         job.current = entry
         job.until = min(time.monotonic() + exchange.wait, self.end)
