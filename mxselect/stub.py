@@ -1488,6 +1488,7 @@ class _SyncBatch:
     __slots__ = (
         "by_fd",
         "end",
+        "ids",
         "jobs",
         "kept",
         "limit",
@@ -1513,6 +1514,9 @@ class _SyncBatch:
         #: the queries not started yet (more than ``limit`` in the batch)
         self.queue = collections.deque(jobs)
         self.kept = 0  # earlier transmissions kept open, at most KEEP_MAX
+        #: random IDs for the first transmissions (RFC 5452 §9.2), read in one call: each
+        #: read of the CSPRNG is a system call that lets another thread take the GIL
+        self.ids = list(_random_ids(min(len(jobs), self.limit)))
 
     def run(self) -> None:
         """Every query of the batch to its answer (``_SyncQuery.answer``)."""
@@ -1574,7 +1578,8 @@ class _SyncBatch:
         except OSError as exc:
             return _failure(exc, server)
         try:
-            qid = secrets.randbits(16)
+            ids = self.ids
+            qid = ids.pop() if ids else secrets.randbits(16)
             sent = _mix_case(job.question) if exchange.caps else job.question
             entry = _Transmission(job, sock, server, qid, sent)
             self.by_fd[entry.fd] = entry  # (from here on, closed by run() whatever happens)
