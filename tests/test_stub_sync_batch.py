@@ -663,3 +663,26 @@ def test_the_sync_batch_is_what_the_typing_protocol_says() -> None:
     assert port.batched
     assert port.bounded_batch
     assert sync_port(CachingResolver(stub)).bounded_batch
+
+
+def test_a_caching_resolver_over_a_per_query_resolver_stops_at_the_lifetime() -> None:
+    """Behind the cache, a resolver with only ``resolve`` (no batch, no lifetime): the misses
+    run on the pool and a batch given a lifetime returns when it is spent, the unanswered
+    ones as temporary failures; what arrives later is kept for the next caller."""
+    from mxselect.testing import FakeResolver
+
+    fake = FakeResolver.from_zone(ZONE)
+    release = threading.Event()
+
+    class Slow:
+        def resolve(self, query: Query) -> Answer:
+            release.wait(5)
+            return fake.resolve(query)
+
+    cache = CachingResolver(Slow())
+    answers = cache.resolve_batch([A, MX], lifetime=0.1)
+    assert [a.reason for a in answers] == ["timeout after 0.1 s"] * 2
+    release.set()
+    later = cache.resolve_batch([A, MX])
+    assert [a.status for a in later] == [Status.RECORDS, Status.RECORDS]
+    assert cache.stats.upstream == 2  # the second batch joined or hit the first one's queries
