@@ -518,6 +518,18 @@ def test_the_deadline_keeps_what_arrived_and_abandons_the_rest(fault_server, no_
     assert "mx2.d.sb.test" in str(info.value)
 
 
+def test_under_a_deadline_a_failure_that_came_in_time_is_the_reason(fault_server, no_pool) -> None:  # type: ignore[no-untyped-def]
+    """A batch that returned before the deadline is fed as it is: a SERVFAIL is the reason
+    of the temporary error, not the deadline."""
+    server = fault_server(ZONE)
+    server.set_rule("d.sb.test.", "MX", "servfail")
+    stub = StubResolver([("127.0.0.1", server.port)], timeout=2, lifetime=2)
+    with pytest.raises(DNSTemporaryError) as info:
+        mxselect.select_targets("d.sb.test", resolver=stub, deadline=5)
+    assert f"SERVFAIL from 127.0.0.1@{server.port}" in str(info.value)
+    assert "deadline" not in str(info.value)
+
+
 def test_a_caching_resolver_over_a_stub_uses_no_thread_pool(fault_server, no_pool) -> None:  # type: ignore[no-untyped-def]
     """CachingResolver(StubResolver): the misses of a batch go to the stub's resolve_batch in
     one call from the calling thread (no pool, with and without a deadline); the second
@@ -686,3 +698,28 @@ def test_a_caching_resolver_over_a_per_query_resolver_stops_at_the_lifetime() ->
     later = cache.resolve_batch([A, MX])
     assert [a.status for a in later] == [Status.RECORDS, Status.RECORDS]
     assert cache.stats.upstream == 2  # the second batch joined or hit the first one's queries
+
+
+def test_a_batch_works_with_descriptors_above_fd_setsize(fault_server) -> None:  # type: ignore[no-untyped-def]
+    """A busy process has more than FD_SETSIZE (1,024) descriptors open: the batch's sockets
+    are numbered above it, which select() could not watch; poll() can."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200 and (hard == resource.RLIM_INFINITY or hard >= 1200):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1200, hard))
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < 1200:
+        pytest.skip("cannot open 1,100 descriptors here")
+    server = fault_server(ZONE)
+    stub = StubResolver([("127.0.0.1", server.port)])
+    held: list[int] = []
+    try:
+        while open_fds() < 1100:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        answers = stub.resolve_batch([MX, A])
+        assert min(held) < 1024 < max(held)
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert [a.status for a in answers] == [Status.RECORDS, Status.RECORDS]
