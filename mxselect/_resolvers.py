@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeGuard
 
-from ._answers import Answer, Query
+from ._answers import Answer, Query, Status
 from .typing import AsyncBatchResolver, AsyncResolver, BatchResolver, Resolver
 
 if TYPE_CHECKING:
@@ -134,14 +134,29 @@ def _dnspython(resolver: object, module: str) -> Any:
 class SyncPort:
     """A synchronous resolver as the sync driver uses it."""
 
-    __slots__ = ("_batch", "_lifetime", "resolver")
+    __slots__ = ("_batch", "_batch_lifetime", "_lifetime", "resolver")
 
     def __init__(self, resolver: Resolver) -> None:
         self.resolver = resolver
         self._lifetime = takes_lifetime(resolver, "resolve")
-        self._batch: Callable[[Sequence[Query]], Sequence[Answer]] | None = (
+        self._batch: Callable[..., Sequence[Answer]] | None = (
             resolver.resolve_batch if provides(resolver, BatchResolver) else None
         )
+        #: whether ``resolve_batch`` takes a ``lifetime`` (it then returns within it:
+        #: StubResolver, CachingResolver), so a deadline needs no thread per query
+        self._batch_lifetime = self._batch is not None and takes_lifetime(resolver, "resolve_batch")
+
+    @property
+    def batched(self) -> bool:
+        """Whether the resolver has a ``resolve_batch`` (a
+        :class:`~mxselect.typing.BatchResolver`)."""
+        return self._batch is not None
+
+    @property
+    def bounded_batch(self) -> bool:
+        """Whether :meth:`answers` with a ``lifetime`` runs the batch in the calling thread
+        by the resolver's ``resolve_batch`` (which takes the lifetime), without the pool."""
+        return self._batch_lifetime
 
     def answer(self, query: Query, lifetime: float | None = None) -> Answer:
         """One query's answer; never raises (``lifetime``: the time left, if it takes one)."""
@@ -152,13 +167,17 @@ class SyncPort:
         except Exception as exc:
             return failed(exc)
 
-    def answers(self, batch: Sequence[Query]) -> list[Answer]:
+    def answers(self, batch: Sequence[Query], lifetime: float | None = None) -> list[Answer]:
         """Every query of ``batch`` answered, concurrently: by the resolver's
-        ``resolve_batch`` if it has one, else on the thread pool (the first query in the
-        calling thread)."""
-        if self._batch is not None:
+        ``resolve_batch`` if it has one (given ``lifetime`` if it takes one; with a
+        ``lifetime`` it does not take, the pool instead), else on the thread pool (the first
+        query in the calling thread, each given ``lifetime`` if ``resolve`` takes one)."""
+        batched = self._batch
+        if batched is not None and (lifetime is None or self._batch_lifetime):
             try:
-                answers = list(self._batch(batch))
+                answers = list(
+                    batched(batch) if lifetime is None else batched(batch, lifetime=lifetime)
+                )
             except Exception as exc:
                 return [failed(exc)] * len(batch)
             if len(answers) != len(batch):
@@ -166,23 +185,35 @@ class SyncPort:
                 return [wrong] * len(batch)
             return [checked(q, a) for q, a in zip(batch, answers, strict=True)]
         if len(batch) == 1:
-            return [self.answer(batch[0])]
-        futures = [pool().submit(self.answer, q) for q in batch[1:]]
-        first = self.answer(batch[0])
+            return [self.answer(batch[0], lifetime)]
+        futures = [pool().submit(self.answer, q, lifetime) for q in batch[1:]]
+        first = self.answer(batch[0], lifetime)
         return [first, *(f.result() for f in futures)]
 
     def answers_until(self, batch: Sequence[Query], end: float) -> list[Answer | None]:
         """The answers that arrived before ``end`` (``time.monotonic()``), ``None`` for the
-        others, which are given up. Every query runs on the pool so the caller can stop
-        waiting at the deadline (threads cannot be killed: a query still running finishes in
-        the background, bounded by the lifetime it was given when the resolver takes one).
-        One pool job per query, even for a resolver with ``resolve_batch``: a batch job that
-        itself waited on the pool (as CachingResolver's does) could starve it under load."""
-        from concurrent.futures import wait
+        others, which are given up.
 
+        A resolver whose ``resolve_batch`` takes a ``lifetime`` (:attr:`bounded_batch`:
+        StubResolver, CachingResolver) answers the batch in the calling thread, given the
+        time left, and returns by ``end``; no thread is used or left running. When it
+        returned at or after ``end``, its temporary failures count as unanswered (``None``:
+        the deadline, not the servers, ended those queries; nothing temporary establishes a
+        DNS fact either way). Any other resolver runs each query on the pool so the caller
+        can stop waiting at the deadline (threads cannot be killed: a query still running
+        finishes in the background, bounded by the lifetime it was given when the resolver
+        takes one); one pool job per query, even for a resolver with a ``resolve_batch``
+        that takes no lifetime: it could not be stopped at the deadline."""
         remaining = end - time.monotonic()
         if remaining <= 0:
             return [None] * len(batch)
+        if self._batch_lifetime:
+            answers = self.answers(batch, remaining)
+            if time.monotonic() < end:
+                return list(answers)
+            return [None if a.status is Status.TEMPFAIL else a for a in answers]
+        from concurrent.futures import wait
+
         futures = [pool().submit(self.answer, q, remaining) for q in batch]
         done, not_done = wait(futures, timeout=remaining)
         for future in not_done:

@@ -54,7 +54,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 
@@ -274,7 +274,11 @@ class CachingResolver:
 
     def _counted_lookup(self, query: Query) -> Answer | None:
         """The cached answer now, counted as a hit or a miss (the lock is held)."""
-        cached = self._lookup(query, self.clock())
+        return self._counted_lookup_at(query, self.clock())
+
+    def _counted_lookup_at(self, query: Query, now: float) -> Answer | None:
+        """The cached answer at ``now``, counted as a hit or a miss (the lock is held)."""
+        cached = self._lookup(query, now)
         if cached is not None:
             self.stats.hits += 1
         else:
@@ -328,10 +332,71 @@ class CachingResolver:
             flight.answer = answer
             flight.done.set()
 
-    def resolve_batch(self, queries: Sequence[Query]) -> list[Answer]:
-        """Answer a batch (used by the sync driver): hits at once, without threads; the
-        misses through :meth:`resolve`, concurrently on the driver's thread pool."""
+    def resolve_batch(
+        self, queries: Sequence[Query], lifetime: float | None = None
+    ) -> list[Answer]:
+        """Answer a batch (used by the sync driver): hits at once, without threads; each miss
+        asked upstream once for all the threads waiting for it, as by :meth:`resolve`.
+
+        A wrapped resolver with a batch method that takes a lifetime
+        (:meth:`mxselect.stub.StubResolver.resolve_batch`) gets the misses in one call from
+        this thread: no thread per query at all. Any other resolver gets them concurrently on
+        the driver's thread pool.
+
+        ``lifetime`` (seconds, from a driver's deadline): passed on, and the call returns
+        within it; a miss still unanswered then is a temporary failure (not kept).
+        """
         upstream = self._sync_port()
+        if not upstream.batched or (lifetime is not None and not upstream.bounded_batch):
+            return self._pooled_batch(queries, lifetime)
+        end = None if lifetime is None else time.monotonic() + lifetime
+        answers: list[Answer | None] = [None] * len(queries)
+        leaders: list[tuple[int, _Flight]] = []
+        joined: list[tuple[int, _Flight]] = []
+        with self._lock:
+            now = self.clock()
+            for i, query in enumerate(queries):
+                cached = self._counted_lookup_at(query, now)
+                if cached is not None:
+                    answers[i] = cached
+                    continue
+                flight = self._flights.get(query)
+                if flight is None:
+                    flight = self._flights[query] = _Flight()
+                    self.stats.upstream += 1
+                    leaders.append((i, flight))
+                else:  # another thread's, or this batch's own (the same query twice)
+                    self.stats.coalesced += 1
+                    joined.append((i, flight))
+        if leaders:
+            got: list[Answer] | None = None
+            try:
+                got = upstream.answers([queries[i] for i, _ in leaders], lifetime)
+            finally:
+                with self._lock:
+                    for n, (i, flight) in enumerate(leaders):
+                        answer = (
+                            got[n] if got is not None else Answer.tempfail("resolver interrupted")
+                        )
+                        if got is not None:
+                            self._store(queries[i], answer, self.clock())
+                        del self._flights[queries[i]]
+                        flight.answer = answer
+                        answers[i] = answer
+                for _, flight in leaders:
+                    flight.done.set()
+        for i, flight in joined:
+            wait = None if end is None else max(0.0, end - time.monotonic())
+            if flight.done.wait(wait) and flight.answer is not None:
+                answers[i] = flight.answer
+            else:  # our deadline came first (the other thread's query goes on)
+                answers[i] = Answer.tempfail(f"timeout after {lifetime:.1f} s (an identical query)")
+        return cast("list[Answer]", answers)
+
+    def _pooled_batch(self, queries: Sequence[Query], lifetime: float | None) -> list[Answer]:
+        """The misses of a batch through :meth:`resolve` on the driver's thread pool (the
+        first in this thread without a ``lifetime``; with one, all on the pool, and the
+        call stops waiting when it is spent)."""
         answers: list[Answer | None] = [None] * len(queries)
         misses: list[int] = []
         with self._lock:
@@ -343,15 +408,23 @@ class CachingResolver:
                 else:
                     self.stats.hits += 1
                     answers[i] = cached
-        del upstream  # checked above: a misconfiguration raises before any query
-        if misses:
+        if misses and lifetime is None:
             first, rest = misses[0], misses[1:]
-            futures = []
-            if rest:
-                futures = [(i, pool().submit(self.resolve, queries[i])) for i in rest]
+            futures = [(i, pool().submit(self.resolve, queries[i])) for i in rest]
             answers[first] = self.resolve(queries[first])
             for i, future in futures:
                 answers[i] = future.result()
+        elif misses:
+            from concurrent.futures import wait
+
+            futures = [(i, pool().submit(self.resolve, queries[i], lifetime)) for i in misses]
+            done, _ = wait([f for _, f in futures], timeout=lifetime)
+            for i, future in futures:
+                if future in done:
+                    answers[i] = future.result()
+                else:  # still running: it finishes (and is kept) in the background
+                    future.cancel()
+                    answers[i] = Answer.tempfail(f"timeout after {lifetime:.1f} s")
         return [a if a is not None else Answer.tempfail("no answer") for a in answers]
 
     # -- asyncio -----------------------------------------------------------------------------

@@ -11,7 +11,8 @@ What it does, as a stub resolver should (RFC 1123 §6.1.3):
 
 * one query per (name, type), RD set, EDNS0 with a 1232-byte payload; absolute names only,
   never a search list (RFC 5321 §5.1);
-* every UDP query -- sync, asyncio, :meth:`~StubResolver.aresolve_batch`, bursts -- goes out
+* every UDP query -- sync, asyncio, :meth:`~StubResolver.resolve_batch`,
+  :meth:`~StubResolver.aresolve_batch`, bursts -- goes out
   on a socket of its own, bound by the kernel to a fresh, randomly chosen ephemeral port
   (RFC 5452 §9.2: "MUST use multiple different source ports simultaneously"), with a random
   ID (RFC 5452 §9.2, ``secrets``); so no datagram that arrived before a query was sent can be
@@ -20,8 +21,8 @@ What it does, as a stub resolver should (RFC 1123 §6.1.3):
   query's ID, QR set, and repeats the question (with ``dns0x20=True``, in the exact mixed case
   sent); anything else -- a forged, damaged or stray datagram -- is ignored and the query
   keeps waiting, as with dnspython (RFC 5452 §9.1);
-* identical questions outstanding at once on one event loop are one exchange (RFC 5452 §5):
-  the callers share its answer;
+* identical questions outstanding at once on one event loop, or in one sync batch, are one
+  exchange (RFC 5452 §5): the callers share its answer;
 * no reply within ``timeout``: the next server, and the whole list again, until ``lifetime``
   runs out (RFC 1536 §1: retransmit, do not give up after one datagram) -- and the earlier
   transmissions stay open: a late answer to any of them, within the lifetime, is taken;
@@ -49,7 +50,9 @@ How it is built (as psycopg's ``generators.py`` and ``waiting.py``): one retry l
 an ``Rcode``, a ``Failure`` or a ``Signal`` (truncated, timeout, case
 mismatch) -- until it returns the Answer. Every path drives the same loop: ``resolve`` with
 blocking sockets, ``aresolve`` over asyncio, and ``aresolve_batch`` drives one loop per query
-of the batch, their first exchanges sent together. A message read over UDP or TCP is judged
+of the batch, their first exchanges sent together; ``resolve_batch`` does the same from the
+calling thread, one ``select.poll()`` over the batch's sockets (what ``select_targets`` uses:
+no thread per query). A message read over UDP or TCP is judged
 by one function, ``classify``; the nameservers are ``Server`` values.
 
 The asyncio side uses ``loop.add_reader`` (any selector event loop, uvloop included; not the
@@ -70,6 +73,7 @@ import asyncio
 import collections
 import contextlib
 import enum
+import errno
 import functools
 import ipaddress
 import math
@@ -1299,6 +1303,55 @@ class StubResolver:
             for entry in earlier:
                 entry.sock.close()
 
+    def resolve_batch(
+        self, queries: Sequence[Query], lifetime: float | None = None
+    ) -> list[Answer]:
+        """Resolve a batch of queries at once from the calling thread, without a thread per
+        query; the answers in the order of ``queries``, each what :meth:`resolve` would
+        answer. Never raises for a DNS outcome; thread-safe (a call's state is its own).
+
+        What :func:`mxselect.select_targets` uses (the
+        :class:`~mxselect.typing.BatchResolver` capability), with and without a deadline
+        (``lifetime``: the time left; it lowers the resolver's own). Every query's first UDP
+        transmission goes out at once, each on a socket of its own -- a fresh port the
+        kernel picks at random, a random ID (RFC 5452 §9.2) -- and one ``poll()`` waits on
+        all of them (not ``select()``: descriptors above FD_SETSIZE in a busy process). Each
+        query then goes on with its own retry loop, as :meth:`resolve` does: the next server
+        after a timeout or an error, a late reply to an earlier transmission taken, TCP after
+        a truncated reply (or for every query with ``tcp=True``: non-blocking connections in
+        the same ``poll()``, side by side). At most ``max_in_flight`` of the batch's queries are
+        outstanding at once; every exchange ends by the batch's one end, ``lifetime`` from
+        now. A question twice in one batch is asked once (RFC 5452 §5). Every socket is
+        closed when the call returns, however it returns (an exception, KeyboardInterrupt).
+        """
+        total = self.lifetime if lifetime is None else min(lifetime, self.lifetime)
+        clock = time.monotonic
+        end = clock() + total
+        answers: list[Answer | None] = [None] * len(queries)
+        jobs: list[_SyncQuery] = []
+        slots: list[int] = []  # the job answering each query (-1: none, it cannot be sent)
+        mine: dict[bytes, int] = {}
+        names: dict[str, bytes] = {}
+        for i, query in enumerate(queries):
+            try:
+                question = _wire.question_of(query.name, query.rtype, names)
+            except (_wire.WireError, KeyError) as exc:
+                answers[i] = Answer.tempfail(f"cannot ask for {query}: {exc}")
+                slots.append(-1)
+                continue
+            n = mine.get(question)
+            if n is None:  # (the same question twice in this batch: asked once, RFC 5452 §5)
+                n = mine[question] = len(jobs)
+                jobs.append(_SyncQuery(question, query.rtype))
+            slots.append(n)
+        if jobs:
+            _SyncBatch(self, jobs, total, end).run()
+        for i, n in enumerate(slots):
+            if n >= 0:
+                answers[i] = jobs[n].answer
+        out = cast("list[Answer]", answers)
+        return out if self.trust_ad else [_unknown(a) for a in out]
+
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
     try:
@@ -1405,6 +1458,309 @@ def _udp(earlier: list[_SyncSocket], exchange: Exchange, question: bytes, rtype:
                 earlier.pop(0).sock.close()
         else:
             sock.close()
+
+
+class _SyncQuery:
+    """One query of a synchronous batch (:meth:`StubResolver.resolve_batch`): its retry loop
+    once started, the transmission it waits for and the earlier ones kept open for a late
+    reply (at most :data:`KEEP_EARLIER`)."""
+
+    __slots__ = ("answer", "current", "earlier", "question", "rtype", "run", "until")
+
+    def __init__(self, question: bytes, rtype: RRType) -> None:
+        self.question = question
+        self.rtype = rtype
+        self.run: _Run | None = None
+        self.answer: Answer | None = None
+        self.current: _Transmission | _Connection | None = None
+        self.earlier: list[_Transmission] = []
+        #: when the wait for the current exchange's reply is over (``time.monotonic``)
+        self.until = 0.0
+
+
+class _Transmission:
+    """One UDP transmission of a synchronous batch: its socket, ID, question as sent."""
+
+    __slots__ = ("fd", "owner", "qid", "sent", "server", "sock")
+
+    def __init__(
+        self, owner: _SyncQuery, sock: _socket.socket, server: Server, qid: int, sent: bytes
+    ) -> None:
+        self.owner = owner
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.server = server
+        self.qid = qid
+        self.sent = sent
+
+
+class _Connection:
+    """One TCP exchange of a synchronous batch (RFC 7766 §8: two-octet length prefix), made
+    without blocking in the batch's ``poll()``: connect, send the query, read one message (at
+    most 65,535 octets, RFC 1035 §4.2.2), all by the exchange's one end."""
+
+    __slots__ = ("fd", "inbox", "outbox", "owner", "qid", "server", "sock")
+
+    def __init__(self, owner: _SyncQuery, exchange: Exchange) -> None:
+        self.owner = owner
+        self.server = server = exchange.server
+        self.qid = secrets.randbits(16)
+        self.outbox = _tcp_message(self.qid, owner.question, exchange.edns)
+        self.inbox = bytearray()
+        sock = _socket.socket(server.family, socket.SOCK_STREAM | _NONBLOCK)
+        try:
+            if not _NONBLOCK:  # pragma: no cover - Linux has SOCK_NONBLOCK
+                sock.setblocking(False)
+            code = sock.connect_ex((server.address, server.port))
+            if code not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
+                raise OSError(code, os.strerror(code))  # (ConnectionRefusedError...)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+        self.fd = sock.fileno()
+
+    def ready(self) -> Reply | None:
+        """The socket is ready (writable while the query is unsent, then readable): the
+        exchange's reply once the message is read, None while it goes on.
+
+        Raises:
+            OSError: the connection failed (refused, reset, closed before the reply).
+        """
+        sock = self.sock
+        if self.outbox:
+            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if code:
+                raise OSError(code, os.strerror(code))
+            try:
+                sent = sock.send(self.outbox)
+            except (BlockingIOError, InterruptedError):
+                return None
+            self.outbox = self.outbox[sent:]
+            return None
+        inbox = self.inbox
+        want = 2 if len(inbox) < 2 else 2 + int.from_bytes(inbox[:2], "big")
+        try:
+            data = sock.recv(want - len(inbox))
+        except (BlockingIOError, InterruptedError):
+            return None
+        if not data:
+            raise ConnectionResetError("connection closed before the reply")
+        inbox += data
+        if len(inbox) == 2:
+            want = 2 + int.from_bytes(inbox, "big")
+        if len(inbox) < want:
+            return None
+        return _tcp_reply(
+            bytes(inbox[2:]), self.qid, self.owner.question, self.owner.rtype, self.server
+        )
+
+
+class _SyncBatch:
+    """The queries of one :meth:`StubResolver.resolve_batch` call, driven from the calling
+    thread: one retry loop (``_Run``) per query, all their UDP transmissions and TCP
+    connections watched by one ``select.poll()`` object (not ``select()``: descriptors above
+    FD_SETSIZE; and no descriptor of its own to close, unlike epoll). Every socket is closed
+    by :meth:`run`, however it ends."""
+
+    __slots__ = (
+        "by_fd",
+        "end",
+        "ids",
+        "jobs",
+        "kept",
+        "limit",
+        "poller",
+        "queue",
+        "resolver",
+        "total",
+        "waiting",
+    )
+
+    def __init__(
+        self, resolver: StubResolver, jobs: list[_SyncQuery], total: float, end: float
+    ) -> None:
+        self.resolver = resolver
+        self.jobs = jobs
+        self.total = total
+        self.end = end
+        self.limit = resolver.max_in_flight
+        self.poller = select.poll()
+        self.by_fd: dict[int, _Transmission | _Connection] = {}
+        #: the queries waiting for a reply (at most ``limit``)
+        self.waiting: set[_SyncQuery] = set()
+        #: the queries not started yet (more than ``limit`` in the batch)
+        self.queue = collections.deque(jobs)
+        self.kept = 0  # earlier transmissions kept open, at most KEEP_MAX
+        #: random IDs for the first transmissions (RFC 5452 §9.2), read in one call: each
+        #: read of the CSPRNG is a system call that lets another thread take the GIL
+        self.ids = list(_random_ids(min(len(jobs), self.limit)))
+
+    def run(self) -> None:
+        """Every query of the batch to its answer (``_SyncQuery.answer``)."""
+        waiting = self.waiting
+        clock = time.monotonic
+        try:
+            self._fill()
+            while waiting:
+                timeout = min(job.until for job in waiting) - clock()
+                events = self.poller.poll(math.ceil(timeout * 1000) if timeout > 0 else 0)
+                by_fd = self.by_fd
+                for fd, _events in events:
+                    entry = by_fd.get(fd)
+                    if entry is not None:  # (None: closed since, its query answered)
+                        self._ready(entry)
+                now = clock()
+                expired = [job for job in waiting if job.until <= now]
+                for job in expired:
+                    self._expire(job)
+                if self.queue:
+                    self._fill()
+        finally:
+            for entry in self.by_fd.values():
+                entry.sock.close()
+            self.by_fd.clear()
+
+    def _fill(self) -> None:
+        """Start queries while fewer than ``limit`` wait for a reply."""
+        queue = self.queue
+        while queue and len(self.waiting) < self.limit:
+            job = queue.popleft()
+            job.run = _Run(self.resolver._attempts(self.total, self.end, time.monotonic))
+            self._step(job)
+
+    def _step(self, job: _SyncQuery) -> None:
+        """Drive ``job``'s retry loop until it waits for a reply or has its answer."""
+        run = job.run
+        assert run is not None
+        while (exchange := run.exchange) is not None:
+            if exchange.tcp:  # (after TC, or tcp=True)
+                failure = self._connect(job, exchange)
+            else:
+                failure = self._transmit(job, exchange)
+            if failure is None:
+                return  # waiting for the reply
+            run.feed(failure)
+        job.answer = run.result()
+        for entry in job.earlier:
+            self._drop(entry)
+        self.kept -= len(job.earlier)
+        job.earlier.clear()
+
+    def _transmit(self, job: _SyncQuery, exchange: Exchange) -> Failure | None:
+        """Send ``job``'s question as ``exchange`` says on a fresh socket (RFC 5452 §9.2: a
+        random port and ID), watched from now on; a ``Failure`` if it could not be sent."""
+        server = exchange.server
+        try:
+            sock = _open_udp(server)
+        except OSError as exc:
+            return _failure(exc, server)
+        try:
+            ids = self.ids
+            qid = ids.pop() if ids else secrets.randbits(16)
+            sent = _mix_case(job.question) if exchange.caps else job.question
+            entry = _Transmission(job, sock, server, qid, sent)
+            self.by_fd[entry.fd] = entry  # (from here on, closed by run() whatever happens)
+        except BaseException:
+            sock.close()
+            raise
+        try:
+            self.poller.register(entry.fd, select.POLLIN)
+            sock.send(_wire.make_query(qid, sent, edns=exchange.edns))
+        except OSError as exc:
+            self._drop(entry)
+            return _failure(exc, server)
+        job.current = entry
+        job.until = min(time.monotonic() + exchange.wait, self.end)
+        self.waiting.add(job)
+        return None
+
+    def _connect(self, job: _SyncQuery, exchange: Exchange) -> Failure | None:
+        """Open ``job``'s TCP exchange, watched from now on (writable until the query is
+        sent); a ``Failure`` if the connection could not be made."""
+        try:
+            entry = _Connection(job, exchange)
+        except OSError as exc:
+            return _failure(exc, exchange.server)
+        try:
+            self.by_fd[entry.fd] = entry  # (from here on, closed by run() whatever happens)
+        except BaseException:
+            entry.sock.close()
+            raise
+        self.poller.register(entry.fd, select.POLLOUT)
+        job.current = entry
+        job.until = min(time.monotonic() + exchange.wait, self.end)
+        self.waiting.add(job)
+        return None
+
+    def _ready(self, entry: _Transmission | _Connection) -> None:
+        if isinstance(entry, _Transmission):
+            self._readable(entry)
+            return
+        try:
+            reply = entry.ready()
+        except OSError as exc:
+            reply = _failure(exc, entry.server)
+        if reply is None:
+            if not entry.outbox:  # the query is sent: wait for the reply
+                self.poller.modify(entry.fd, select.POLLIN)
+            return
+        job = entry.owner
+        self._drop(entry)
+        job.current = None
+        self.waiting.discard(job)
+        assert job.run is not None
+        job.run.feed(reply)
+        self._step(job)
+
+    def _readable(self, entry: _Transmission) -> None:
+        job = entry.owner
+        reply = _receive(entry.sock, entry.qid, job.question, entry.sent, job.rtype, entry.server)
+        if reply is None:
+            return
+        self._drop(entry)
+        if entry is job.current:
+            job.current = None
+        else:
+            # A reply to an earlier transmission of this query: taken if it is an answer
+            # (RFC 1536 §1: the server may be slow, not lost); its errors are no longer news.
+            job.earlier.remove(entry)
+            self.kept -= 1
+            if not isinstance(reply, Answer):
+                return
+            current, job.current = job.current, None
+            if current is not None:
+                self._drop(current)
+        self.waiting.discard(job)
+        assert job.run is not None
+        job.run.feed(reply)
+        self._step(job)
+
+    def _expire(self, job: _SyncQuery) -> None:
+        """No reply within the wait: a timeout for the retry loop; the transmission stays
+        open for a late reply (within the bounds)."""
+        self.waiting.discard(job)
+        current, job.current = job.current, None
+        if current is not None:
+            if isinstance(current, _Connection) or self.kept >= KEEP_MAX:
+                self._drop(current)
+            else:
+                job.earlier.append(current)
+                self.kept += 1
+                if len(job.earlier) > KEEP_EARLIER:
+                    self._drop(job.earlier.pop(0))
+                    self.kept -= 1
+        assert job.run is not None
+        job.run.feed(Signal.TIMEOUT)
+        self._step(job)
+
+    def _drop(self, entry: _Transmission | _Connection) -> None:
+        """Stop watching ``entry`` and close its socket."""
+        if self.by_fd.get(entry.fd) is entry:
+            del self.by_fd[entry.fd]
+            with contextlib.suppress(KeyError):
+                self.poller.unregister(entry.fd)
+        entry.sock.close()
 
 
 def _tcp(exchange: Exchange, question: bytes, rtype: RRType) -> Reply:
