@@ -454,6 +454,81 @@ class CachingResolver:
         # shield: a cancelled waiter must not cancel the query the others wait for.
         return await asyncio.shield(future)
 
+    async def aresolve_batch(
+        self, queries: Sequence[Query], lifetime: float | None = None
+    ) -> list[Answer]:
+        """The asyncio twin of :meth:`resolve_batch` (used by the asyncio driver without a
+        deadline): hits at once; the misses that no other task is asking already go to the
+        wrapped resolver in one call -- its ``aresolve_batch`` when it has one
+        (:class:`mxselect.stub.StubResolver`: no task per query), concurrent ``aresolve``
+        calls otherwise -- and a miss another task is asking waits for that query, as
+        :meth:`aresolve` does.
+
+        The upstream call runs in one task of its own, shielded: a cancelled caller does not
+        cancel the queries other tasks wait for. ``lifetime`` (seconds): passed on; a miss
+        unanswered when it is spent is a temporary failure, not kept.
+        """
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        answers: list[Answer | None] = [None] * len(queries)
+        waits: list[tuple[int, asyncio.Future[Answer]]] = []
+        leaders: list[tuple[Query, asyncio.Future[Answer]]] = []
+        with self._lock:
+            now = self.clock()
+            for i, query in enumerate(queries):
+                cached = self._counted_lookup_at(query, now)
+                if cached is not None:
+                    answers[i] = cached
+                    continue
+                key = (loop, query)
+                future = self._tasks.get(key)
+                if future is None:
+                    future = self._tasks[key] = loop.create_future()
+                    self.stats.upstream += 1
+                    leaders.append((query, future))
+                else:  # another task's, or this batch's own (the same query twice)
+                    self.stats.coalesced += 1
+                waits.append((i, future))
+        if leaders:
+            fetching = loop.create_task(self._fetch_batch(loop, leaders, lifetime))
+            await asyncio.shield(fetching)
+        for i, future in waits:
+            answers[i] = await asyncio.shield(future)
+        return cast("list[Answer]", answers)
+
+    async def _fetch_batch(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        leaders: Sequence[tuple[Query, asyncio.Future[Answer]]],
+        lifetime: float | None,
+    ) -> None:
+        """Ask the wrapped resolver for ``leaders``' queries in one batch; store and hand out
+        each answer (a temporary failure to every waiter if the call is interrupted)."""
+        batch = [query for query, _ in leaders]
+        got: list[Answer | None] | None = None
+        try:
+            port = self._async_port()
+            if lifetime is None:
+                got = list(await port.answers(batch))
+            else:
+                got = await port.answers_until(batch, loop.time() + lifetime)
+        finally:
+            with self._lock:
+                now = self.clock()
+                for n, (query, future) in enumerate(leaders):
+                    answer = got[n] if got is not None else None
+                    if answer is not None:
+                        self._store(query, answer, now)
+                    elif got is not None:
+                        answer = Answer.tempfail(f"timeout after {lifetime:g} s")
+                    else:
+                        answer = Answer.tempfail("resolver interrupted")
+                    if self._tasks.get((loop, query)) is future:
+                        del self._tasks[(loop, query)]
+                    if not future.done():
+                        future.set_result(answer)
+
     async def _fetch(
         self, loop: asyncio.AbstractEventLoop, query: Query, lifetime: float | None
     ) -> Answer:
