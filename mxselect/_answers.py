@@ -85,6 +85,12 @@ class Security(enum.Enum):
 _RANK = {Security.UNKNOWN: 0, Security.INSECURE: 1, Security.SECURE: 2}
 
 
+def seconds(value: float) -> str:
+    """A bound in seconds as failure texts write it: one decimal (``5.0``, ``0.3``), or two
+    significant digits below 0.1 s (``0.04``) -- never ``0.0`` for a bound that was not 0."""
+    return f"{value:.1f}" if value >= 0.1 or value <= 0 else f"{value:.2g}"
+
+
 def least_secure(*statuses: Security) -> Security:
     """The least secure of ``statuses`` (UNKNOWN < INSECURE < SECURE): a CNAME chain, or a
     set of RRsets, is only as secure as its weakest part (RFC 7672 §2.1.3)."""

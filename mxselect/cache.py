@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 
-from ._answers import Answer, Query, RRType, Status
+from ._answers import Answer, Query, RRType, Status, seconds
 from ._resolvers import AsyncPort, SyncPort, async_port, pool, sync_port
 
 if TYPE_CHECKING:
@@ -390,7 +390,9 @@ class CachingResolver:
             if flight.done.wait(wait) and flight.answer is not None:
                 answers[i] = flight.answer
             else:  # our deadline came first (the other thread's query goes on)
-                answers[i] = Answer.tempfail(f"timeout after {lifetime:.1f} s (an identical query)")
+                answers[i] = Answer.tempfail(
+                    f"timeout after {seconds(lifetime or 0)} s (an identical query)"
+                )
         return cast("list[Answer]", answers)
 
     def _pooled_batch(self, queries: Sequence[Query], lifetime: float | None) -> list[Answer]:
@@ -424,7 +426,7 @@ class CachingResolver:
                     answers[i] = future.result()
                 else:  # still running: it finishes (and is kept) in the background
                     future.cancel()
-                    answers[i] = Answer.tempfail(f"timeout after {lifetime:.1f} s")
+                    answers[i] = Answer.tempfail(f"timeout after {seconds(lifetime or 0)} s")
         return [a if a is not None else Answer.tempfail("no answer") for a in answers]
 
     # -- asyncio -----------------------------------------------------------------------------
@@ -521,7 +523,7 @@ class CachingResolver:
                     if answer is not None:
                         self._store(query, answer, now)
                     elif got is not None:
-                        answer = Answer.tempfail(f"timeout after {lifetime:g} s")
+                        answer = Answer.tempfail(f"timeout after {seconds(lifetime or 0)} s")
                     else:
                         answer = Answer.tempfail("resolver interrupted")
                     if self._tasks.get((loop, query)) is future:

@@ -65,7 +65,7 @@ import dns.rcode
 import dns.rdatatype
 import dns.resolver
 
-from ._answers import Answer, IPAddress, MXRecord, Query, RRType, Security, TLSARecord
+from ._answers import Answer, IPAddress, MXRecord, Query, RRType, Security, TLSARecord, seconds
 from ._wire import describe_ede
 
 if TYPE_CHECKING:
@@ -306,7 +306,7 @@ def answer_from_exception(query: Query, exc: BaseException, *, trusted: bool = F
         return Answer.tempfail(_server_errors(exc))
     if isinstance(exc, dns.resolver.LifetimeTimeout):
         timeout = exc.kwargs.get("timeout")
-        text = f"timeout after {timeout:.1f} s" if isinstance(timeout, float) else "timeout"
+        text = f"timeout after {seconds(timeout)} s" if isinstance(timeout, float) else "timeout"
         servers = list(dict.fromkeys(_where(e) for e in exc.kwargs.get("errors", [])))
         return Answer.tempfail(f"{text} (asked {', '.join(servers)})" if servers else text)
     if isinstance(exc, dns.exception.Timeout):

@@ -90,7 +90,7 @@ from typing import Any, NamedTuple, TypeAlias, TypeVar, cast
 import attrs
 
 from . import _wire
-from ._answers import Answer, Query, RRType, Security, Status
+from ._answers import Answer, Query, RRType, Security, Status, seconds
 
 __all__ = ["StubResolver"]
 
@@ -262,7 +262,7 @@ class _Failures:
 
     def answer(self, lifetime: float, expired: bool) -> Answer:
         if expired or not self.parts:
-            text = f"timeout after {lifetime:.1f} s"
+            text = f"timeout after {seconds(lifetime)} s"
             if self.timeouts:
                 text += f" (asked {', '.join(self.timeouts)})"
             if self.parts:

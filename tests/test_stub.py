@@ -1213,3 +1213,16 @@ def test_dns0x20_falls_back_to_lower_case_for_a_server_that_does_not_echo_case(
     assert sent[0] != LONG.name
     assert sent[0].lower() == LONG.name
     assert sent[1] == LONG.name
+
+
+def test_a_short_lifetime_is_written_as_it_was_never_as_zero() -> None:
+    """A bound below 0.1 s (the time left before a deadline) is not written "0.0 s"."""
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))  # receives, never answers
+    try:
+        stub = StubResolver([("127.0.0.1", silent.getsockname()[1])], timeout=1, lifetime=1)
+        answer = stub.resolve(Query("example.test", RRType.A), lifetime=0.04)
+    finally:
+        silent.close()
+    assert answer.status is Status.TEMPFAIL
+    assert answer.reason.startswith("timeout after 0.04 s"), answer.reason
