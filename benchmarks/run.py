@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Report, Skipped, Table, Target
 
 #: The benchmark modules, in the order they run.
-BENCHMARKS = ["latency", "core_cpu", "bulk", "footprint", "cache"]
+BENCHMARKS = ["machine", "latency", "core_cpu", "bulk", "footprint", "cache"]
 BENCHMARKS += ["cli_bulk"]  # issue 19: mxselect -f against the library's bulk rate
 
 
