@@ -139,7 +139,7 @@ def _count(server: FaultServer, name: str, rtype: str) -> int:
 async def _raw(server: FaultServer, name: str, rtype: str) -> None:
     """One query through aiodns itself (no adapter), as the adapter's channel is set up."""
     resolver = aiodns.DNSResolver(
-        nameservers=["127.0.0.1"], udp_port=server.port, tcp_port=server.port, timeout=0.5, tries=2
+        nameservers=["127.0.0.1"], udp_port=server.port, tcp_port=server.port, timeout=5.0, tries=2
     )
     try:
         await resolver.query_dns(name, rtype)
@@ -177,7 +177,7 @@ def test_only_a_malformed_reply_is_retried_and_only_once(
 
     async def run() -> mxselect.Answer:
         async with AiodnsResolver(
-            nameservers=["127.0.0.1"], port=server.port, timeout=0.5, tries=2
+            nameservers=["127.0.0.1"], port=server.port, timeout=5.0, tries=2
         ) as r:
             return await r.aresolve(Query(name, RRType.A))
 
