@@ -190,6 +190,8 @@ class FaultServer:
         self._names = self._existing_names(self.data)
         self._lock = threading.Lock()
         self._queries: list[QueryRecord] = []
+        self._held = 0  # queries received whose reply is not yet sent
+        self._most_held = 0
         self._rules: dict[tuple[dns.name.Name, int | None], _Rule] = {}
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -207,10 +209,19 @@ class FaultServer:
         with self._lock:
             return list(self._queries)
 
+    @property
+    def most_held(self) -> int:
+        """The most queries the server held at once (received, reply not yet sent) since the
+        start or ``clear()``: with a delay, how many a client had in flight together --
+        concurrency counted, not timed."""
+        with self._lock:
+            return self._most_held
+
     def clear(self) -> None:
-        """Forget the queries received so far."""
+        """Forget the queries received so far (and ``most_held``)."""
         with self._lock:
             self._queries.clear()
+            self._most_held = self._held
 
     def set_rule(
         self,
@@ -401,6 +412,16 @@ class FaultServer:
     # -- behaviour ----------------------------------------------------------------
 
     async def _reply(self, data: bytes, transport: str) -> _Reply:
+        with self._lock:
+            self._held += 1
+            self._most_held = max(self._most_held, self._held)
+        try:
+            return await self._reply_to(data, transport)
+        finally:
+            with self._lock:
+                self._held -= 1
+
+    async def _reply_to(self, data: bytes, transport: str) -> _Reply:
         try:
             query = dns.message.from_wire(data)
         except dns.exception.DNSException:
