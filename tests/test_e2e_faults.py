@@ -1,7 +1,7 @@
 """End to end: the dnspython adapter, sync and async, against the fault-injecting server.
 
 Real packets on loopback: delays, drops, garbage, wrong IDs, forced truncation (with and without
-a working TCP), and each error rcode. Also: the cold-selection latency in round trips.
+a working TCP), and each error rcode. Also: the cold selection's round trips, counted.
 """
 
 from __future__ import annotations
