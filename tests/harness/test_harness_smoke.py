@@ -476,7 +476,9 @@ def test_fault_server_concurrent_delays(server: FaultServer) -> None:
     answers = asyncio.run(all_five())
     elapsed = time.monotonic() - started
     assert [addresses(a) for a in answers] == [{f"192.0.2.{10 + i}"} for i in range(5)]
-    assert 0.100 <= elapsed < 0.250
+    assert elapsed >= 0.100
+    # the five delays ran side by side: counted, not timed (< 0.25 s failed under load)
+    assert server.most_held == 5
 
 
 def test_fault_server_starts_fast_and_stops_cleanly() -> None:
