@@ -62,6 +62,7 @@ from _common import (
 )
 from _common import sync_resolver as make_sync_resolver
 from _pooled_stub import StubResolver as PooledStubResolver
+from harness import bulkzone
 from harness.dnsenv import DnsEnv, free_port, missing_programs
 
 import mxselect
@@ -96,46 +97,9 @@ RECORD_TEMPFAILS: list[str] = []
 
 
 def generate(count: int, seed: int = 1000) -> tuple[str, list[str]]:
-    """The bulk.test. zone text and its domains in a shuffled order (kinds mixed).
-
-    Every name sits one label below the zone cut (``mx0-d0001.bulk.test``, not
-    ``mx0.d0001.bulk.test``), as a real domain's hosts sit one label below its own apex or its
-    provider's. Two labels down, Unbound's QNAME minimisation (on by default) first asks for
-    ``d0001.bulk.test`` to learn whether it is a zone cut: an upstream round trip per exchange
-    that a real resolver does not make (it learnt the cut from the referral), which slowed
-    only the contestants that resolve exchange addresses (email-validator does not)."""
-    rng = random.Random(seed)
-    lines = [
-        f"$ORIGIN {ZONE}.",
-        "$TTL 3600",
-        "@ SOA ns.test. hostmaster.test. 1 3600 900 604800 60",
-        "@ NS ns.test.",
-        "mx1-provider A 11.0.0.1",
-        "mx1-provider AAAA 2a00:1::1",
-        "mx2-provider A 11.0.0.2",
-        "mx2-provider AAAA 2a00:1::2",
-    ]
-    domains = []
-    for i in range(count):
-        name = f"d{i:04d}"
-        domains.append(f"{name}.{ZONE}")
-        kind = rng.random()
-        a, b = divmod(i, 250)
-        if kind < 0.50:  # own MX hosts, 1-3, mostly dual stack
-            for h in range(rng.randint(1, 3)):
-                lines.append(f"{name} MX {10 * (1 + h // 2)} mx{h}-{name}")
-                lines.append(f"mx{h}-{name} A 11.{1 + h}.{a}.{b + 1}")
-                if rng.random() < 0.8:
-                    lines.append(f"mx{h}-{name} AAAA 2a00:{2 + h}::{i + 1:x}")
-        elif kind < 0.65:  # a mail provider's hosts
-            lines += [f"{name} MX 10 mx1-provider", f"{name} MX 20 mx2-provider"]
-        elif kind < 0.80:  # implicit MX
-            lines += [f"{name} A 11.9.{a}.{b + 1}", f"{name} AAAA 2a00:9::{i + 1:x}"]
-        elif kind < 0.90:  # null MX (RFC 7505)
-            lines.append(f"{name} MX 0 .")
-        # else: NXDOMAIN (no records at all)
-    rng.shuffle(domains)
-    return "\n".join(lines) + "\n", domains
+    """The bulk.test. zone text and its domains in a shuffled order (kinds mixed): the shared
+    generator of ``tests/harness/bulkzone.py`` (also used by tests/test_distributed.py)."""
+    return bulkzone.generate(count, seed, zone=ZONE)
 
 
 class BulkEnv(DnsEnv):

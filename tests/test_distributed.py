@@ -1,8 +1,9 @@
 """mxselect.distributed on a Dask LocalCluster of two worker processes, against Knot + Unbound.
 
 The zone ``scale.test.`` holds a few hundred generated domains (own MX hosts, a shared
-provider, implicit MX, null MX, NXDOMAIN; seeded); the batch adds duplicates written in other
-forms, invalid entries and the harness's SERVFAIL cases (``mail.dead.test``, ``bogus.test``).
+provider, implicit MX, null MX, NXDOMAIN; seeded; benchmarks/bulk.py's generator,
+tests/harness/bulkzone.py); the batch adds duplicates written in other forms, invalid entries
+and the harness's SERVFAIL cases (``mail.dead.test``, ``bogus.test``).
 Every record must be the one a single-process run of ``mxselect --json -f`` prints for that
 line, the duplicates must be looked up once (counted by the workers and by Unbound), both
 workers must take part, and each must build one event loop and one StubResolver.
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from harness.bulkzone import generate
 from harness.dnsenv import DnsEnv, free_port, missing_programs
 
 import mxselect
@@ -42,41 +44,6 @@ SEED = 7
 #: permanently (null MX, NXDOMAIN in test.), and an address literal.
 HARNESS = ["mail.dead.test", "bogus.test", "nullmx.test", "nope.test", "[192.0.2.1]"]
 INVALID = ["bad_domain.example", "-lead.example", "a..b.example", "user@", "x" * 300, "1.2.3.4"]
-
-
-def generate(count: int, seed: int) -> tuple[str, list[str]]:
-    """The scale.test. zone and its domains (kinds mixed, shuffled). Names sit one label
-    below the zone (``mx0-d001.scale.test``), as in benchmarks/bulk.py."""
-    rng = random.Random(seed)
-    lines = [
-        f"$ORIGIN {ZONE}.",
-        "$TTL 3600",
-        "@ SOA ns.test. hostmaster.test. 1 3600 900 604800 60",
-        "@ NS ns.test.",
-        "mx1-provider A 11.0.0.1",
-        "mx1-provider AAAA 2a00:1::1",
-        "mx2-provider A 11.0.0.2",
-    ]
-    domains = []
-    for i in range(count):
-        name = f"d{i:03d}"
-        domains.append(f"{name}.{ZONE}")
-        kind = rng.random()
-        if kind < 0.45:  # own MX hosts, 1-3, some at equal preference (shuffled by the seed)
-            for h in range(rng.randint(1, 3)):
-                lines.append(f"{name} MX {10 * (1 + h // 2)} mx{h}-{name}")
-                lines.append(f"mx{h}-{name} A 11.{1 + h}.{i // 250}.{i % 250 + 1}")
-                if rng.random() < 0.7:
-                    lines.append(f"mx{h}-{name} AAAA 2a00:{2 + h}::{i + 1:x}")
-        elif kind < 0.60:  # a mail provider's hosts
-            lines += [f"{name} MX 10 mx1-provider", f"{name} MX 10 mx2-provider"]
-        elif kind < 0.75:  # implicit MX
-            lines += [f"{name} A 11.9.{i // 250}.{i % 250 + 1}"]
-        elif kind < 0.88:  # null MX (RFC 7505)
-            lines.append(f"{name} MX 0 .")
-        # else: NXDOMAIN (no records at all)
-    rng.shuffle(domains)
-    return "\n".join(lines) + "\n", domains
 
 
 class ScaleEnv(DnsEnv):
@@ -124,7 +91,7 @@ def scale(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ScaleEnv, 
         if os.environ.get("CI"):
             pytest.fail(msg)
         pytest.skip(msg)
-    zone_text, domains = generate(DOMAINS, SEED)
+    zone_text, domains = generate(DOMAINS, SEED, zone=ZONE)
     env = ScaleEnv(tmp_path_factory.mktemp("scale"), zone_text)
     env.start()
     try:
