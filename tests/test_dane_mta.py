@@ -19,9 +19,8 @@ if not os.environ.get("CI"):  # in CI (.ci/run installs the extras) a missing pa
     pytest.importorskip("aiosmtplib", reason="pip install -e '.[examples]'")
     pytest.importorskip("aiosmtpd", reason="pip install -e '.[examples]'")
     pytest.importorskip("cryptography", reason="pip install -e '.[dane]'")
-from aiosmtpd.controller import Controller
 from dane_certs import Cert, Pki, make, pki, requirement, write_chain
-from harness.smtp import port_free_on
+from harness.smtp import Recorder, SmtpServers
 
 import mxselect
 from examples.mta import deliver, deliver_to
@@ -35,38 +34,15 @@ SENDER, RECIPIENT = "alice@sender.test", "bob@example.org"
 MESSAGE = b"From: alice@sender.test\r\nTo: bob@example.org\r\nSubject: dane\r\n\r\nhi\r\n"
 
 
-class Handler:
-    def __init__(self) -> None:
-        self.received: list[bytes] = []
-        #: for each message, whether it came over TLS
-        self.tls: list[bool] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.received.append(envelope.content)
-        self.tls.append(session.ssl is not None)
-        return "250 2.0.0 queued"
-
-
-Start = Callable[..., Handler]
+Start = Callable[..., Recorder]
 
 
 @pytest.fixture
 def servers() -> Iterator[tuple[int, Start]]:
     """(port, start(address, tls=server context or None)): aiosmtpd on address:port, offering
-    STARTTLS with ``tls`` (none without)."""
-    port = port_free_on(MX1, MX2)
-    controllers: list[Controller] = []
-
-    def start(address: str, tls: ssl.SSLContext | None = None) -> Handler:
-        handler = Handler()
-        controller = Controller(handler, hostname=address, port=port, tls_context=tls)
-        controller.start()
-        controllers.append(controller)
-        return handler
-
-    yield port, start
-    for controller in controllers:
-        controller.stop()
+    STARTTLS with ``tls`` (none without), recording what it receives."""
+    with SmtpServers(MX1, MX2) as smtp:
+        yield smtp.port, smtp.start
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,9 @@ with aiosmtplib."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 from collections.abc import Callable, Iterator
@@ -21,8 +21,7 @@ import pytest
 if not os.environ.get("CI"):  # in CI (.ci/run installs the extra) a missing package fails
     pytest.importorskip("aiosmtplib", reason="pip install -e '.[examples]'")
     pytest.importorskip("aiosmtpd", reason="pip install -e '.[examples]'")
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP
+from harness.smtp import CountingSMTP, Recorder, SmtpServers
 
 from examples.mta import deliver
 from mxselect.delivery import DeliveryStatus, HostStatus, Outcome
@@ -49,18 +48,18 @@ MESSAGE = (
 )
 
 
-class Handler:
-    """An aiosmtpd handler that accepts, or answers RCPT with ``reply`` (e.g. 451), or EHLO
-    and HELO with ``ehlo`` (e.g. 421)."""
+class Handler(Recorder):
+    """A Recorder that accepts, or answers RCPT with ``reply`` (e.g. 451), or EHLO and HELO
+    with ``ehlo`` (e.g. 421)."""
+
+    data_reply = "250 2.0.0 queued as 1"
 
     def __init__(self, reply: str | None = None, ehlo: str | None = None) -> None:
+        super().__init__()
         self.reply = reply
         self.ehlo = ehlo
-        self.received: list[tuple[str, list[str], bytes]] = []
         #: "EHLO" and "HELO", in the order received
         self.hellos: list[str] = []
-        #: whether the last message came over TLS
-        self.tls = False
 
     async def handle_EHLO(
         self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
@@ -86,13 +85,8 @@ class Handler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.received.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
-        self.tls = session.ssl is not None
-        return "250 2.0.0 queued as 1"
 
-
-class GreetingSMTP(SMTP):
+class GreetingSMTP(CountingSMTP):
     """An aiosmtpd server that greets with ``greeting`` (e.g. 421) instead of 220 and closes
     the connection (RFC 5321 §3.8). aiosmtpd has no hook for the greeting, so this replaces
     its private ``_handle_client`` (aiosmtpd 1.4)."""
@@ -105,17 +99,6 @@ class GreetingSMTP(SMTP):
         await self.push(self.greeting)
         assert self.transport is not None
         self.transport.close()
-
-
-class GreetingController(Controller):
-    """A Controller whose server greets with ``greeting`` (see GreetingSMTP)."""
-
-    def __init__(self, handler: Any, *, greeting: str, **kwargs: Any) -> None:
-        super().__init__(handler, **kwargs)
-        self.greeting = greeting
-
-    def factory(self) -> SMTP:
-        return GreetingSMTP(self.handler, greeting=self.greeting, **self.SMTP_kwargs)
 
 
 class Start(Protocol):
@@ -132,51 +115,28 @@ class Start(Protocol):
     ) -> Handler: ...
 
 
-def _free_port() -> int:
-    """A port free on 127.0.0.2, 127.0.0.3 and 127.0.0.4."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind((MX1, 0))
-            port = int(probe.getsockname()[1])
-        try:
-            for address in (MX2, MX3):
-                with socket.socket() as other:
-                    other.bind((address, port))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no port free on every loopback address")
-
-
 @pytest.fixture
 def smtp() -> Iterator[tuple[int, Start]]:
     """(port, start(address, reply, greeting=, ehlo=, tls=)) -- start an aiosmtpd server on
     address:port: it answers RCPT with ``reply``, greets with ``greeting`` instead of 220,
     answers EHLO and HELO with ``ehlo``, offers STARTTLS with the server context ``tls``
     (each ``None``: as usual, no STARTTLS)."""
-    port = _free_port()
-    controllers: list[Controller] = []
+    with SmtpServers(MX1, MX2, MX3) as servers:
 
-    def start(
-        address: str,
-        reply: str | None = None,
-        *,
-        greeting: str | None = None,
-        ehlo: str | None = None,
-        tls: ssl.SSLContext | None = None,
-    ) -> Handler:
-        handler = Handler(reply, ehlo)
-        if greeting is None:
-            controller = Controller(handler, hostname=address, port=port, tls_context=tls)
-        else:
-            controller = GreetingController(handler, greeting=greeting, hostname=address, port=port)
-        controller.start()
-        controllers.append(controller)
-        return handler
+        def start(
+            address: str,
+            reply: str | None = None,
+            *,
+            greeting: str | None = None,
+            ehlo: str | None = None,
+            tls: ssl.SSLContext | None = None,
+        ) -> Handler:
+            server: Callable[..., CountingSMTP] = CountingSMTP
+            if greeting is not None:
+                server = functools.partial(GreetingSMTP, greeting=greeting)
+            return servers.start(address, Handler(reply, ehlo), tls=tls, server=server)
 
-    yield port, start
-    for controller in controllers:
-        controller.stop()
+        yield servers.port, start
 
 
 @pytest.fixture
@@ -209,8 +169,8 @@ def test_best_mx_accepts(smtp: Any, send: Callable[..., Outcome]) -> None:
     assert (outcome.status, outcome.reply_code) == (DeliveryStatus.DELIVERED, 250)
     assert outcome.target is not None
     assert str(outcome.target.address) == MX1
-    assert best.received == [(SENDER, [RECIPIENT], MESSAGE)]  # byte for byte
-    assert backup.received == []
+    assert best.envelopes == [(SENDER, [RECIPIENT], MESSAGE)]  # byte for byte
+    assert backup.envelopes == []
 
 
 def test_best_mx_down_backup_receives(smtp: Any, send: Callable[..., Outcome]) -> None:
@@ -219,7 +179,7 @@ def test_best_mx_down_backup_receives(smtp: Any, send: Callable[..., Outcome]) -
     assert outcome.status is DeliveryStatus.DELIVERED
     assert outcome.target is not None
     assert str(outcome.target.address) == MX2
-    assert backup.received == [(SENDER, [RECIPIENT], MESSAGE)]
+    assert backup.envelopes == [(SENDER, [RECIPIENT], MESSAGE)]
 
 
 def test_best_mx_451_next_is_tried(smtp: Any, send: Callable[..., Outcome]) -> None:
@@ -227,8 +187,8 @@ def test_best_mx_451_next_is_tried(smtp: Any, send: Callable[..., Outcome]) -> N
     backup = smtp[1](MX2)
     outcome = send()
     assert outcome.status is DeliveryStatus.DELIVERED
-    assert best.received == []
-    assert backup.received == [(SENDER, [RECIPIENT], MESSAGE)]
+    assert best.envelopes == []
+    assert backup.envelopes == [(SENDER, [RECIPIENT], MESSAGE)]
 
 
 def test_all_refuse_is_deferred(smtp: Any, send: Callable[..., Outcome]) -> None:
@@ -241,7 +201,7 @@ def test_all_refuse_is_deferred(smtp: Any, send: Callable[..., Outcome]) -> None
         452,
         "4.3.1",
     )
-    assert best.received == backup.received == []
+    assert best.envelopes == backup.envelopes == []
 
 
 def test_all_down_is_deferred(send: Callable[..., Outcome]) -> None:
@@ -267,8 +227,8 @@ def test_greeting_421_is_not_a_session(smtp: Any, send: Callable[..., Outcome]) 
     assert (outcome.status, outcome.reply_code) == (DeliveryStatus.DELIVERED, 250)
     assert outcome.target is not None
     assert str(outcome.target.address) == MX3
-    assert first.received == second.received == []
-    assert third.received == [(SENDER, ["bob@three.mta.test"], MESSAGE)]
+    assert first.envelopes == second.envelopes == []
+    assert third.envelopes == [(SENDER, ["bob@three.mta.test"], MESSAGE)]
 
 
 def test_greeting_554_is_not_a_session(smtp: Any, send: Callable[..., Outcome]) -> None:
@@ -279,7 +239,7 @@ def test_greeting_554_is_not_a_session(smtp: Any, send: Callable[..., Outcome]) 
     third = smtp[1](MX3)
     outcome = send(RECIPIENT3)
     assert outcome.status is DeliveryStatus.DELIVERED
-    assert third.received == [(SENDER, ["bob@three.mta.test"], MESSAGE)]
+    assert third.envelopes == [(SENDER, ["bob@three.mta.test"], MESSAGE)]
 
 
 def test_ehlo_421_is_not_a_session(smtp: Any, send: Callable[..., Outcome]) -> None:
@@ -290,8 +250,8 @@ def test_ehlo_421_is_not_a_session(smtp: Any, send: Callable[..., Outcome]) -> N
     outcome = send(RECIPIENT3)
     assert outcome.status is DeliveryStatus.DELIVERED
     assert first.hellos == ["EHLO"]  # no HELO after a 4xx
-    assert first.received == []
-    assert third.received == [(SENDER, ["bob@three.mta.test"], MESSAGE)]
+    assert first.envelopes == []
+    assert third.envelopes == [(SENDER, ["bob@three.mta.test"], MESSAGE)]
     assert third.hellos == ["EHLO"]
 
 
@@ -309,7 +269,7 @@ def test_ehlo_and_helo_5xx_bounces(smtp: Any, send: Callable[..., Outcome]) -> N
     )
     assert outcome.message == "mx1.mta.test: 5.7.1 bad HELO name"
     assert first.hellos == ["EHLO", "HELO"]
-    assert backup.hellos == backup.received == []
+    assert backup.hellos == backup.envelopes == []
 
 
 def test_all_fail_deferral_names_the_handshakes(smtp: Any, send: Callable[..., Outcome]) -> None:
@@ -382,9 +342,9 @@ def test_tls_failures_are_not_sessions(
     assert (outcome.status, outcome.reply_code) == (DeliveryStatus.DELIVERED, 250)
     assert outcome.target is not None
     assert str(outcome.target.address) == MX3
-    assert first.received == second.received == []
-    assert third.received == [(SENDER, ["bob@three.mta.test"], MESSAGE)]
-    assert third.tls  # the message came over TLS
+    assert first.envelopes == second.envelopes == []
+    assert third.envelopes == [(SENDER, ["bob@three.mta.test"], MESSAGE)]
+    assert third.tls == [True]  # the message came over TLS
 
 
 def test_tls_failures_everywhere_are_deferred(
@@ -405,7 +365,7 @@ def test_tls_failures_everywhere_are_deferred(
     assert "certificate verify failed" in outcome.message
     assert "[127.0.0.3] (preference 20): STARTTLS: STARTTLS not offered" in outcome.message
     assert "[127.0.0.4] (preference 30): STARTTLS: STARTTLS not offered" in outcome.message
-    assert plain.received == []
+    assert plain.envelopes == []
 
 
 def test_R7505_null_mx_bounces_556_5_1_10(send: Callable[..., Outcome]) -> None:

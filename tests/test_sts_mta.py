@@ -24,11 +24,9 @@ if not os.environ.get("CI"):  # in CI (.ci/run installs the extras) a missing pa
     pytest.importorskip("aiosmtpd", reason="pip install -e '.[examples]'")
     pytest.importorskip("cryptography", reason="pip install -e '.[dane]'")
     pytest.importorskip("httpx", reason="pip install -e '.[mta-sts]'")
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP
 from dane_certs import DAY, NOW, Cert, make, write_chain
 from harness.https import PolicyServer, Site
-from harness.smtp import port_free_on
+from harness.smtp import Recorder, SmtpServers
 
 import mxselect
 from examples.mta import deliver, describe
@@ -66,55 +64,16 @@ def policy_body(mode: str = "enforce", *mx: str) -> bytes:
     return ("\r\n".join(lines) + "\r\n").encode()
 
 
-class Handler:
-    def __init__(self) -> None:
-        #: TCP connections accepted (a STARTTLS upgrade is not a new one)
-        self.connections = 0
-        self.received: list[bytes] = []
-        #: for each message, whether it came over TLS
-        self.tls: list[bool] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.received.append(envelope.content)
-        self.tls.append(session.ssl is not None)
-        return "250 2.0.0 queued"
-
-
-class CountingSMTP(SMTP):
-    """aiosmtpd's server, counting the TCP connections it accepts in its handler."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self._original_transport is None:  # not the STARTTLS upgrade (aiosmtpd 1.4)
-            self.event_handler.connections += 1
-        super().connection_made(transport)
-
-
-class CountingController(Controller):
-    def factory(self) -> SMTP:
-        return CountingSMTP(self.handler, **self.SMTP_kwargs)
-
-
-Start = Callable[..., Handler]
+Start = Callable[..., Recorder]
 
 
 @pytest.fixture
 def smtp_servers() -> Iterator[tuple[int, Start]]:
     """(port, start(address, tls=server context or None)): aiosmtpd on address:port, offering
-    STARTTLS with ``tls`` (none without)."""
-    port = port_free_on(MX1, MX2)
-    controllers: list[Controller] = []
-
-    def start(address: str, tls: ssl.SSLContext | None = None) -> Handler:
-        handler = Handler()
-        controller = CountingController(handler, hostname=address, port=port, tls_context=tls)
-        controller.start()
-        controllers.append(controller)
-        handler.connections = 0  # Controller.start() connects once to see the server is up
-        return handler
-
-    yield port, start
-    for controller in controllers:
-        controller.stop()
+    STARTTLS with ``tls`` (none without), recording what it receives and counting the TCP
+    connections it accepts."""
+    with SmtpServers(MX1, MX2) as smtp:
+        yield smtp.port, smtp.start
 
 
 class Bench:
@@ -140,7 +99,7 @@ class Bench:
         context.load_cert_chain(*write_chain(where, leaf))
         return context
 
-    def mx(self, address: str, host: str, **kwargs: Any) -> Handler:
+    def mx(self, address: str, host: str, **kwargs: Any) -> Recorder:
         """An MX on ``address`` with STARTTLS and a certificate for ``host``."""
         return self.start(address, tls=self.cert(host, **kwargs))
 
