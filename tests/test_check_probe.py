@@ -20,8 +20,8 @@ import pytest
 if not os.environ.get("CI"):  # in CI (.ci/run installs the extras) a missing package fails
     pytest.importorskip("aiosmtpd", reason="pip install -e '.[examples]'")
     pytest.importorskip("cryptography", reason="pip install -e '.[dane]'")
-from aiosmtpd.controller import Controller
 from dane_certs import DAY, NOW, Pki, make, pki, requirement, write_chain
+from harness.smtp import SmtpServers, port_free_on
 from test_check_coverage import finds
 
 from mxselect import Host, Policy, Posture, Selection, Target, TlsRequirement
@@ -32,12 +32,6 @@ from mxselect.testing import FakeResolver
 HOST = "mx1.example.org"
 ADDR = "127.0.0.2"
 LOOPBACK = Policy().without_unsafe("127.0.0.0/8")
-
-
-def free_port(address: str = ADDR) -> int:
-    with socket.socket() as s:
-        s.bind((address, 0))
-        return int(s.getsockname()[1])
 
 
 def report_for(*targets: Target) -> Report:
@@ -86,26 +80,18 @@ def server_context(certs: dict[str, Any], name: str, *chain: Any) -> ssl.SSLCont
     return context
 
 
-class Sink:
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        return "250 ok"
-
-
 @pytest.fixture
 def smtp() -> Iterator[Callable[..., int]]:
-    """start(tls=None, address=ADDR) -> port: aiosmtpd, with STARTTLS when ``tls``."""
-    controllers: list[Controller] = []
+    """start(tls=None, address=ADDR) -> port: aiosmtpd on a port of its own, with STARTTLS
+    when ``tls``."""
+    with SmtpServers(ADDR) as servers:
 
-    def start(tls: ssl.SSLContext | None = None, address: str = ADDR) -> int:
-        port = free_port(address)
-        controller = Controller(Sink(), hostname=address, port=port, tls_context=tls)
-        controller.start()
-        controllers.append(controller)
-        return port
+        def start(tls: ssl.SSLContext | None = None, address: str = ADDR) -> int:
+            port = port_free_on(address)
+            servers.start(address, tls=tls, port=port)
+            return port
 
-    yield start
-    for controller in controllers:
-        controller.stop()
+        yield start
 
 
 @pytest.fixture
@@ -252,7 +238,7 @@ def test_starttls_refused_and_ehlo_refused(raw: Any) -> None:
 
 @finds("probe-refused")
 def test_refused_port() -> None:
-    port = free_port()  # nothing listens there
+    port = port_free_on(ADDR)  # nothing listens there
     report = probe(report_for(target()), policy=LOOPBACK, port=port, timeout=5)
     finding = only(report, "probe-refused")
     assert finding.severity is Severity.WARNING
