@@ -24,6 +24,7 @@ from typing import Any
 
 import attrs
 import pytest
+from harness.askers import asker
 from harness.dnsenv import DnsEnv
 
 from mxselect import Answer, Query, RRType, Security, Status, TLSARecord, _wire
@@ -409,38 +410,9 @@ def test_A6_cname_answers_are_cached_with_their_status(api: str) -> None:
 BACKENDS = ["stub", "stub-async", "stub-batch", "dnspython", "dnspython-async"]
 
 
-def _asker(backend: str, port: int, *, trust: bool | None = None) -> Callable[[Query], Answer]:
-    """``ask(query)`` through one of the adapters, asking only the harness's Unbound."""
-    if backend.startswith("stub"):
-        from mxselect.stub import StubResolver
-
-        stub = StubResolver([("127.0.0.1", port)], timeout=2.0, lifetime=5.0, trust_ad=trust)
-        if backend == "stub":
-            return stub.resolve
-
-        async def batch(query: Query) -> Answer:
-            (answer,) = await stub.aresolve_batch([query])
-            return answer
-
-        run = stub.aresolve if backend == "stub-async" else batch
-        return lambda query: asyncio.run(run(query))
-    from harness.resolvers import make_dnspython_resolver
-
-    from mxselect.dnspython import AsyncDnspythonResolver, DnspythonResolver
-
-    if backend == "dnspython":
-        resolver = make_dnspython_resolver(port, lifetime=5.0, timeout=2.0)
-        resolver.use_edns(0, 0, 1232)  # Unbound sends EDE only to a query with EDNS
-        return DnspythonResolver(resolver, trust_ad=trust).resolve
-    aresolver = make_dnspython_resolver(port, asynchronous=True, lifetime=5.0, timeout=2.0)
-    aresolver.use_edns(0, 0, 1232)
-    adapter = AsyncDnspythonResolver(aresolver, trust_ad=trust)
-    return lambda query: asyncio.run(adapter.aresolve(query))
-
-
 @pytest.fixture(params=BACKENDS)
 def ask(request: pytest.FixtureRequest, dns_env: DnsEnv) -> Callable[[Query], Answer]:
-    return _asker(request.param, dns_env.resolver_port)
+    return asker(request.param, dns_env.resolver_port, edns=True)
 
 
 def tlsa(owner: str) -> tuple[TLSARecord, ...]:
@@ -595,7 +567,7 @@ def test_T5_insecure_delegation_gives_insecure_tlsa(ask: Callable[[Query], Answe
 def test_R7672_2_1_1_untrusted_tlsa_is_unknown(backend: str, dns_env: DnsEnv) -> None:
     """The trust rule covers the new types: from a resolver not trusted, the TLSA and CNAME
     answers are UNKNOWN, never SECURE (RFC 4035 §4.9.3 via RFC 7672 §2.1.1)."""
-    ask = _asker(backend, dns_env.resolver_port, trust=False)
+    ask = asker(backend, dns_env.resolver_port, trust=False, edns=True)
     answer = ask(q_tlsa("mx.dane.dnssec.test."))
     assert (answer.tlsa, answer.security) == (
         tlsa("_25._tcp.mx.dane.dnssec.test."),
@@ -632,7 +604,7 @@ def test_T21_cached_tlsa_keeps_secure_and_is_capped(backend: str, dns_env: DnsEn
     its TTL at most the 100 s cap (RFC 7671 §13), the resolver asked once."""
     from mxselect.cache import CachingResolver
 
-    ask = _asker(backend, dns_env.resolver_port)
+    ask = asker(backend, dns_env.resolver_port, edns=True)
     calls: list[Query] = []
 
     class Counting:

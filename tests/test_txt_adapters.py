@@ -24,6 +24,7 @@ from typing import Any
 
 import attrs
 import pytest
+from harness.askers import asker
 from harness.dnsenv import DnsEnv
 
 from mxselect import Answer, Query, RRType, Security, Status, _wire
@@ -262,43 +263,6 @@ def test_txt_answers_are_cached_for_their_ttl(api: str) -> None:
 BACKENDS = ["stub", "stub-async", "stub-batch", "dnspython", "dnspython-async", "aiodns"]
 
 
-def _asker(backend: str, port: int) -> Callable[[Query], Answer]:
-    """``ask(query)`` through one of the adapters, asking only the harness's Unbound."""
-    if backend.startswith("stub"):
-        from mxselect.stub import StubResolver
-
-        stub = StubResolver([("127.0.0.1", port)], timeout=2.0, lifetime=5.0)
-        if backend == "stub":
-            return stub.resolve
-
-        async def batch(query: Query) -> Answer:
-            (answer,) = await stub.aresolve_batch([query])
-            return answer
-
-        run = stub.aresolve if backend == "stub-async" else batch
-        return lambda query: asyncio.run(run(query))
-    if backend == "aiodns":
-        pytest.importorskip("aiodns")
-        from mxselect.aiodns import AiodnsResolver
-
-        async def via_aiodns(query: Query) -> Answer:
-            async with AiodnsResolver(
-                nameservers=["127.0.0.1"], port=port, timeout=2.0, tries=2
-            ) as resolver:
-                return await resolver.aresolve(query)
-
-        return lambda query: asyncio.run(via_aiodns(query))
-    from harness.resolvers import make_dnspython_resolver
-
-    from mxselect.dnspython import AsyncDnspythonResolver, DnspythonResolver
-
-    if backend == "dnspython":
-        return DnspythonResolver(make_dnspython_resolver(port, lifetime=5.0, timeout=2.0)).resolve
-    aresolver = make_dnspython_resolver(port, asynchronous=True, lifetime=5.0, timeout=2.0)
-    adapter = AsyncDnspythonResolver(aresolver)
-    return lambda query: asyncio.run(adapter.aresolve(query))
-
-
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -306,7 +270,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def ask(backend: str, dns_env: DnsEnv) -> Callable[[Query], Answer]:
-    return _asker(backend, dns_env.resolver_port)
+    return asker(backend, dns_env.resolver_port)
 
 
 def _security(backend: str) -> Security:
