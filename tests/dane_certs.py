@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import ipaddress
+import ssl
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -172,3 +173,10 @@ def write_chain(where: Path, *certs: Cert) -> tuple[Path, Path]:
     cert_file.write_bytes(b"".join(c.pem() for c in certs))
     key_file.write_bytes(certs[0].key_pem())
     return cert_file, key_file
+
+
+def server_context(where: Path, *certs: Cert) -> ssl.SSLContext:
+    """A TLS server context presenting ``certs`` (leaf first), written to ``where``."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*write_chain(where, *certs))
+    return context

@@ -20,7 +20,8 @@ import pytest
 if not os.environ.get("CI"):  # in CI (.ci/run installs the extras) a missing package fails
     pytest.importorskip("aiosmtpd", reason="pip install -e '.[examples]'")
     pytest.importorskip("cryptography", reason="pip install -e '.[dane]'")
-from dane_certs import DAY, NOW, Pki, make, pki, requirement, write_chain
+import dane_certs
+from dane_certs import DAY, NOW, Pki, make, pki, requirement
 from harness.smtp import SmtpServers, port_free_on
 from test_check_coverage import finds
 
@@ -75,9 +76,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def server_context(certs: dict[str, Any], name: str, *chain: Any) -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(*write_chain(certs["dir"] / name, *chain))
-    return context
+    return dane_certs.server_context(certs["dir"] / name, *chain)
 
 
 @pytest.fixture

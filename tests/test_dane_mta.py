@@ -10,7 +10,6 @@ import ipaddress
 import os
 import ssl
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +18,7 @@ if not os.environ.get("CI"):  # in CI (.ci/run installs the extras) a missing pa
     pytest.importorskip("aiosmtplib", reason="pip install -e '.[examples]'")
     pytest.importorskip("aiosmtpd", reason="pip install -e '.[examples]'")
     pytest.importorskip("cryptography", reason="pip install -e '.[dane]'")
-from dane_certs import Cert, Pki, make, pki, requirement, write_chain
+from dane_certs import Pki, make, pki, requirement, server_context
 from harness.smtp import Recorder, SmtpServers
 
 import mxselect
@@ -53,12 +52,6 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         HOST2: pki(leaf_dns=(HOST2,)),
         "dir": tmp_path_factory.mktemp("dane-mta"),
     }
-
-
-def server_context(where: Path, *chain: Cert) -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(*write_chain(where, *chain))
-    return context
 
 
 def full_chain(certs: dict[str, Any], host: str) -> ssl.SSLContext:

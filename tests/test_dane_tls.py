@@ -20,7 +20,7 @@ if not os.environ.get("CI"):  # in CI (.ci/run installs the extra) a missing pac
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
-from dane_certs import DAY, NOW, Cert, make, new_key, pki, requirement, write_chain
+from dane_certs import DAY, NOW, Cert, make, new_key, pki, requirement, server_context
 
 import mxselect
 import mxselect.tls
@@ -475,12 +475,6 @@ def _handshake(client: ssl.SSLContext, server: ssl.SSLContext, name: str) -> Non
         thread.join(5)
 
 
-def _server(where: Path, *chain: Cert) -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(*write_chain(where, *chain))
-    return context
-
-
 @pytest.fixture(scope="module")
 def pkix_ca(tmp_path_factory: pytest.TempPathFactory) -> tuple[Cert, Path]:
     where = tmp_path_factory.mktemp("pkix")
@@ -493,14 +487,14 @@ def test_pkix_handshake_with_the_right_name(pkix_ca: tuple[Cert, Path]) -> None:
     ca, where = pkix_ca
     leaf = make(None, issuer=ca, dns=["mx1.example.org"])
     client = ssl_context(MTA_STS_MX, cafile=where / "ca.pem")
-    _handshake(client, _server(where / "good", leaf), "mx1.example.org")  # no error
+    _handshake(client, server_context(where / "good", leaf), "mx1.example.org")  # no error
 
 
 def test_pkix_handshake_matches_a_wildcard(pkix_ca: tuple[Cert, Path]) -> None:
     ca, where = pkix_ca
     leaf = make(None, issuer=ca, dns=["*.example.org"])
     client = ssl_context(MTA_STS_MX, cafile=where / "ca.pem")
-    _handshake(client, _server(where / "wild", leaf), "mx1.example.org")
+    _handshake(client, server_context(where / "wild", leaf), "mx1.example.org")
 
 
 @pytest.mark.parametrize(
@@ -535,7 +529,7 @@ def test_pkix_handshake_failures_and_their_result_types(
     }[kind]()
     client = ssl_context(MTA_STS_MX, cafile=where / "ca.pem")
     with pytest.raises(ssl.SSLCertVerificationError) as caught:
-        _handshake(client, _server(where / kind, leaf), "mx1.example.org")
+        _handshake(client, server_context(where / kind, leaf), "mx1.example.org")
     assert mxselect.tls.result_type(caught.value) == expected
     wrapped = OSError("wrapped")
     wrapped.__cause__ = caught.value
@@ -547,7 +541,7 @@ def test_pkix_handshake_refuses_tls_1_1(pkix_ca: tuple[Cert, Path]) -> None:
     """RFC 8461 §7.2: TLS 1.2 or later. A server that speaks at most TLS 1.1 fails the
     handshake (OpenSSL 3 may refuse TLS 1.1 on its side too: either way, no session)."""
     ca, where = pkix_ca
-    server = _server(where / "tls11", make(None, issuer=ca, dns=["mx1.example.org"]))
+    server = server_context(where / "tls11", make(None, issuer=ca, dns=["mx1.example.org"]))
     with warnings.catch_warnings():  # "ssl.TLSVersion.TLSv1_1 is deprecated": on purpose
         warnings.simplefilter("ignore", DeprecationWarning)
         server.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
@@ -610,8 +604,7 @@ def test_peer_chain_of_a_real_tls_connection(tmp_path: Path) -> None:
     """A loopback TLS handshake (memory BIOs, no sockets): the client with ssl_context() sees
     the leaf, and the whole chain where Python gives it."""
     p = pki()
-    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server.load_cert_chain(*write_chain(tmp_path, p.leaf, p.inter, p.root))
+    server = server_context(tmp_path, p.leaf, p.inter, p.root)
     client = ssl_context(requirement(p.leaf.tlsa(3, 1, 1)))
     c_in, c_out, s_in, s_out = ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO()
     c = client.wrap_bio(c_in, c_out, server_hostname="mx.example.com")

@@ -24,7 +24,7 @@ if not os.environ.get("CI"):  # in CI (.ci/run installs the extras) a missing pa
     pytest.importorskip("aiosmtpd", reason="pip install -e '.[examples]'")
     pytest.importorskip("cryptography", reason="pip install -e '.[dane]'")
     pytest.importorskip("httpx", reason="pip install -e '.[mta-sts]'")
-from dane_certs import DAY, NOW, Cert, make, write_chain
+from dane_certs import DAY, NOW, Cert, make, server_context
 from harness.https import PolicyServer, Site
 from harness.smtp import Recorder, SmtpServers
 
@@ -95,9 +95,7 @@ class Bench:
         kwargs.setdefault("dns", [host])
         leaf: Cert = make(None, **kwargs)
         where = self.workdir / f"smtp-{host}-{len(list(self.workdir.iterdir()))}"
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(*write_chain(where, leaf))
-        return context
+        return server_context(where, leaf)
 
     def mx(self, address: str, host: str, **kwargs: Any) -> Recorder:
         """An MX on ``address`` with STARTTLS and a certificate for ``host``."""

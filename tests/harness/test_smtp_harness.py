@@ -14,7 +14,7 @@ import pytest
 if not os.environ.get("CI"):  # in CI (.ci/run installs the extras) a missing package fails
     pytest.importorskip("aiosmtpd", reason="pip install -e '.[examples]'")
     pytest.importorskip("cryptography", reason="pip install -e '.[dane]'")
-from dane_certs import make, write_chain
+from dane_certs import make, server_context
 
 from harness.smtp import Recorder, SmtpServers, port_free_on
 
@@ -26,9 +26,7 @@ MESSAGE = b"From: a@sender.test\r\nTo: b@example.org\r\nSubject: harness\r\n\r\n
 def context(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
     """A server context with a self-signed certificate for mx.example.org."""
     cert = make("mx.example.org", dns=("mx.example.org",))
-    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server.load_cert_chain(*write_chain(tmp_path_factory.mktemp("smtp-harness"), cert))
-    return server
+    return server_context(tmp_path_factory.mktemp("smtp-harness"), cert)
 
 
 def unverified() -> ssl.SSLContext:
