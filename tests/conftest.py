@@ -27,7 +27,7 @@ _TESTS_DIR = str(Path(__file__).resolve().parent)
 if _TESTS_DIR not in sys.path:  # pyproject's pythonpath = ["tests"] does the same
     sys.path.insert(0, _TESTS_DIR)
 
-from harness.dnsenv import DnsEnv, free_port, missing_programs  # noqa: E402
+from harness.dnsenv import DnsEnv, free_port, require_programs  # noqa: E402
 from harness.faultserver import FaultServer, FaultServerFactory  # noqa: E402
 from harness.resolvers import make_dnspython_resolver  # noqa: E402
 
@@ -35,14 +35,7 @@ from harness.resolvers import make_dnspython_resolver  # noqa: E402
 @pytest.fixture(scope="session")
 def dns_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DnsEnv]:
     """Knot (authoritative) and Unbound (validating recursive) on 127.0.0.1."""
-    missing = missing_programs()
-    if missing:
-        msg = (
-            f"missing {missing}: apt-get install -y --no-install-recommends knot unbound ldnsutils"
-        )
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
+    require_programs()
     env = DnsEnv(
         tmp_path_factory.mktemp("dns"),
         auth_port=free_port(5300),

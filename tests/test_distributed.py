@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 from harness.bulkzone import generate
-from harness.dnsenv import DnsEnv, free_port, missing_programs
+from harness.dnsenv import DnsEnv, free_port, require_programs
 
 import mxselect
 from mxselect import _cli
@@ -83,14 +83,7 @@ class ScaleEnv(DnsEnv):
 
 @pytest.fixture(scope="module")
 def scale(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ScaleEnv, list[str]]]:
-    missing = missing_programs()
-    if missing:
-        msg = (
-            f"missing {missing}: apt-get install -y --no-install-recommends knot unbound ldnsutils"
-        )
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
+    require_programs()
     zone_text, domains = generate(DOMAINS, SEED, zone=ZONE)
     env = ScaleEnv(tmp_path_factory.mktemp("scale"), zone_text)
     env.start()
