@@ -35,7 +35,7 @@ from mxselect import (
 )
 from mxselect._domain import check_ldh_name, normalize_domain
 from mxselect._model import explain
-from mxselect._policy import DEFAULT_POLICY
+from mxselect._policy import DEFAULT_POLICY, safe_addresses
 from mxselect._rules import family_order as _family_order
 from mxselect._rules import ip_address as _ip_address
 from mxselect.testing import FakeResolver
@@ -94,8 +94,14 @@ def _addresses(rng: random.Random) -> list[Address]:
 )
 def test_is_unsafe_matches_ipaddress_membership(policy: Policy) -> None:
     rng = random.Random(5)
-    for address in _addresses(rng):
+    addresses = _addresses(rng)
+    for address in addresses:
         assert policy.is_unsafe(address) is _plain_is_unsafe(policy, address), address
+    # safe_addresses (the core's filter, the table looked up once per list) is the same test;
+    # subclasses (IPv4Interface...) are tested by their version.
+    addresses += [ipaddress.ip_interface(str(a)) for a in addresses[:300:3]]  # type: ignore[misc]
+    expected = [a for a in addresses if not _plain_is_unsafe(policy, a)]
+    assert safe_addresses(policy, addresses) == expected
 
 
 def test_is_unsafe_follows_each_policy_not_a_stale_table() -> None:
@@ -454,6 +460,43 @@ def test_family_order_matches_the_version_definition() -> None:
             for first in (1, 2, 3):
                 expected = _plain_family_order(level, families, first)
                 assert _family_order(level, families, first) == expected
+
+
+def test_order_targets_splits_families_as_family_order() -> None:
+    """order_targets splits each level by family as it builds it: the same targets and
+    notes as building the levels and ordering each with family_order."""
+    from mxselect._model import OPPORTUNISTIC_TLS
+    from mxselect._rules import Candidate, order_targets
+
+    rng = random.Random(8)
+    kinds = [ipaddress.IPv4Address, ipaddress.IPv6Address, ipaddress.IPv4Interface]
+    for _ in range(300):
+        usable = []
+        for i in range(rng.randint(1, 6)):
+            candidate = Candidate(f"h{i}", rng.choice([0, 10, 20]), None)
+            found = [rng.choice(kinds)(rng.randrange(6)) for _ in range(rng.randint(1, 4))]
+            usable.append((candidate, candidate.name, found))
+        policy = Policy(
+            families=rng.choice(list(Families)),
+            first_family_count=rng.randint(1, 2),
+            max_addresses=None,
+        )
+        levels: dict[int, list[Target]] = {}
+        seen: set[object] = set()
+        for candidate, _, found in usable:
+            level = levels.setdefault(candidate.preference, [])
+            for address in found:
+                if address not in seen:
+                    seen.add(address)
+                    level.append(Target(candidate.name, candidate.preference, address))
+        expected = [
+            t
+            for p in sorted(levels)
+            for t in _family_order(levels[p], policy.families, policy.first_family_count)
+        ]
+        targets, _ = order_targets(usable, policy)
+        assert targets == expected
+        assert all(t.tls is OPPORTUNISTIC_TLS for t in targets)
 
 
 def test_address_answers_keep_subclasses_and_drop_the_wrong_family() -> None:
