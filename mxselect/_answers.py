@@ -405,6 +405,18 @@ def _slot_setters(cls: type) -> tuple[Any, ...]:
     return tuple(cls.__dict__[field.name].__set__ for field in attrs.fields(cls))
 
 
+_set_name, _set_rtype = _slot_setters(Query)
+
+
+def make_query(name: str, rtype: RRType) -> Query:
+    """``Query(name, rtype)`` without the attrs ``__init__`` (the core builds one per query
+    it asks: the same object, frozen, equal and hashing alike)."""
+    query: Query = _new(Query)
+    _set_name(query, name)
+    _set_rtype(query, rtype)
+    return query
+
+
 (
     _set_status,
     _set_mx,

@@ -126,11 +126,7 @@ class SelectionPlan:
         normalized = normalize_domain(domain)
         self._rng: random.Random = rng if rng is not None else _SYSTEM_RANDOM
         self.policy: Policy = policy if policy is not None else DEFAULT_POLICY
-        self._lookups = Lookups(
-            self.policy.cname_limit,
-            f"query budget of {self.policy.address_query_budget} address queries exhausted "
-            "(max_address_queries)",
-        )
+        self._lookups = Lookups(self.policy.cname_limit, _budget_text(self.policy))
         self._warnings: list[SelectionWarning] = []
         # Steps as recorded; formatted only if the trace is read (Trace).
         self._trace: list[RawStep] = []
@@ -951,6 +947,22 @@ class SelectionPlan:
             sts_policy_id=self._sts_policy_id(),
             tlsrpt=self._tlsrpt,
         )
+
+
+#: address query budget -> how a lookup cut off by it explains itself (formatted once).
+_BUDGET_TEXTS: dict[int, str] = {}
+
+
+def _budget_text(policy: Policy) -> str:
+    budget = policy.address_query_budget
+    text = _BUDGET_TEXTS.get(budget)
+    if text is None:
+        if len(_BUDGET_TEXTS) >= 64:
+            _BUDGET_TEXTS.clear()
+        text = _BUDGET_TEXTS[budget] = (
+            f"query budget of {budget} address queries exhausted (max_address_queries)"
+        )
+    return text
 
 
 def _literal_text(address: IPAddress) -> str:
