@@ -868,7 +868,6 @@ class SelectionPlan:
         notes: Notes = []
         for entry in examined:
             name = entry.candidate.name
-            label = f"implicit MX {name}" if implicit else name
             safe, why, temp = rules.judge(entry, policy, implicit, notes=notes)
             if notes:
                 self._note(notes)
@@ -878,12 +877,14 @@ class SelectionPlan:
                 # Rule 10: a host whose TLSA search failed, or without DANE when DANE is
                 # mandatory, is never used -- not even in cleartext (RFC 7672 §2.1.2, §6).
                 why, code, cause = failed
+                label = f"implicit MX {name}" if implicit else name
                 security_causes.add(cause)
                 failures.append(f"{label}: {why}")
                 self._note([(code, f"{label} is not usable: {why}", name)])
                 continue
             if not safe:
                 temporary = temporary or temp
+                label = f"implicit MX {name}" if implicit else name
                 failures.append(f"{label}: {why}")
                 self._note([(WarningCode.HOST_UNUSABLE, f"{label} is not usable: {why}", name)])
                 continue

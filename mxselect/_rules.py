@@ -494,14 +494,24 @@ def self_found(domain: str, candidate: Candidate, match: str, best: int) -> tupl
 # -- rule 7 --------------------------------------------------------------------------------
 
 
-def address_types(policy: Policy) -> list[RRType]:
+def address_types(policy: Policy) -> tuple[RRType, ...]:
     """AAAA then A (RFC 8305 §3 query order); a family the policy disables is not queried at
     all (RFC 5321 §5.2)."""
-    return [
+    return _ADDRESS_TYPES[policy.families]
+
+
+#: :func:`address_types` of each family policy.
+_ADDRESS_TYPES = {
+    families: tuple(
         t
-        for t, wanted in ((RRType.AAAA, policy.wants_ipv6), (RRType.A, policy.wants_ipv4))
+        for t, wanted in (
+            (RRType.AAAA, families is not Families.IPV4_ONLY),
+            (RRType.A, families is not Families.IPV6_ONLY),
+        )
         if wanted
-    ]
+    )
+    for families in Families
+}
 
 
 def next_batch(
