@@ -132,9 +132,9 @@ class SelectionPlan:
         self._trace: list[RawStep] = []
         self._ttl: int | None = None
         self._batch: Batch = ()
-        # The current batch's answers by position, and each query's position (feed): one
-        # hash of a Query per feed; the core reads the answers by position.
-        self._slots: dict[Query, int] = {}
+        # The current batch's answers by position, and each query's position by the id of
+        # the batch's Query object (feed); the core reads the answers by position.
+        self._slots: dict[int, int] = {}
         self._answers: list[Answer | None] = []
         self._missing = 0
         self._result: Selection | None = None
@@ -228,7 +228,11 @@ class SelectionPlan:
             return
         if not isinstance(answer, Answer):
             raise TypeError(f"expected an mxselect Answer for {query}, got {answer!r}")
-        slot = self._slots.get(query)
+        # The query objects of ``pending`` are found by identity (no Python-level Query hash);
+        # any other query by equality, as before.
+        slot = self._slots.get(id(query))
+        if slot is None or self._batch[slot] is not query:
+            slot = {q: i for i, q in enumerate(self._batch)}.get(query)
         if slot is None or self._answers[slot] is not None:
             raise ValueError(f"{query} is not a pending query of this plan")
         self._answers[slot] = answer
@@ -285,7 +289,7 @@ class SelectionPlan:
             if not batch:
                 self._waiting = True  # the MTA-STS fetch is all the plan needs now
             self._batch = batch
-            self._slots = {query: i for i, query in enumerate(batch)}
+            self._slots = {id(query): i for i, query in enumerate(batch)}
             self._answers = [None] * len(batch)
             self._missing = len(batch)
             self._queries_sent += len(batch)
