@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 from collections.abc import Iterable
+from typing import Any
 
 import attrs
 
@@ -388,6 +389,94 @@ class Answer:
     def tempfail(cls, reason: str) -> Answer:
         """A temporary failure: SERVFAIL, timeout, REFUSED, network error... (RFC 5321 §5.1)."""
         return cls(status=Status.TEMPFAIL, reason=reason)
+
+
+# -- the codec's constructors --------------------------------------------------------------
+# The stub's codec (``_wire``) builds Answers from wire data it has already checked (a 16-bit
+# preference, 4- or 16-octet addresses, tuples of records): these private constructors set
+# the slots directly, skipping the attrs ``__init__`` (keyword arguments, its validator). The
+# objects are the same as the public constructors build: frozen, equal and hashing alike
+# (tests/test_answers_fast.py checks it on a seeded sample of replies).
+_new = object.__new__
+
+
+def _slot_setters(cls: type) -> tuple[Any, ...]:
+    """The ``__set__`` of each attrs field's slot of ``cls``, in field order."""
+    return tuple(cls.__dict__[field.name].__set__ for field in attrs.fields(cls))
+
+
+_set_name, _set_rtype = _slot_setters(Query)
+
+
+def make_query(name: str, rtype: RRType) -> Query:
+    """``Query(name, rtype)`` without the attrs ``__init__`` (the core builds one per query
+    it asks: the same object, frozen, equal and hashing alike)."""
+    query: Query = _new(Query)
+    _set_name(query, name)
+    _set_rtype(query, rtype)
+    return query
+
+
+(
+    _set_status,
+    _set_mx,
+    _set_addresses,
+    _set_tlsa,
+    _set_txt,
+    _set_canonical_name,
+    _set_aliases,
+    _set_ttl,
+    _set_reason,
+    _set_security,
+) = _slot_setters(Answer)
+_set_preference, _set_exchange = _slot_setters(MXRecord)
+_set_usage, _set_selector, _set_mtype, _set_data = _slot_setters(TLSARecord)
+
+
+def make_answer(
+    status: Status,
+    mx: tuple[MXRecord, ...],
+    addresses: tuple[IPAddress, ...],
+    tlsa: tuple[TLSARecord, ...],
+    txt: tuple[str, ...],
+    canonical_name: str | None,
+    aliases: tuple[str, ...],
+    ttl: int | None,
+    security: Security,
+) -> Answer:
+    """``Answer(status=..., ...)`` (``reason`` empty) without the attrs ``__init__``; every
+    argument already of its field's type (the codec's, never a user's, input)."""
+    answer: Answer = _new(Answer)
+    _set_status(answer, status)
+    _set_mx(answer, mx)
+    _set_addresses(answer, addresses)
+    _set_tlsa(answer, tlsa)
+    _set_txt(answer, txt)
+    _set_canonical_name(answer, canonical_name)
+    _set_aliases(answer, aliases)
+    _set_ttl(answer, ttl)
+    _set_reason(answer, "")
+    _set_security(answer, security)
+    return answer
+
+
+def make_mx(preference: int, exchange: str) -> MXRecord:
+    """``MXRecord(preference, exchange)`` without the range check: a preference read from
+    the wire is 16 bits (RFC 1035 §3.3.9), always in range."""
+    record: MXRecord = _new(MXRecord)
+    _set_preference(record, preference)
+    _set_exchange(record, exchange)
+    return record
+
+
+def make_tlsa(usage: int, selector: int, mtype: int, data: bytes) -> TLSARecord:
+    """``TLSARecord(usage, selector, mtype, data)`` without the attrs ``__init__``."""
+    record: TLSARecord = _new(TLSARecord)
+    _set_usage(record, usage)
+    _set_selector(record, selector)
+    _set_mtype(record, mtype)
+    _set_data(record, data)
+    return record
 
 
 #: RFC 8461 §3.3: "a suggested maximum policy size is 64 kilobytes".

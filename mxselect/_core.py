@@ -126,19 +126,15 @@ class SelectionPlan:
         normalized = normalize_domain(domain)
         self._rng: random.Random = rng if rng is not None else _SYSTEM_RANDOM
         self.policy: Policy = policy if policy is not None else DEFAULT_POLICY
-        self._lookups = Lookups(
-            self.policy.cname_limit,
-            f"query budget of {self.policy.address_query_budget} address queries exhausted "
-            "(max_address_queries)",
-        )
+        self._lookups = Lookups(self.policy.cname_limit, _budget_text(self.policy))
         self._warnings: list[SelectionWarning] = []
         # Steps as recorded; formatted only if the trace is read (Trace).
         self._trace: list[RawStep] = []
         self._ttl: int | None = None
         self._batch: Batch = ()
-        # The current batch's answers by position, and each query's position (feed): one
-        # hash of a Query per feed; the core reads the answers by position.
-        self._slots: dict[Query, int] = {}
+        # The current batch's answers by position, and each query's position by the id of
+        # the batch's Query object (feed); the core reads the answers by position.
+        self._slots: dict[int, int] = {}
         self._answers: list[Answer | None] = []
         self._missing = 0
         self._result: Selection | None = None
@@ -232,7 +228,11 @@ class SelectionPlan:
             return
         if not isinstance(answer, Answer):
             raise TypeError(f"expected an mxselect Answer for {query}, got {answer!r}")
-        slot = self._slots.get(query)
+        # The query objects of ``pending`` are found by identity (no Python-level Query hash);
+        # any other query by equality, as before.
+        slot = self._slots.get(id(query))
+        if slot is None or self._batch[slot] is not query:
+            slot = {q: i for i, q in enumerate(self._batch)}.get(query)
         if slot is None or self._answers[slot] is not None:
             raise ValueError(f"{query} is not a pending query of this plan")
         self._answers[slot] = answer
@@ -289,7 +289,7 @@ class SelectionPlan:
             if not batch:
                 self._waiting = True  # the MTA-STS fetch is all the plan needs now
             self._batch = batch
-            self._slots = {query: i for i, query in enumerate(batch)}
+            self._slots = {id(query): i for i, query in enumerate(batch)}
             self._answers = [None] * len(batch)
             self._missing = len(batch)
             self._queries_sent += len(batch)
@@ -872,7 +872,6 @@ class SelectionPlan:
         notes: Notes = []
         for entry in examined:
             name = entry.candidate.name
-            label = f"implicit MX {name}" if implicit else name
             safe, why, temp = rules.judge(entry, policy, implicit, notes=notes)
             if notes:
                 self._note(notes)
@@ -882,12 +881,14 @@ class SelectionPlan:
                 # Rule 10: a host whose TLSA search failed, or without DANE when DANE is
                 # mandatory, is never used -- not even in cleartext (RFC 7672 §2.1.2, §6).
                 why, code, cause = failed
+                label = f"implicit MX {name}" if implicit else name
                 security_causes.add(cause)
                 failures.append(f"{label}: {why}")
                 self._note([(code, f"{label} is not usable: {why}", name)])
                 continue
             if not safe:
                 temporary = temporary or temp
+                label = f"implicit MX {name}" if implicit else name
                 failures.append(f"{label}: {why}")
                 self._note([(WarningCode.HOST_UNUSABLE, f"{label} is not usable: {why}", name)])
                 continue
@@ -951,6 +952,22 @@ class SelectionPlan:
             sts_policy_id=self._sts_policy_id(),
             tlsrpt=self._tlsrpt,
         )
+
+
+#: address query budget -> how a lookup cut off by it explains itself (formatted once).
+_BUDGET_TEXTS: dict[int, str] = {}
+
+
+def _budget_text(policy: Policy) -> str:
+    budget = policy.address_query_budget
+    text = _BUDGET_TEXTS.get(budget)
+    if text is None:
+        if len(_BUDGET_TEXTS) >= 64:
+            _BUDGET_TEXTS.clear()
+        text = _BUDGET_TEXTS[budget] = (
+            f"query budget of {budget} address queries exhausted (max_address_queries)"
+        )
+    return text
 
 
 def _literal_text(address: IPAddress) -> str:

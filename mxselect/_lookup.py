@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Iterable
 
-from ._answers import Answer, Query, RRType, Security, Status, least_secure
+from ._answers import Answer, Query, RRType, Security, Status, least_secure, make_query
 from ._domain import check_ldh_name, normalize_exchange
 
 __all__ = ["Batch", "Chain", "Key", "Lookups", "Received", "norm_ttl"]
@@ -168,7 +168,7 @@ class Lookups:
         keys = list(dict.fromkeys(keys))
         wanted = [key for key in keys if key not in memo]
         if wanted:
-            received = yield tuple(Query(name + ".", rtype) for name, rtype in wanted)
+            received = yield tuple([make_query(name + ".", rtype) for name, rtype in wanted])
             memo.update(zip(wanted, received, strict=True))
         return {key: memo[key] for key in keys}
 
@@ -182,26 +182,32 @@ class Lookups:
         chains = {(name, rtype): Chain(name, rtype, limit) for name, rtype in keys}
         memo = self.memo
         sent = 0
+        # The chains not done yet (a done chain takes no more answers), in chain order.
+        pending = list(chains.values())
         while True:
             # Each chain takes what is known, then asks for the rest (in chain order, once).
             wanted: dict[Key, None] = {}
-            for chain in chains.values():
+            waiting: list[Chain] = []
+            for chain in pending:
                 while chain.answer is None and chain.error is None:
                     key = (chain.current, chain.rtype)
                     known = memo.get(key)
                     if known is None:
                         wanted[key] = None
+                        waiting.append(chain)
                         break
                     chain.absorb(known)
+            pending = waiting
             if budget is not None and sent + len(wanted) > budget:
                 allowed = dict.fromkeys(list(wanted)[: max(0, budget - sent)])
-                for chain in chains.values():
-                    if not chain.done and (chain.current, chain.rtype) not in allowed:
+                for chain in waiting:
+                    if (chain.current, chain.rtype) not in allowed:
                         chain.error = self.budget_text
+                pending = [chain for chain in waiting if chain.error is None]
                 wanted = allowed
             if not wanted:
                 return chains, sent
             sent += len(wanted)
-            batch = tuple(Query(name + ".", rtype) for name, rtype in wanted)
+            batch = tuple([make_query(name + ".", rtype) for name, rtype in wanted])
             received = yield batch
             memo.update(zip(wanted, received, strict=True))

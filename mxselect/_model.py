@@ -314,6 +314,23 @@ class Target:
         return f"{self.host} [{self.address}] (preference {self.preference})"
 
 
+_set_host, _set_preference, _set_address, _set_tls = (
+    Target.__dict__[field.name].__set__ for field in attrs.fields(Target)
+)
+
+
+def make_target(host: str, preference: int, address: IPAddress, tls: TlsRequirement) -> Target:
+    """``Target(host, preference, address, tls)`` without the attrs ``__init__`` (the core's
+    hot path: one per address of a selection; the same object, frozen, equal and hashing
+    alike)."""
+    target: Target = object.__new__(Target)
+    _set_host(target, host)
+    _set_preference(target, preference)
+    _set_address(target, address)
+    _set_tls(target, tls)
+    return target
+
+
 @attrs.frozen
 class Host:
     """One usable mail exchanger, with its addresses in the order to try them.

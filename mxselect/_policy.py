@@ -362,5 +362,28 @@ def _range_table(networks: tuple[Network, ...]) -> _RangeTable:
     return table
 
 
+def safe_addresses(
+    policy: Policy, addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address]
+) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The addresses of ``addresses`` that are not unsafe (:meth:`Policy.is_unsafe`), in
+    order: the same test, with the range table looked up once for the list."""
+    table = _range_table(policy.unsafe_networks)
+    safe: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+    for address in addresses:
+        value = int(address)
+        # ``type() is``: the version without the property call, for the usual type
+        version = 4 if type(address) is _IPV4 else address.version
+        if version == 6 and value >> 32 == 0xFFFF:  # ::ffff:a.b.c.d, IPv4-mapped
+            value &= 0xFFFFFFFF
+            version = 4
+        starts, ends = table[version]
+        i = bisect.bisect_right(starts, value) - 1
+        if i < 0 or value > ends[i]:
+            safe.append(address)
+    return safe
+
+
+_IPV4 = ipaddress.IPv4Address
+
 #: The default policy.
 DEFAULT_POLICY = Policy()

@@ -56,8 +56,8 @@ from ._answers import (
 )
 from ._domain import check_ldh_name, normalize_exchange
 from ._lookup import Chain
-from ._model import OPPORTUNISTIC_TLS, Posture, Target, TlsRequirement, WarningCode
-from ._policy import Dane, Families, InsecureMX, Policy
+from ._model import OPPORTUNISTIC_TLS, Posture, Target, TlsRequirement, WarningCode, make_target
+from ._policy import Dane, Families, InsecureMX, Policy, safe_addresses
 from ._sts import StsMode, StsPolicy
 
 __all__ = [
@@ -494,14 +494,24 @@ def self_found(domain: str, candidate: Candidate, match: str, best: int) -> tupl
 # -- rule 7 --------------------------------------------------------------------------------
 
 
-def address_types(policy: Policy) -> list[RRType]:
+def address_types(policy: Policy) -> tuple[RRType, ...]:
     """AAAA then A (RFC 8305 §3 query order); a family the policy disables is not queried at
     all (RFC 5321 §5.2)."""
-    return [
+    return _ADDRESS_TYPES[policy.families]
+
+
+#: :func:`address_types` of each family policy.
+_ADDRESS_TYPES = {
+    families: tuple(
         t
-        for t, wanted in ((RRType.AAAA, policy.wants_ipv6), (RRType.A, policy.wants_ipv4))
+        for t, wanted in (
+            (RRType.AAAA, families is not Families.IPV4_ONLY),
+            (RRType.A, families is not Families.IPV6_ONLY),
+        )
         if wanted
-    ]
+    )
+    for families in Families
+}
 
 
 def next_batch(
@@ -663,7 +673,7 @@ def judge(
                     )
                 )
     found = examined.found
-    safe = [a for a in found if not policy.is_unsafe(a)]
+    safe = safe_addresses(policy, found)
     for address in found if notes is not None and len(safe) != len(found) else ():
         if address not in safe:
             assert notes is not None
@@ -696,36 +706,50 @@ def order_targets(
     then the address limit (``Policy.max_addresses``, RFC 5321 §5.1). Each target carries its
     host's TLS requirement from ``tls`` (opportunistic when absent); security never moves a
     target (RFC 7672 §2.2.1)."""
-    levels: dict[int, list[Target]] = {}
+    # Each preference level's targets by family as they come (``family_order`` in one pass).
+    levels: dict[int, tuple[list[Target], list[Target]]] = {}
     seen: dict[IPAddress, str] = {}
     notes: Notes = []
     for candidate, _, addresses in usable:
-        requirement = tls.get(candidate.name, OPPORTUNISTIC_TLS) if tls else OPPORTUNISTIC_TLS
-        level = levels.setdefault(candidate.preference, [])
+        name = candidate.name
+        preference = candidate.preference
+        requirement = tls.get(name, OPPORTUNISTIC_TLS) if tls else OPPORTUNISTIC_TLS
+        level = levels.get(preference)
+        if level is None:
+            level = levels[preference] = ([], [])
+        six, four = level
         for address in addresses:
             listed = seen.get(address)  # one hash: IPv4Address.__hash__ is Python code
             if listed is not None:
-                if listed != candidate.name:
+                if listed != name:
                     notes.append(
                         (
                             WarningCode.DUPLICATE_ADDRESS,
-                            f"address {address} of {candidate.name} is already listed for {listed}",
-                            candidate.name,
+                            f"address {address} of {name} is already listed for {listed}",
+                            name,
                             address,
                             listed,
                         )
                     )
                 continue
-            seen[address] = candidate.name
-            level.append(Target(candidate.name, candidate.preference, address, requirement))
+            seen[address] = name
+            target = make_target(name, preference, address, requirement)
+            # by address.version; ``type() is``: the same without the property call
+            cls = type(address)
+            if cls is _IPv6 or (cls is not _IPv4 and address.version == 6):
+                six.append(target)
+            elif cls is _IPv4 or address.version == 4:
+                four.append(target)
+    families = policy.families
+    first_count = policy.first_family_count
     ordered = [
-        family_order(levels[p], policy.families, policy.first_family_count)
+        _family_order(*levels[p], families, first_count)
         for p in sorted(levels)
-        if levels[p]  # a level whose addresses were all listed already is empty
+        if levels[p][0] or levels[p][1]  # a level whose addresses were all listed already
     ]
-    for level in ordered:
-        notes.append(("families", (_families_message, policy.families.value, level), None))
-    targets = [t for level in ordered for t in level]
+    for in_order in ordered:
+        notes.append(("families", (_families_message, families.value, in_order), None))
+    targets = [t for in_order in ordered for t in in_order]
     limit = policy.max_addresses
     if limit is None or len(targets) <= limit:
         return targets, notes
@@ -751,6 +775,13 @@ def family_order(level: list[Target], families: Families, first_count: int) -> l
             six.append(t)
         elif cls is _IPv4 or t.address.version == 4:
             four.append(t)
+    return _family_order(six, four, families, first_count)
+
+
+def _family_order(
+    six: list[Target], four: list[Target], families: Families, first_count: int
+) -> list[Target]:
+    """:func:`family_order` of a level already split by family (each in resolver order)."""
     if families is Families.PREFER_IPV4:
         return four + six
     if families is not Families.ANY or not six or not four:

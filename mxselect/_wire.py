@@ -40,7 +40,18 @@ import ipaddress
 import struct
 from typing import Any
 
-from ._answers import Answer, IPAddress, MXRecord, RRType, Security, Status, TLSARecord
+from ._answers import (
+    Answer,
+    IPAddress,
+    MXRecord,
+    RRType,
+    Security,
+    Status,
+    TLSARecord,
+    make_answer,
+    make_mx,
+    make_tlsa,
+)
 
 __all__ = [
     "EDNS_PAYLOAD",
@@ -552,28 +563,18 @@ def _answer(
             mx: dict[tuple[int, str], MXRecord] = {}
             for _, data in found:
                 pref, exchange = data
-                mx.setdefault((pref, exchange.lower()), MXRecord(pref, exchange))
-            return Answer(
-                status=_RECORDS,
-                mx=tuple(mx.values()),
-                ttl=ttl,
-                canonical_name=canonical,
-                aliases=tuple(aliases),
-                security=security,
+                mx.setdefault((pref, exchange.lower()), make_mx(pref, exchange))
+            return make_answer(
+                _RECORDS, tuple(mx.values()), (), (), (), canonical, tuple(aliases), ttl, security
             )
         if rtype is _TLSA:
             # RFC 6698 §2.1; duplicates dropped, as dnspython's RRset does (RFC 2181 §5).
             tlsa: dict[tuple[int, int, int, bytes], TLSARecord] = {}
             for _, fields in found:
                 if fields not in tlsa:
-                    tlsa[fields] = TLSARecord(*fields)
-            return Answer(
-                status=_RECORDS,
-                tlsa=tuple(tlsa.values()),
-                ttl=ttl,
-                canonical_name=canonical,
-                aliases=tuple(aliases),
-                security=security,
+                    tlsa[fields] = make_tlsa(*fields)
+            return make_answer(
+                _RECORDS, (), (), tuple(tlsa.values()), (), canonical, tuple(aliases), ttl, security
             )
         if rtype is _TXT:
             # Duplicates dropped as dnspython's RRset does: by their strings, so one record
@@ -583,26 +584,24 @@ def _answer(
             for _, strings in found:
                 if strings not in txt:
                     txt[strings] = b"".join(strings).decode("latin-1")
-            return Answer(
-                status=_RECORDS,
-                txt=tuple(txt.values()),
-                ttl=ttl,
-                canonical_name=canonical,
-                aliases=tuple(aliases),
-                security=security,
+            return make_answer(
+                _RECORDS, (), (), (), tuple(txt.values()), canonical, tuple(aliases), ttl, security
             )
         make = ipaddress.IPv4Address if rtype is _A else ipaddress.IPv6Address
         addresses: dict[bytes, IPAddress] = {}
         for _, packed in found:
             if packed not in addresses:
                 addresses[packed] = make(packed)
-        return Answer(
-            status=_RECORDS,
-            addresses=tuple(addresses.values()),
-            ttl=ttl,
-            canonical_name=canonical,
-            aliases=tuple(aliases),
-            security=security,
+        return make_answer(
+            _RECORDS,
+            (),
+            tuple(addresses.values()),
+            (),
+            (),
+            canonical,
+            tuple(aliases),
+            ttl,
+            security,
         )
     if rcode == NOERROR and aliases and not soas:
         # A chain that stops without the data and without an SOA: the server did not chase
@@ -616,19 +615,11 @@ def _answer(
     negative_ttl = ttl if ttl < _MAX_TTL else None
     if rcode == NXDOMAIN:
         # RFC 6604 §3: NXDOMAIN is about the last name of the chain.
-        return Answer(
-            status=Status.NXDOMAIN,
-            ttl=negative_ttl,
-            canonical_name=canonical,
-            aliases=tuple(aliases),
-            security=security,
+        return make_answer(
+            Status.NXDOMAIN, (), (), (), (), canonical, tuple(aliases), negative_ttl, security
         )
-    return Answer(
-        status=Status.NODATA,
-        ttl=negative_ttl,
-        canonical_name=canonical,
-        aliases=tuple(aliases),
-        security=security,
+    return make_answer(
+        Status.NODATA, (), (), (), (), canonical, tuple(aliases), negative_ttl, security
     )
 
 

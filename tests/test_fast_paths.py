@@ -8,6 +8,7 @@ import pickle
 import random
 import re
 from collections.abc import Callable
+from typing import Any
 
 import attrs
 import pytest
@@ -21,6 +22,7 @@ from mxselect import (
     Policy,
     Query,
     RRType,
+    Security,
     Selection,
     SelectionPlan,
     Status,
@@ -33,7 +35,7 @@ from mxselect import (
 )
 from mxselect._domain import check_ldh_name, normalize_domain
 from mxselect._model import explain
-from mxselect._policy import DEFAULT_POLICY
+from mxselect._policy import DEFAULT_POLICY, safe_addresses
 from mxselect._rules import family_order as _family_order
 from mxselect._rules import ip_address as _ip_address
 from mxselect.testing import FakeResolver
@@ -92,8 +94,14 @@ def _addresses(rng: random.Random) -> list[Address]:
 )
 def test_is_unsafe_matches_ipaddress_membership(policy: Policy) -> None:
     rng = random.Random(5)
-    for address in _addresses(rng):
+    addresses = _addresses(rng)
+    for address in addresses:
         assert policy.is_unsafe(address) is _plain_is_unsafe(policy, address), address
+    # safe_addresses (the core's filter, the table looked up once per list) is the same test;
+    # subclasses (IPv4Interface...) are tested by their version.
+    addresses += [ipaddress.ip_interface(str(a)) for a in addresses[:300:3]]  # type: ignore[misc]
+    expected = [a for a in addresses if not _plain_is_unsafe(policy, a)]
+    assert safe_addresses(policy, addresses) == expected
 
 
 def test_is_unsafe_follows_each_policy_not_a_stale_table() -> None:
@@ -454,6 +462,43 @@ def test_family_order_matches_the_version_definition() -> None:
                 assert _family_order(level, families, first) == expected
 
 
+def test_order_targets_splits_families_as_family_order() -> None:
+    """order_targets splits each level by family as it builds it: the same targets and
+    notes as building the levels and ordering each with family_order."""
+    from mxselect._model import OPPORTUNISTIC_TLS
+    from mxselect._rules import Candidate, order_targets
+
+    rng = random.Random(8)
+    kinds = [ipaddress.IPv4Address, ipaddress.IPv6Address, ipaddress.IPv4Interface]
+    for _ in range(300):
+        usable = []
+        for i in range(rng.randint(1, 6)):
+            candidate = Candidate(f"h{i}", rng.choice([0, 10, 20]), None)
+            found = [rng.choice(kinds)(rng.randrange(6)) for _ in range(rng.randint(1, 4))]
+            usable.append((candidate, candidate.name, found))
+        policy = Policy(
+            families=rng.choice(list(Families)),
+            first_family_count=rng.randint(1, 2),
+            max_addresses=None,
+        )
+        levels: dict[int, list[Target]] = {}
+        seen: set[object] = set()
+        for candidate, _, found in usable:
+            level = levels.setdefault(candidate.preference, [])
+            for address in found:
+                if address not in seen:
+                    seen.add(address)
+                    level.append(Target(candidate.name, candidate.preference, address))
+        expected = [
+            t
+            for p in sorted(levels)
+            for t in _family_order(levels[p], policy.families, policy.first_family_count)
+        ]
+        targets, _ = order_targets(usable, policy)
+        assert targets == expected
+        assert all(t.tls is OPPORTUNISTIC_TLS for t in targets)
+
+
 def test_address_answers_keep_subclasses_and_drop_the_wrong_family() -> None:
     """An AAAA answer's IPv6 addresses (subclasses too) are used; an IPv4 one is dropped."""
     v6 = ipaddress.IPv6Address("2001:db8::1")
@@ -479,3 +524,109 @@ def test_address_answers_keep_subclasses_and_drop_the_wrong_family() -> None:
         "2001:db8::1",
     ]
     assert [w.code for w in selection.warnings] == [WarningCode.BAD_ANSWER] * 2
+
+
+# -- the codec's Answer constructors (issue 19: make_answer, make_mx, make_tlsa) -------------
+
+
+def _codec_sample(rng: random.Random) -> tuple[bytes, str, RRType, bool, Answer]:
+    """A reply built with dnspython, and the Answer the public constructors build from the
+    same data: MX, A, AAAA, TLSA or TXT records (some behind a CNAME), NODATA, NXDOMAIN."""
+    import dns.flags
+    import dns.message
+    import dns.rrset
+
+    rtype = rng.choice([RRType.MX, RRType.A, RRType.AAAA, RRType.TLSA, RRType.TXT])
+    qname = f"h{rng.randrange(1000)}.example.org."
+    dnssec = rng.random() < 0.5
+    secure = dnssec and rng.random() < 0.5
+    security = (Security.SECURE if secure else Security.INSECURE) if dnssec else Security.UNKNOWN
+    query = dns.message.make_query(qname, rtype.value)
+    response = dns.message.make_response(query)
+    if secure:
+        response.flags |= dns.flags.AD
+    owner, aliases, canonical = qname, (), None
+    ttl = rng.choice([0, 60, 300, 86400])
+    if rng.random() < 0.3:
+        canonical = f"target{rng.randrange(100)}.example.net."
+        response.answer.append(dns.rrset.from_text(qname, ttl, "IN", "CNAME", canonical))
+        owner, aliases = canonical, (qname,)
+    kind = rng.choice(["records", "records", "records", "nodata", "nxdomain"])
+    common: dict[str, Any] = {"canonical_name": canonical, "aliases": aliases}
+    common["security"] = security
+    if kind != "records":
+        response.set_rcode(3 if kind == "nxdomain" else 0)
+        negative = rng.choice([30, 900])
+        response.authority.append(
+            dns.rrset.from_text(
+                "example.org." if canonical is None else "example.net.",
+                3600,
+                "IN",
+                "SOA",
+                f"ns.example. host.example. 1 7200 900 1209600 {negative}",
+            )
+        )
+        made = Answer.nxdomain if kind == "nxdomain" else Answer.nodata
+        expected = made(ttl=min(negative, ttl) if canonical else negative, **common)
+        return response.to_wire(want_shuffle=False), qname, rtype, dnssec, expected
+    count = rng.randint(1, 4)
+    if rtype is RRType.MX:
+        texts = [f"{rng.randrange(65536)} mx{i}.example.org." for i in range(count)]
+    elif rtype in (RRType.A, RRType.AAAA):
+        bits, cls = (
+            (32, ipaddress.IPv4Address) if rtype is RRType.A else (128, ipaddress.IPv6Address)
+        )
+        texts = [str(cls(rng.getrandbits(bits))) for _ in range(count)]
+    elif rtype is RRType.TLSA:
+        texts = [
+            f"{rng.randrange(4)} {rng.randrange(2)} 1 {rng.randbytes(32).hex()}"
+            for _ in range(count)
+        ]
+    else:
+        texts = [f'"v=STSv1; id={rng.randrange(10**6)}"' for _ in range(count)]
+    rrset = dns.rrset.from_text_list(owner, ttl, "IN", rtype.value, texts)
+    response.answer.append(rrset)
+    # The data in the order the reply carries it (an RRset is a set).
+    if rtype is RRType.MX:
+        expected = Answer.from_mx(
+            [(r.preference, r.exchange.to_text()) for r in rrset], ttl=ttl, **common
+        )
+    elif rtype in (RRType.A, RRType.AAAA):
+        expected = Answer.from_addresses([r.address for r in rrset], ttl=ttl, **common)
+    elif rtype is RRType.TLSA:
+        expected = Answer.from_tlsa(
+            [(r.usage, r.selector, r.mtype, r.cert) for r in rrset], ttl=ttl, **common
+        )
+    else:
+        expected = Answer.from_txt(
+            [b"".join(r.strings).decode("latin-1") for r in rrset], ttl=ttl, **common
+        )
+    return response.to_wire(want_shuffle=False), qname, rtype, dnssec, expected
+
+
+def test_the_codec_builds_the_answers_the_public_constructors_build() -> None:
+    """The codec's private constructors (slots set directly, no attrs __init__) give objects
+    equal to, hashing as, printing as and pickling like the public constructors' -- and as
+    frozen: a seeded sample of 600 replies of every kind the codec builds."""
+    from mxselect._wire import decode, question_of
+
+    rng = random.Random(19)
+    kinds = set()
+    for _ in range(600):
+        wire, qname, rtype, dnssec, expected = _codec_sample(rng)
+        got = decode(wire, question_of(qname, rtype), rtype, dnssec=dnssec)
+        assert isinstance(got, Answer)
+        assert type(got) is Answer
+        assert got == expected
+        assert hash(got) == hash(expected)
+        assert repr(got) == repr(expected)
+        assert attrs.asdict(got) == attrs.asdict(expected)
+        assert pickle.loads(pickle.dumps(got)) == expected
+        assert copy.copy(got) == expected
+        for record in (*got.mx, *got.tlsa):
+            assert type(record) is type(expected.mx[0] if got.mx else expected.tlsa[0])
+            assert hash(record) == hash(attrs.evolve(record))
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            got.ttl = 1  # type: ignore[misc]
+        kinds.add((rtype, got.status, got.canonical_name is not None, got.security))
+    assert len(kinds) >= 40  # every type, status, alias and DNSSEC status met
