@@ -452,7 +452,17 @@ class _UdpQuery:
     """The UDP transmissions of one query on one event loop: each on a fresh socket; the
     earlier ones (at most :data:`KEEP_EARLIER`) stay open for a late reply."""
 
-    __slots__ = ("current", "earlier", "late", "question", "reply", "rtype", "state", "wait")
+    __slots__ = (
+        "current",
+        "earlier",
+        "late",
+        "on_answer",
+        "question",
+        "reply",
+        "rtype",
+        "state",
+        "wait",
+    )
 
     def __init__(self, state: _LoopState, question: bytes, rtype: RRType) -> None:
         self.state = state
@@ -465,6 +475,9 @@ class _UdpQuery:
         self.earlier: list[_Socket] = []
         #: an answer to an earlier transmission that came while no transmission was waiting
         self.late: Answer | None = None
+        #: called with the query's answer the moment it arrives (identical questions of other
+        #: batches waiting for it get it then, not when their leader's wait is over)
+        self.on_answer: Callable[[Answer], None] | None = None
 
     def transmit(self, exchange: Exchange, qid: int, wait: _Wait) -> None:
         """Send the question as ``exchange`` says, with ID ``qid``, on a new socket; its reply
@@ -495,6 +508,8 @@ class _UdpQuery:
             return False
         self.wait = None
         self.reply = reply
+        if self.on_answer is not None and isinstance(reply, Answer):
+            self.on_answer(reply)
         wait.one()
         return True
 
@@ -1207,6 +1222,16 @@ class StubResolver:
         reply they got (a timeout, truncation, an error RCODE...)."""
         loop = state.loop
         udp = [_UdpQuery(state, questions[i], queries[i].rtype) for i in todo]
+
+        def answered(i: int) -> Callable[[Answer], None]:
+            def take(answer: Answer) -> None:
+                answers[i] = answer
+                settle(i)
+
+            return take
+
+        for i, one in zip(todo, udp, strict=True):
+            one.on_answer = answered(i)
         try:
             # (more than the server may have outstanding at all: each query on its own)
             first = (

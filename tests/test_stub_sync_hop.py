@@ -378,3 +378,26 @@ def test_a_caller_inside_an_event_loop_still_gets_its_answers(fault_server) -> N
         answers = asyncio.run(main())
         assert _ioloop.handed_over == before + 1
     assert [a.status for a in answers] == [Status.RECORDS, Status.RECORDS]
+
+
+def test_an_identical_question_gets_its_answer_before_the_leaders_batch_ends(fault_server) -> None:  # type: ignore[no-untyped-def]
+    """RFC 5452 §5 on one loop (where handed-over batches of many threads meet): batch X
+    asks MX and a question never answered (lifetime 3 s); batch Y, started while X's MX is
+    held 200 ms, asks the same MX with lifetime 1 s and joins X's exchange. Y gets the MX as
+    soon as X has it, not when X's whole batch ends (after Y's own lifetime)."""
+    server = fault_server(ZONE)
+    server.set_rule("drop.sb.test.", None, "drop")
+    server.set_rule("d.sb.test.", "MX", "delay-200")
+    stub = StubResolver([("127.0.0.1", server.port)], timeout=3.0, lifetime=3.0)
+
+    async def main() -> tuple[list[Answer], list[Answer]]:
+        x = asyncio.ensure_future(stub.aresolve_batch([MX_QUERY, DROP]))
+        while not server.queries:
+            await asyncio.sleep(0.01)
+        y = await stub.aresolve_batch([MX_QUERY], lifetime=1.0)
+        return await x, y
+
+    x, y = asyncio.run(main())
+    assert [a.status for a in x] == [Status.RECORDS, Status.TEMPFAIL]
+    assert y[0].status is Status.RECORDS
+    assert [q[0] for q in server.queries].count("d.sb.test.") == 1  # one exchange
