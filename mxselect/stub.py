@@ -52,8 +52,9 @@ mismatch) -- until it returns the Answer. Every path drives the same loop: ``res
 blocking sockets, ``aresolve`` over asyncio, and ``aresolve_batch`` drives one loop per query
 of the batch, their first exchanges sent together; ``resolve_batch`` does the same from the
 calling thread, one ``select.poll()`` over the batch's sockets (what ``select_targets`` uses:
-no thread per query). A message read over UDP or TCP is judged
-by one function, ``classify``; the nameservers are ``Server`` values.
+no thread per query) -- or, while other threads are in it too, hands the batch to
+``aresolve_batch`` on one process-wide I/O loop thread (:mod:`mxselect._ioloop`). A message
+read over UDP or TCP is judged by one function, ``classify``; the nameservers are ``Server`` values.
 
 The asyncio side uses ``loop.add_reader`` (any selector event loop, uvloop included; not the
 Windows proactor loop). Its sockets belong to the event loop that made them and live while
@@ -1384,6 +1385,18 @@ class StubResolver:
         outstanding at once; every exchange ends by the batch's one end, ``lifetime`` from
         now. A question twice in one batch is asked once (RFC 5452 §5). Every socket is
         closed when the call returns, however it returns (an exception, KeyboardInterrupt).
+
+        While other threads are inside ``resolve_batch`` too (of any StubResolver), the batch
+        is handed to one process-wide I/O thread (``mxselect-io``: a daemon running an
+        asyncio event loop, started on first use) and the caller waits for its answers: the
+        same answers as :meth:`aresolve_batch` gives on that loop, with the same end (the
+        loop's clock is ``time.monotonic``), a fresh socket per query, identical questions
+        of all those threads one exchange (RFC 5452 §5). Many threads each waiting on
+        ``poll()`` would pass the GIL to one another at every system call; one loop serves
+        every thread's sockets from one ``epoll``. Alone, a caller keeps to its own thread
+        (one ``poll()``, no hand-off). A caller interrupted while it waits (an exception,
+        KeyboardInterrupt) has its batch cancelled on the loop, its sockets closed, before
+        the exception goes on; a child after ``fork()`` starts a loop of its own.
         """
         total = self.lifetime if lifetime is None else min(lifetime, self.lifetime)
         end = time.monotonic() + total
