@@ -49,6 +49,7 @@ _inside: set[int] = set()
 _tokens = itertools.count()
 #: Calls handed over to the loop since the process started (tests read it).
 handed_over = 0
+_count_lock = threading.Lock()
 
 
 def enter() -> int:
@@ -117,7 +118,8 @@ class IoLoop:
         raised here. An exception in the wait (KeyboardInterrupt) cancels it first."""
         global handed_over
         call: Call[_T] = Call(coro)
-        handed_over += 1  # (a statistic: a lost increment under a race does not matter)
+        with _count_lock:  # (exact: ``+=`` alone can lose a count when threads switch)
+            handed_over += 1
         self.inbox.append(call)
         if not self.woken:
             self.woken = True
@@ -245,9 +247,10 @@ def io_loop() -> IoLoop:
 
 def _after_fork_in_child() -> None:
     """The parent's loop thread does not exist in the child, nor do its callers."""
-    global _io, _io_lock
+    global _io, _io_lock, _count_lock
     _io = None
     _io_lock = threading.Lock()
+    _count_lock = threading.Lock()
     _inside.clear()
 
 
