@@ -10,7 +10,10 @@ Peers, on the same domains in the same run:
 
 * mxselect: ``aselect_targets`` with ``CONCURRENCY`` selections in flight, through its own stub
   resolver (``mxselect.stub.StubResolver``: the figure the targets use) and through the
-  dnspython adapter; ``select_targets`` in 32 threads (both resolvers), as email-validator runs;
+  dnspython adapter; ``select_targets`` in 32 threads (both resolvers), as email-validator runs
+  (with the stub, the threads' batches are handed to its one I/O loop thread); and
+  ``select_targets`` + StubResolver from one thread, sequential (each batch in the calling
+  thread), on the first ``SEQUENTIAL`` domains;
 * the previous design of the stub resolver (``benchmarks/_pooled_stub.py``: pooled UDP sockets,
   one source port for up to 4,096 queries, before issue 14 / RFC 5452): the same selections and
   the same raw queries, so the run reports what a fresh socket per query costs;
@@ -286,8 +289,9 @@ def run_select_threads(
     resolver: dns.resolver.Resolver | StubResolver, domains: Sequence[str]
 ) -> Counter[str]:
     """The sync API in a 32-thread pool, as email-validator is run. With a StubResolver each
-    batch goes through ``StubResolver.resolve_batch`` in the calling thread (no thread of the
-    driver's pool per query); with the dnspython adapter, one pool job per query."""
+    batch goes through ``StubResolver.resolve_batch`` (no thread of the driver's pool per
+    query), which hands it to the stub's one I/O loop thread while other threads are in it
+    too; with the dnspython adapter, one pool job per query."""
     rng = random.Random(7)
 
     def one(domain: str) -> str:
@@ -301,6 +305,24 @@ def run_select_threads(
 
     with ThreadPoolExecutor(32) as pool:
         return Counter(pool.map(one, domains))
+
+
+def run_select_sequential(resolver: StubResolver, domains: Sequence[str]) -> Counter[str]:
+    """The sync API from one thread, one selection after another: each batch through
+    ``StubResolver.resolve_batch`` in the calling thread (alone: no hand-off to the I/O
+    loop), what a single-threaded caller pays."""
+    rng = random.Random(7)
+    outcomes: Counter[str] = Counter()
+    for domain in domains:
+        try:
+            mxselect.select_targets(domain, resolver=resolver, rng=rng)
+        except mxselect.PermanentError:
+            outcomes["permanent"] += 1
+        except mxselect.TemporaryError:
+            outcomes["temporary"] += 1
+        else:
+            outcomes["ok"] += 1
+    return outcomes
 
 
 def run_email_validator(resolver: dns.resolver.Resolver, domains: Sequence[str]) -> Counter[str]:
@@ -457,6 +479,8 @@ def run(
                      lambda: run_naive(sync, head), len(head)),
                     ("mxselect select_targets + StubResolver, 32 threads",
                      lambda: run_select_threads(stub, domains), count),
+                    (f"mxselect select_targets + StubResolver, 1 thread (first {len(head)})",
+                     lambda: run_select_sequential(stub, head), len(head)),
                     ("mxselect select_targets + dnspython adapter, 32 threads",
                      lambda: run_select_threads(sync, domains), count),
                     (f"resolve_name per host, sequential (first {len(head)})",
@@ -538,7 +562,7 @@ def run(
     adns = named("GNU adns (C)")
     pooled = named("previous design: aselect_targets")
     stub_raw = named("raw StubResolver queries")
-    sync_stub = named("mxselect select_targets + StubResolver")
+    sync_stub = named("mxselect select_targets + StubResolver, 32 threads")
     pooled_raw = named("previous design: raw pooled")
     for cache in ("cold", "warm"):
         if pooled is not None:

@@ -52,8 +52,9 @@ mismatch) -- until it returns the Answer. Every path drives the same loop: ``res
 blocking sockets, ``aresolve`` over asyncio, and ``aresolve_batch`` drives one loop per query
 of the batch, their first exchanges sent together; ``resolve_batch`` does the same from the
 calling thread, one ``select.poll()`` over the batch's sockets (what ``select_targets`` uses:
-no thread per query). A message read over UDP or TCP is judged
-by one function, ``classify``; the nameservers are ``Server`` values.
+no thread per query) -- or, while other threads are in it too, hands the batch to
+``aresolve_batch`` on one process-wide I/O loop thread (:mod:`mxselect._ioloop`). A message
+read over UDP or TCP is judged by one function, ``classify``; the nameservers are ``Server`` values.
 
 The asyncio side uses ``loop.add_reader`` (any selector event loop, uvloop included; not the
 Windows proactor loop). Its sockets belong to the event loop that made them and live while
@@ -89,7 +90,7 @@ from typing import Any, NamedTuple, TypeAlias, TypeVar, cast
 
 import attrs
 
-from . import _wire
+from . import _ioloop, _wire
 from ._answers import Answer, Query, RRType, Security, Status, seconds
 
 __all__ = ["StubResolver"]
@@ -452,7 +453,17 @@ class _UdpQuery:
     """The UDP transmissions of one query on one event loop: each on a fresh socket; the
     earlier ones (at most :data:`KEEP_EARLIER`) stay open for a late reply."""
 
-    __slots__ = ("current", "earlier", "late", "question", "reply", "rtype", "state", "wait")
+    __slots__ = (
+        "current",
+        "earlier",
+        "late",
+        "on_answer",
+        "question",
+        "reply",
+        "rtype",
+        "state",
+        "wait",
+    )
 
     def __init__(self, state: _LoopState, question: bytes, rtype: RRType) -> None:
         self.state = state
@@ -465,6 +476,9 @@ class _UdpQuery:
         self.earlier: list[_Socket] = []
         #: an answer to an earlier transmission that came while no transmission was waiting
         self.late: Answer | None = None
+        #: called with the query's answer the moment it arrives (identical questions of other
+        #: batches waiting for it get it then, not when their leader's wait is over)
+        self.on_answer: Callable[[Answer], None] | None = None
 
     def transmit(self, exchange: Exchange, qid: int, wait: _Wait) -> None:
         """Send the question as ``exchange`` says, with ID ``qid``, on a new socket; its reply
@@ -495,6 +509,8 @@ class _UdpQuery:
             return False
         self.wait = None
         self.reply = reply
+        if self.on_answer is not None and isinstance(reply, Answer):
+            self.on_answer(reply)
         wait.one()
         return True
 
@@ -1110,7 +1126,17 @@ class StubResolver:
         """
         loop = asyncio.get_running_loop()
         total = self.lifetime if lifetime is None else min(lifetime, self.lifetime)
-        end = loop.time() + total
+        return await self._abatch(loop, queries, total, loop.time() + total)
+
+    async def _abatch(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        queries: Sequence[Query],
+        total: float,
+        end: float,
+    ) -> list[Answer]:
+        """:meth:`aresolve_batch` on ``loop`` (running), the lifetime ``total`` (for the
+        reasons of timeouts) ending at ``end`` on the loop's clock; ``trust_ad`` not applied."""
         answers: list[Answer | None] = [None] * len(queries)
         questions: list[bytes] = []
         names: dict[str, bytes] = {}
@@ -1124,6 +1150,7 @@ class StubResolver:
         state.in_flight += 1
         try:
             leaders: list[int] = []
+            led: dict[int, _Flight] = {}  # the flights this batch leads, until settled
             mine: dict[bytes, int] = {}
             copies: list[tuple[int, int]] = []
             joins: list[tuple[int, _Flight, asyncio.Future[Answer | Signal | None]]] = []
@@ -1136,21 +1163,33 @@ class StubResolver:
                     continue
                 flight = state.flights.get(question)
                 if flight is None:
-                    state.flights[question] = _Flight(end)
+                    state.flights[question] = led[i] = _Flight(end)
                     mine[question] = i
                     leaders.append(i)
                 else:
                     waiter: asyncio.Future[Answer | Signal | None] = loop.create_future()
                     flight.waiters.append(waiter)
                     joins.append((i, flight, waiter))
+
+            def settle(i: int) -> None:
+                """Leader ``i`` has its answer: the identical questions waiting for it (other
+                batches') get it now, not when the rest of this batch is done."""
+                flight = led.pop(i, None)
+                if flight is None:
+                    return
+                if state.flights.get(questions[i]) is flight:
+                    del state.flights[questions[i]]
+                if flight.waiters:
+                    flight.finish(answers[i])  # (None: given up, the waiters ask themselves)
+
             try:
                 if leaders:
-                    await self._lead_batch(state, queries, questions, leaders, answers, total, end)
+                    await self._lead_batch(
+                        state, queries, questions, leaders, answers, total, end, settle
+                    )
             finally:
                 for i in leaders:
-                    flight = state.flights.pop(questions[i])
-                    if flight.waiters:
-                        flight.finish(answers[i])
+                    settle(i)
             for i, flight, waiter in joins:
                 answers[i] = await self._joined(state, waiter, flight, total, end)
                 if answers[i] is None:
@@ -1172,16 +1211,28 @@ class StubResolver:
         answers: list[Answer | None],
         total: float,
         end: float,
+        settle: Callable[[int], None],
     ) -> None:
         """The queries ``todo`` of a batch, none of them in flight elsewhere: their first
         UDP exchanges together (:meth:`_first_exchanges`), then a retry loop for each query
-        that got no answer from it, on its own from there (:meth:`_aresolve`).
+        that got no answer from it, on its own from there (:meth:`_aresolve`). Each query's
+        answer is given to ``settle`` (its index) as soon as it is there.
 
         The first exchange of every query's retry loop is the same (:meth:`_first_exchange`),
         and nearly every query ends with it: a loop is started only for the others, with the
         reply they got (a timeout, truncation, an error RCODE...)."""
         loop = state.loop
         udp = [_UdpQuery(state, questions[i], queries[i].rtype) for i in todo]
+
+        def answered(i: int) -> Callable[[Answer], None]:
+            def take(answer: Answer) -> None:
+                answers[i] = answer
+                settle(i)
+
+            return take
+
+        for i, one in zip(todo, udp, strict=True):
+            one.on_answer = answered(i)
         try:
             # (more than the server may have outstanding at all: each query on its own)
             first = (
@@ -1195,15 +1246,26 @@ class StubResolver:
                 for n, reply in enumerate(await self._first_exchanges(state, first, udp)):
                     if isinstance(reply, Answer):
                         answers[todo[n]] = reply
+                        settle(todo[n])
                         runs.append(None)
                     else:
                         runs.append(_Run(self._attempts(total, end, loop.time, reply)))
-            rest = [(n, run) for n, run in enumerate(runs) if run is not None and run.exchange]
-            if rest:
-                await asyncio.gather(*(self._aresolve(state, run, udp[n]) for n, run in rest))
+            rest: list[tuple[int, _Run]] = []
             for n, run in enumerate(runs):
-                if run is not None:
+                if run is None:
+                    continue
+                if run.exchange is None:  # (its loop returned at once)
                     answers[todo[n]] = run.answer
+                    settle(todo[n])
+                else:
+                    rest.append((n, run))
+            if rest:
+
+                async def resolve(n: int, run: _Run) -> None:
+                    answers[todo[n]] = await self._aresolve(state, run, udp[n])
+                    settle(todo[n])
+
+                await asyncio.gather(*(resolve(n, run) for n, run in rest))
         finally:
             for one in udp:
                 one.close()
@@ -1323,10 +1385,37 @@ class StubResolver:
         outstanding at once; every exchange ends by the batch's one end, ``lifetime`` from
         now. A question twice in one batch is asked once (RFC 5452 §5). Every socket is
         closed when the call returns, however it returns (an exception, KeyboardInterrupt).
+
+        While other threads are inside ``resolve_batch`` too (of any StubResolver), the batch
+        is handed to one process-wide I/O thread (``mxselect-io``: a daemon running an
+        asyncio event loop, started on first use) and the caller waits for its answers: the
+        same answers as :meth:`aresolve_batch` gives on that loop, with the same end (the
+        loop's clock is ``time.monotonic``), a fresh socket per query, identical questions
+        of all those threads one exchange (RFC 5452 §5). Many threads each waiting on
+        ``poll()`` would pass the GIL to one another at every system call; one loop serves
+        every thread's sockets from one ``epoll``. Alone, a caller keeps to its own thread
+        (one ``poll()``, no hand-off). A caller interrupted while it waits (an exception,
+        KeyboardInterrupt) has its batch cancelled on the loop, its sockets closed, before
+        the exception goes on; a child after ``fork()`` starts a loop of its own.
         """
         total = self.lifetime if lifetime is None else min(lifetime, self.lifetime)
-        clock = time.monotonic
-        end = clock() + total
+        end = time.monotonic() + total
+        token = _ioloop.enter()
+        try:
+            if _ioloop.crowded():
+                io = _ioloop.io_loop()
+                if io.ident != threading.get_ident():  # (never on the I/O thread itself)
+                    # the I/O loop's clock is time.monotonic: the same end
+                    out = io.run(self._abatch(io.loop, queries, total, end))
+                    return out if self.trust_ad else [_unknown(a) for a in out]
+            return self._resolve_batch_here(queries, total, end)
+        finally:
+            _ioloop.leave(token)
+
+    def _resolve_batch_here(
+        self, queries: Sequence[Query], total: float, end: float
+    ) -> list[Answer]:
+        """:meth:`resolve_batch` from the calling thread: one ``poll()`` (``_SyncBatch``)."""
         answers: list[Answer | None] = [None] * len(queries)
         jobs: list[_SyncQuery] = []
         slots: list[int] = []  # the job answering each query (-1: none, it cannot be sent)
