@@ -20,7 +20,12 @@ Cold: Unbound's cache is flushed before the run; warm: the same run right after.
 outcomes (the ``outcome`` field of each JSON line) are counted and printed beside the
 library's, so both did the same work.
 
-    python benchmarks/cli_bulk.py [--smoke] [--domains N] [--repeat N]
+The child imports the mxselect of this checkout (its working directory and ``PYTHONPATH``).
+``--tree DIR`` (repeatable) adds the command rows of another checkout (e.g. ``--tree
+/work/main``), run in the same rounds, alternating with this one's: a change to the command is
+measured against the code before it in one run.
+
+    python benchmarks/cli_bulk.py [--smoke] [--domains N] [--repeat N] [--tree DIR]
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import bulk
@@ -56,17 +62,18 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_command(listing: Path, port: int, out: Path, *extra: str) -> _Sample:
-    """``python -m mxselect -f listing`` against 127.0.0.1@port; its wall and CPU time and the
-    outcomes of its JSON lines."""
+def run_command(listing: Path, port: int, out: Path, *extra: str, tree: Path = ROOT) -> _Sample:
+    """``python -m mxselect -f listing`` against 127.0.0.1@port, importing the mxselect of
+    ``tree``; its wall and CPU time and the outcomes of its JSON lines."""
     cmd = [
         sys.executable, "-m", "mxselect", "-f", str(listing), "--json", "-q",
         "--concurrency", str(bulk.CONCURRENCY), "--nameserver", f"127.0.0.1:{port}", *extra,
     ]  # fmt: skip
+    env = bytecode_env() | {"PYTHONPATH": str(tree)}
     cpu, wall = _children_cpu(), time.perf_counter()
     with out.open("w", encoding="utf-8") as stdout:
         done = subprocess.run(
-            cmd, stdout=stdout, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=bytecode_env()
+            cmd, stdout=stdout, stderr=subprocess.PIPE, text=True, cwd=tree, env=env
         )
     wall, cpu = time.perf_counter() - wall, _children_cpu() - cpu
     if done.returncode not in (0, 69, 75):  # the batch's worst outcome, not a crash
@@ -82,7 +89,13 @@ def run_library(stub: StubResolver, domains: list[str]) -> _Sample:
     return time.perf_counter() - wall, time.process_time() - cpu, outcomes
 
 
-def run(smoke: bool = False, domains_count: int | None = None, repeat: int | None = None) -> Report:
+def run(
+    smoke: bool = False,
+    domains_count: int | None = None,
+    repeat: int | None = None,
+    trees: Sequence[Path] = (),
+) -> Report:
+    """The rows; ``trees``: other checkouts whose command rows are run too (for comparison)."""
     count = domains_count or (SMOKE_DOMAINS if smoke else DOMAINS)
     repeat = repeat or (1 if smoke else REPEAT)
     if missing_programs():
@@ -111,6 +124,17 @@ def run(smoke: bool = False, domains_count: int | None = None, repeat: int | Non
                     (like, lambda: run_command(listing, port, out, "--no-cache")),
                     (default, lambda: run_command(listing, port, out)),
                 ]
+                for tree in trees:
+                    contestants += [
+                        (
+                            f"{like} [{tree}]",
+                            partial(run_command, listing, port, out, "--no-cache", tree=tree),
+                        ),
+                        (
+                            f"{default} [{tree}]",
+                            partial(run_command, listing, port, out, tree=tree),
+                        ),
+                    ]
                 for _ in range(repeat):
                     for name, fn in contestants:
                         env.flush()
@@ -143,11 +167,17 @@ def run(smoke: bool = False, domains_count: int | None = None, repeat: int | Non
         "× library = this row's domains/s ÷ the library's, same cache state, same run.",
         "The command's wall time includes starting Python and importing mxselect (bytecode "
         "cached); its CPU is the child process's. The library runs in this process.",
+        *(
+            ["[DIR]: the command of the checkout DIR (--tree), in the same rounds, alternating."]
+            if trees
+            else []
+        ),
         "Timing figures taken on a shared machine are noisy: read them as provisional. The "
         "client CPU per domain varies less than the wall time; the command's over the "
         "library's: "
         + ", ".join(
-            f"{cache} {cpus[(name, cache)] / cpus[(library, cache)]:.2f}× ({label})"
+            f"{cache} {cpus[(name + tag, cache)] / cpus[(library, cache)]:.2f}× ({label}{tag})"
+            for tag in ["", *(f" [{tree}]" for tree in trees)]
             for name, label in ((like, "--no-cache"), (default, "default"))
             for cache in ("cold", "warm")
         )
@@ -172,8 +202,16 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help=f"{SMOKE_DOMAINS} domains, once")
     parser.add_argument("--domains", type=int, help=f"domains (default {DOMAINS})")
     parser.add_argument("--repeat", type=int, help=f"runs per contestant (default {REPEAT})")
+    parser.add_argument(
+        "--tree",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="DIR",
+        help="also run the command of this checkout (repeatable), e.g. --tree /work/main",
+    )
     args = parser.parse_args()
-    print_report(run(args.smoke, args.domains, args.repeat))
+    print_report(run(args.smoke, args.domains, args.repeat, [t.resolve() for t in args.tree]))
 
 
 if __name__ == "__main__":

@@ -900,7 +900,7 @@ def _run(
     tally = Tally()  # not the results themselves: a batch may be millions of domains
     enabled = batch and not args.quiet and sys.stderr.isatty()
     show = Show(dane=policy.dane is not Dane.OFF, mta_sts=policy.mta_sts, tlsrpt=policy.tlsrpt)
-    progress = Progress(len(items), enabled, sys.stdout, sys.stderr)
+    progress = Progress(len(items), enabled, sys.stdout, sys.stderr, coalesce=True)
 
     def emit(result: Result) -> None:
         tally.add(result)

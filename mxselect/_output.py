@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 import attrs
 
-from ._model import Host, Selection, TlsRequirement, explain
+from ._answers import IPAddress
+from ._model import OPPORTUNISTIC_TLS, Host, Selection, SelectionWarning, TlsRequirement, explain
 from .exceptions import InvalidDomainError, MXSelectError, NoSuchDomainError, TemporaryError
 
 if TYPE_CHECKING:
@@ -228,6 +229,186 @@ def as_json(result: Result, with_trace: bool) -> dict[str, Any]:
     return data
 
 
+# The JSON line, written directly: the text ``json.dumps(as_json(result, with_trace),
+# ensure_ascii=False)`` gives, character for character (tests/test_output_json.py checks it),
+# without building the dictionaries and walking them again. Strings go through the json
+# module's own (C) string encoder; any value of another type than expected, through an encoder
+# made once, so that the text is json's in every case. The TLS requirement, the same object for
+# every target of a host (and one shared value without DANE), is rendered once.
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, check_circular=False)
+_encode = _ENCODER.encode
+_string: Callable[[str], str] = json.encoder.encode_basestring
+
+
+def _j(value: object) -> str:
+    """One JSON value, as ``json.dumps(value, ensure_ascii=False)`` writes it."""
+    if value is None:
+        return "null"
+    kind = type(value)
+    if kind is str:
+        return _string(value)  # type: ignore[arg-type]
+    if kind is int:
+        return int.__repr__(value)
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    return _encode(value)
+
+
+def _strings(values: Iterable[object]) -> str:
+    """A JSON array of the ``str()`` of each value."""
+    return "[" + ", ".join([_string(str(v)) for v in values]) + "]"
+
+
+def _tls_json_of(tls: TlsRequirement) -> str:
+    return (
+        f'{{"posture": {_j(tls.posture.value)}, "required": {_j(tls.required)}, '
+        f'"authenticate": {_j(tls.authenticate)}, "sni": {_j(tls.sni)}, '
+        f'"reference_ids": {_strings_as_is(tls.reference_ids)}, "tlsa": {_strings(tls.tlsa)}, '
+        f'"tlsa_base_domain": {_j(tls.tlsa_base_domain)}, "rule": {_j(tls.rule)}}}'
+    )
+
+
+def _strings_as_is(values: Iterable[object]) -> str:
+    """A JSON array of the values themselves (``list(values)``)."""
+    return "[" + ", ".join([_j(v) for v in values]) + "]"
+
+
+_OPPORTUNISTIC_JSON = _tls_json_of(OPPORTUNISTIC_TLS)
+#: id -> (the requirement, its JSON): the object is kept, so its id is not reused meanwhile.
+_TLS_JSON: dict[int, tuple[TlsRequirement, str]] = {}
+_TLS_JSON_MAX = 4096
+
+
+def _tls_json(tls: TlsRequirement) -> str:
+    """:func:`_tls` as JSON text, rendered once per requirement object."""
+    if tls is OPPORTUNISTIC_TLS:
+        return _OPPORTUNISTIC_JSON
+    known = _TLS_JSON.get(id(tls))
+    if known is not None and known[0] is tls:
+        return known[1]
+    text = _tls_json_of(tls)
+    if len(_TLS_JSON) >= _TLS_JSON_MAX:
+        _TLS_JSON.clear()
+    _TLS_JSON[id(tls)] = (tls, text)
+    return text
+
+
+#: address -> its JSON string (``str()`` of an IPv6 address costs more than the lookup).
+_ADDRESS_JSON: dict[IPAddress, str] = {}
+_ADDRESS_JSON_MAX = 65536
+
+
+def _address_json(address: IPAddress) -> str:
+    text = _ADDRESS_JSON.get(address)
+    if text is None:
+        if len(_ADDRESS_JSON) >= _ADDRESS_JSON_MAX:
+            _ADDRESS_JSON.clear()
+        text = _ADDRESS_JSON[address] = _string(str(address))
+    return text
+
+
+def _warnings_json(warnings: Iterable[SelectionWarning]) -> str:
+    return (
+        "["
+        + ", ".join(
+            [
+                f'{{"code": {_j(w.code.value)}, "message": {_j(w.message)}, '
+                f'"host": {_j(w.host)}, "address": '
+                f"{'null' if w.address is None else _string(str(w.address))}}}"
+                for w in warnings
+            ]
+        )
+        + "]"
+    )
+
+
+def _sts_json(result: Result) -> str:
+    selection = result.selection
+    if selection is None or selection.sts_policy is None:
+        return "null"
+    policy = selection.sts_policy
+    return (
+        f'{{"mode": {_j(policy.mode.value)}, "mx": {_strings_as_is(policy.mx)}, '
+        f'"max_age": {_j(policy.max_age)}, "source": {_j(selection.sts_source)}, '
+        f'"id": {_j(result.policy_id)}, "warnings": {_strings_as_is(policy.warnings)}}}'
+    )
+
+
+def json_line(result: Result, with_trace: bool) -> str:
+    """The ``--json`` line for one result: exactly ``json.dumps(as_json(result, with_trace),
+    ensure_ascii=False)``, written without the intermediate dictionaries."""
+    item, selection, error = result.item, result.selection, result.error
+    head = (
+        f'{{"schema": {JSON_SCHEMA}, "input": {_string(item.text)}, "line": {_j(item.line)}, '
+        f'"domain": {_string(item.domain)}, '
+    )
+    if error is None:
+        middle = (
+            '"outcome": "ok", "exit_code": 0, "error": null, "reply_code": null, '
+            '"status": null, "reason": null, "retry_after": null, '
+        )
+    else:
+        if isinstance(error, TemporaryError):
+            outcome, retry_after = '"temporary"', _j(error.retry_after)
+        else:
+            outcome, retry_after = '"permanent"', "null"
+        middle = (
+            f'"outcome": {outcome}, "exit_code": {_j(result.code)}, '
+            f'"error": {_string(type(error).__name__)}, "reply_code": {_j(error.reply_code)}, '
+            f'"status": {_j(error.status)}, "reason": {_j(error.reason)}, '
+            f'"retry_after": {retry_after}, '
+        )
+    if selection is None:
+        body = (
+            '"canonical_domain": null, "implicit": null, "address_literal": null, "ttl": null, '
+            '"security": null, "sts": null, "tlsrpt": [], "targets": [], "hosts": [], '
+        )
+    else:
+        address = _address_json
+        targets = ", ".join(
+            [
+                f'{{"rank": {rank}, "host": {_string(t.host)}, "preference": {_j(t.preference)}, '
+                f'"address": {address(t.address)}, "family": {_j(t.family)}, '
+                f'"tls": {_tls_json(t.tls)}}}'
+                for rank, t in enumerate(selection, 1)
+            ]
+        )
+        hosts = ", ".join(
+            [
+                f'{{"name": {_string(h.name)}, "preference": {_j(h.preference)}, '
+                f'"canonical_name": {_j(h.canonical_name)}, '
+                f'"addresses": [{", ".join([address(a) for a in h.addresses])}], '
+                f'"address_security": {_j(h.address_security.value)}, '
+                f'"tls": {_tls_json(h.tls)}}}'
+                for h in selection.hosts
+            ]
+        )
+        body = (
+            f'"canonical_domain": {_j(selection.canonical_domain)}, '
+            f'"implicit": {_j(selection.implicit)}, '
+            f'"address_literal": {_j(selection.address_literal)}, "ttl": {_j(selection.ttl)}, '
+            f'"security": {{"mx": {_j(selection.mx_security.value)}}}, '
+            f'"sts": {_sts_json(result)}, "tlsrpt": {_strings_as_is(selection.tlsrpt)}, '
+            f'"targets": [{targets}], "hosts": [{hosts}], '
+        )
+    source = selection if selection is not None else error
+    assert source is not None
+    tail = f'"warnings": {_warnings_json(source.warnings)}'
+    if with_trace:
+        trace = selection.trace if selection is not None else error.trace if error else ()
+        steps = ", ".join(
+            [
+                f'{{"kind": {_j(t.kind)}, "message": {_j(t.message)}, "host": {_j(t.host)}}}'
+                for t in trace
+            ]
+        )
+        tail += f', "trace": [{steps}]'
+    return head + middle + body + tail + "}"
+
+
 def _where(item: Item) -> str:
     return item.text if item.line is None else f"line {item.line}: {item.text}"
 
@@ -329,7 +510,7 @@ def render(
     mode without ``--explain``) or the readable block; ``show``: what DANE, MTA-STS and TLS-RPT
     add to the text forms (the JSON object has every key)."""
     if json_lines:
-        return json.dumps(as_json(result, explained), ensure_ascii=False)
+        return json_line(result, explained)
     if batch and not explained:
         return as_line(result, show)
     return as_text(result, explained, show)
@@ -363,9 +544,17 @@ def summary(
 
 class Progress:
     """Writes results to ``out`` and a progress bar to ``err``: tqdm's when the ``cli`` extra is
-    installed, else a plain one. Disabled, it only writes the results."""
+    installed, else a plain one. Disabled, it only writes the results.
 
-    def __init__(self, total: int, enabled: bool, out: TextIO, err: TextIO) -> None:
+    ``coalesce`` (disabled only): inside a running event loop, the results written during one
+    turn of the loop go out in one write and one flush, at the start of its next turn -- before
+    it waits for anything, so results still stream as they finish; outside a loop, each result
+    is flushed at once. An error of that write (a closed pipe) is raised by the next
+    :meth:`write`, or by :meth:`close`."""
+
+    def __init__(
+        self, total: int, enabled: bool, out: TextIO, err: TextIO, *, coalesce: bool = False
+    ) -> None:
         self.total = total
         self.done = 0
         self.enabled = enabled
@@ -374,6 +563,9 @@ class Progress:
         self.started = time.monotonic()
         self._last = 0.0
         self._tqdm: Any = None
+        self._coalesce = coalesce and not enabled
+        self._pending: list[str] = []
+        self._error: BaseException | None = None
         if enabled:
             try:
                 from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
@@ -384,6 +576,19 @@ class Progress:
 
     def write(self, text: str) -> None:
         """Print a result on ``out`` without tearing the bar."""
+        if self._coalesce:
+            self._raise_error()
+            self._pending.append(text)
+            self.done += 1
+            if len(self._pending) == 1:
+                import asyncio
+
+                try:
+                    asyncio.get_running_loop().call_soon(self._flush_pending)
+                except RuntimeError:  # no loop running: at once
+                    self._flush_pending()
+                    self._raise_error()
+            return
         if self._tqdm is not None:
             self._tqdm.write(text, file=self.out)
         else:
@@ -411,7 +616,27 @@ class Progress:
         )
         self.err.flush()
 
+    def _flush_pending(self) -> None:
+        """Write the results held back (one write, one flush); an error is kept for later."""
+        if not self._pending:
+            return
+        text = "\n".join(self._pending) + "\n"
+        self._pending.clear()
+        try:
+            self.out.write(text)
+            self.out.flush()
+        except Exception as exc:  # BrokenPipeError and the like: raised in the caller's path
+            self._error = exc
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
     def close(self) -> None:
+        """Write what is held back (raising its error, if any) and clear the bar."""
+        self._flush_pending()
+        self._raise_error()
         if self._tqdm is not None:
             self._tqdm.close()
         elif self.enabled:

@@ -97,10 +97,25 @@ class CacheStats:
     evictions: int = 0
 
 
-@attrs.frozen
 class _Entry:
-    answer: Answer
-    expires: float
+    """A kept answer, when it expires, and the answer last handed out for it: the same
+    remaining TTL (whole seconds) gives the same object again, so a hit does not build a new
+    :class:`Answer` each time. Read and written with the cache's lock held."""
+
+    __slots__ = ("answer", "expires", "served", "served_ttl")
+
+    def __init__(self, answer: Answer, expires: float) -> None:
+        self.answer = answer
+        self.expires = expires
+        self.served_ttl = -1
+        self.served = answer
+
+    def with_ttl(self, ttl: int) -> Answer:
+        """The answer with ``ttl`` seconds remaining."""
+        if ttl != self.served_ttl:
+            self.served = attrs.evolve(self.answer, ttl=ttl)
+            self.served_ttl = ttl
+        return self.served
 
 
 class _Flight:
@@ -180,7 +195,11 @@ class CachingResolver:
         self._lock = threading.Lock()
         self._entries: OrderedDict[Query | tuple[str, None], _Entry] = OrderedDict()
         self._flights: dict[Query, _Flight] = {}
-        self._tasks: dict[tuple[asyncio.AbstractEventLoop, Query], asyncio.Future[Answer]] = {}
+        # (loop, query) -> the task asking it upstream, and the query's place in its batch:
+        # the task's result is the list of the batch's answers.
+        self._tasks: dict[
+            tuple[asyncio.AbstractEventLoop, Query], tuple[asyncio.Task[list[Answer]], int]
+        ] = {}
         self._sync: SyncPort | None = None
         self._async: AsyncPort | None = None
 
@@ -212,24 +231,31 @@ class CachingResolver:
 
     def _lookup(self, query: Query, now: float) -> Answer | None:
         """A cached answer with its remaining TTL, or ``None``. Call with the lock held."""
-        for key in (query, (query.name, None)):
-            entry = self._entries.get(key)
-            if entry is None:
-                continue
+        entries = self._entries
+        key: Query | tuple[str, None] = query
+        entry = entries.get(query)
+        if entry is not None:
             remaining = entry.expires - now
-            if remaining <= 0:  # RFC 2308 §5: at zero, "MUST NOT be used again"
-                del self._entries[key]
-                continue
-            self._entries.move_to_end(key)
-            answer = entry.answer
-            if answer.status is Status.TEMPFAIL:
-                return answer
-            if key != query:  # an NXDOMAIN recorded for the name answers every type
-                if query.rtype is RRType.TLSA:
-                    continue  # but not past the TLSA cap (RFC 7671 §13): ask again
-                return Answer.nxdomain(ttl=int(remaining), security=answer.security)
-            return attrs.evolve(answer, ttl=int(remaining))
-        return None
+            if remaining > 0:
+                entries.move_to_end(key)
+                if entry.answer.status is Status.TEMPFAIL:
+                    return entry.answer
+                return entry.with_ttl(int(remaining))
+            del entries[key]  # RFC 2308 §5: at zero, "MUST NOT be used again"
+        key = (query.name, None)
+        entry = entries.get(key)
+        if entry is None:
+            return None
+        remaining = entry.expires - now
+        if remaining <= 0:
+            del entries[key]
+            return None
+        entries.move_to_end(key)
+        # An NXDOMAIN recorded for the name answers every type (the entry is the denial,
+        # with its DNSSEC status: _store), but not past the TLSA cap (RFC 7671 §13): ask again.
+        if query.rtype is RRType.TLSA:
+            return None
+        return entry.with_ttl(int(remaining))
 
     def _store(self, query: Query, answer: Answer, now: float) -> None:
         """Keep ``answer`` by the rules. Call with the lock held."""
@@ -255,10 +281,12 @@ class CachingResolver:
             self._put((query.name, None), _Entry(denial, expires))
 
     def _put(self, key: Query | tuple[str, None], entry: _Entry) -> None:
-        self._entries[key] = entry
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        entries = self._entries
+        if key in entries:
+            entries.move_to_end(key)
+        entries[key] = entry  # a new key goes to the end
+        while len(entries) > self.max_entries:
+            entries.popitem(last=False)
             self.stats.evictions += 1
 
     def clear(self) -> None:
@@ -438,26 +466,10 @@ class CachingResolver:
 
     async def aresolve(self, query: Query, lifetime: float | None = None) -> Answer:
         """The asyncio twin of :meth:`resolve`: concurrent identical queries share one future."""
-        import asyncio
-
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            cached = self._counted_lookup(query)
-            if cached is not None:
-                return cached
-            future = self._tasks.get((loop, query))
-            if future is None:
-                future = self._tasks[(loop, query)] = loop.create_task(
-                    self._fetch(loop, query, lifetime)
-                )
-                self.stats.upstream += 1
-            else:
-                self.stats.coalesced += 1
-        # shield: a cancelled waiter must not cancel the query the others wait for.
-        return await asyncio.shield(future)
+        return (await self.aresolve_batch((query,), lifetime, single=True))[0]
 
     async def aresolve_batch(
-        self, queries: Sequence[Query], lifetime: float | None = None
+        self, queries: Sequence[Query], lifetime: float | None = None, *, single: bool = False
     ) -> list[Answer]:
         """The asyncio twin of :meth:`resolve_batch` (used by the asyncio driver without a
         deadline): hits at once; the misses that no other task is asking already go to the
@@ -468,57 +480,78 @@ class CachingResolver:
 
         The upstream call runs in one task of its own, shielded: a cancelled caller does not
         cancel the queries other tasks wait for. ``lifetime`` (seconds): passed on; a miss
-        unanswered when it is spent is a temporary failure, not kept.
+        unanswered when it is spent is a temporary failure, not kept. (``single``: the call
+        of :meth:`aresolve`, whose one miss goes to the wrapped resolver's ``aresolve``.)
         """
         import asyncio
 
         loop = asyncio.get_running_loop()
         answers: list[Answer | None] = [None] * len(queries)
-        waits: list[tuple[int, asyncio.Future[Answer]]] = []
-        leaders: list[tuple[Query, asyncio.Future[Answer]]] = []
+        # (place in this batch, the task asking the query, the query's place in its batch)
+        waits: list[tuple[int, asyncio.Task[list[Answer]], int]] = []
+        fetching: asyncio.Task[list[Answer]] | None = None
+        batch: list[Query] = []
+        stats, tasks = self.stats, self._tasks
         with self._lock:
             now = self.clock()
             for i, query in enumerate(queries):
-                cached = self._counted_lookup_at(query, now)
+                cached = self._lookup(query, now)
                 if cached is not None:
+                    stats.hits += 1
                     answers[i] = cached
                     continue
+                stats.misses += 1
                 key = (loop, query)
-                future = self._tasks.get(key)
-                if future is None:
-                    future = self._tasks[key] = loop.create_future()
-                    self.stats.upstream += 1
-                    leaders.append((query, future))
+                flight = tasks.get(key)
+                if flight is None:
+                    if fetching is None:
+                        # It starts at the loop's next turn: the batch is complete by then.
+                        fetching = loop.create_task(
+                            self._fetch_batch(loop, batch, lifetime, single)
+                        )
+                    flight = tasks[key] = (fetching, len(batch))
+                    batch.append(query)
+                    stats.upstream += 1
                 else:  # another task's, or this batch's own (the same query twice)
-                    self.stats.coalesced += 1
-                waits.append((i, future))
-        if leaders:
-            fetching = loop.create_task(self._fetch_batch(loop, leaders, lifetime))
-            await asyncio.shield(fetching)
-        for i, future in waits:
-            answers[i] = await asyncio.shield(future)
+                    stats.coalesced += 1
+                waits.append((i, *flight))
+        own: list[Answer] = []
+        if fetching is not None:
+            # shield: a cancelled caller must not cancel the queries the others wait for.
+            own = await asyncio.shield(fetching)
+        for i, task, n in waits:
+            answers[i] = own[n] if task is fetching else (await asyncio.shield(task))[n]
         return cast("list[Answer]", answers)
 
     async def _fetch_batch(
         self,
         loop: asyncio.AbstractEventLoop,
-        leaders: Sequence[tuple[Query, asyncio.Future[Answer]]],
+        batch: Sequence[Query],
         lifetime: float | None,
-    ) -> None:
-        """Ask the wrapped resolver for ``leaders``' queries in one batch; store and hand out
-        each answer (a temporary failure to every waiter if the call is interrupted)."""
-        batch = [query for query, _ in leaders]
+        single: bool,
+    ) -> list[Answer]:
+        """Ask the wrapped resolver for ``batch`` in one call (its ``aresolve`` when
+        ``single``); store each answer and return them all (temporary failures if the call is
+        interrupted, so that no waiter is stranded)."""
+        import asyncio
+
         got: list[Answer | None] | None = None
+        port = self._async_port()
         try:
-            port = self._async_port()
-            if lifetime is None:
+            if single:
+                got = [await port.answer(batch[0], lifetime)]
+            elif lifetime is None:
                 got = list(await port.answers(batch))
             else:
                 got = await port.answers_until(batch, loop.time() + lifetime)
+        except asyncio.CancelledError:
+            pass  # every waiter gets a temporary failure below (the loop is shutting down)
         finally:
+            answers: list[Answer] = []
+            this = asyncio.current_task()
             with self._lock:
                 now = self.clock()
-                for n, (query, future) in enumerate(leaders):
+                for n, query in enumerate(batch):
                     answer = got[n] if got is not None else None
                     if answer is not None:
                         self._store(query, answer, now)
@@ -526,23 +559,11 @@ class CachingResolver:
                         answer = Answer.tempfail(f"timeout after {seconds(lifetime or 0)} s")
                     else:
                         answer = Answer.tempfail("resolver interrupted")
-                    if self._tasks.get((loop, query)) is future:
+                    answers.append(answer)
+                    flight = self._tasks.get((loop, query))
+                    if flight is not None and flight[0] is this:
                         del self._tasks[(loop, query)]
-                    if not future.done():
-                        future.set_result(answer)
-
-    async def _fetch(
-        self, loop: asyncio.AbstractEventLoop, query: Query, lifetime: float | None
-    ) -> Answer:
-        answer: Answer | None = None
-        try:
-            answer = await self._async_port().answer(query, lifetime)
-            return answer
-        finally:
-            with self._lock:
-                if answer is not None:
-                    self._store(query, answer, self.clock())
-                del self._tasks[(loop, query)]
+        return answers
 
     def __repr__(self) -> str:
         return f"CachingResolver({self.resolver!r}, {len(self)} entries)"
