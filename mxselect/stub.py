@@ -53,7 +53,7 @@ blocking sockets, ``aresolve`` over asyncio, and ``aresolve_batch`` drives one l
 of the batch, their first exchanges sent together; ``resolve_batch`` does the same from the
 calling thread, one ``select.poll()`` over the batch's sockets (what ``select_targets`` uses:
 no thread per query) -- or, while other threads are in it too, hands the batch to
-``aresolve_batch`` on one process-wide I/O loop thread (:mod:`mxselect._ioloop`). A message
+``aresolve_batch`` on one process-wide I/O loop thread (``mxselect._ioloop``). A message
 read over UDP or TCP is judged by one function, ``classify``; the nameservers are ``Server`` values.
 
 The asyncio side uses ``loop.add_reader`` (any selector event loop, uvloop included; not the
