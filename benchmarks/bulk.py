@@ -296,18 +296,21 @@ def run_select_threads(
     query), which hands it to the stub's one I/O loop thread while other threads are in it
     too; with the dnspython adapter, one pool job per query."""
     rng = random.Random(7)
-
-    def one(domain: str) -> str:
-        try:
-            mxselect.select_targets(domain, resolver=resolver, rng=rng)
-        except mxselect.PermanentError:
-            return "permanent"
-        except mxselect.TemporaryError:
-            return "temporary"
-        return "ok"
-
     with ThreadPoolExecutor(THREADS) as pool:
-        return Counter(pool.map(one, domains))
+        return Counter(pool.map(lambda domain: _sync_outcome(domain, resolver, rng), domains))
+
+
+def _sync_outcome(
+    domain: str, resolver: dns.resolver.Resolver | StubResolver, rng: random.Random
+) -> str:
+    """``select_targets(domain)``'s outcome: "ok", "permanent" or "temporary"."""
+    try:
+        mxselect.select_targets(domain, resolver=resolver, rng=rng)
+    except mxselect.PermanentError:
+        return "permanent"
+    except mxselect.TemporaryError:
+        return "temporary"
+    return "ok"
 
 
 def run_select_sequential(resolver: StubResolver, domains: Sequence[str]) -> Counter[str]:
@@ -315,17 +318,7 @@ def run_select_sequential(resolver: StubResolver, domains: Sequence[str]) -> Cou
     ``StubResolver.resolve_batch`` in the calling thread (alone: no hand-off to the I/O
     loop), what a single-threaded caller pays."""
     rng = random.Random(7)
-    outcomes: Counter[str] = Counter()
-    for domain in domains:
-        try:
-            mxselect.select_targets(domain, resolver=resolver, rng=rng)
-        except mxselect.PermanentError:
-            outcomes["permanent"] += 1
-        except mxselect.TemporaryError:
-            outcomes["temporary"] += 1
-        else:
-            outcomes["ok"] += 1
-    return outcomes
+    return Counter(_sync_outcome(domain, resolver, rng) for domain in domains)
 
 
 def run_email_validator(resolver: dns.resolver.Resolver, domains: Sequence[str]) -> Counter[str]:
