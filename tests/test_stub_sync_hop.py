@@ -40,10 +40,15 @@ def another_caller(port: int, name: str = DROP.name, hold: float = 2.5) -> Itera
     """Another thread inside ``resolve_batch`` for the whole block (a query the server never
     answers, held ``hold`` seconds, on one socket: timeout = lifetime)."""
     stub = StubResolver([("127.0.0.1", port)], timeout=hold, lifetime=hold)
-    inside = len(_ioloop._inside)
+    inside, fds = len(_ioloop._inside), open_fds()
     thread = threading.Thread(target=stub.resolve_batch, args=([Query(name, RRType.A)],))
     thread.start()
     while len(_ioloop._inside) <= inside:
+        time.sleep(0.005)
+    # and its socket open (it enters before it opens one: a count of descriptors taken in
+    # between would miss it)
+    deadline = time.monotonic() + 5
+    while open_fds() <= fds and time.monotonic() < deadline:
         time.sleep(0.005)
     try:
         yield
