@@ -113,9 +113,13 @@ class IoLoop:
 
     # -- the caller's side ---------------------------------------------------------------
 
-    def run(self, coro: Coroutine[Any, Any, _T]) -> _T:
+    def run(self, coro: Coroutine[Any, Any, _T], timeout: float | None = None) -> _T:
         """Run ``coro`` on the loop and wait for its outcome: its result, or its exception
-        raised here. An exception in the wait (KeyboardInterrupt) cancels it first."""
+        raised here. An exception in the wait (KeyboardInterrupt) cancels it first.
+
+        ``timeout`` (seconds): a guard for a coroutine that should have ended by itself (the
+        stub's batches have one absolute end): past it, the call is cancelled like an
+        interrupted one and :class:`TimeoutError` is raised."""
         global handed_over
         call: Call[_T] = Call(coro)
         with _count_lock:  # (exact: ``+=`` alone can lose a count when threads switch)
@@ -125,7 +129,8 @@ class IoLoop:
             self.woken = True
             self.loop.call_soon_threadsafe(self._drain)
         try:
-            call.done.acquire()
+            if not call.done.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
+                raise TimeoutError(f"the I/O loop's call did not end within {timeout:g} s")
         except BaseException:
             call.cancelled = True
             with contextlib.suppress(RuntimeError):  # (the loop is closed: nothing runs)

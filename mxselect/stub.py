@@ -101,6 +101,9 @@ READS_PER_CALLBACK = 8
 KEEP_EARLIER = 3
 #: Earlier transmissions kept open per event loop in all (a bound on descriptors).
 KEEP_MAX = 256
+#: Seconds past a handed-over batch's end before its caller stops waiting for the I/O loop
+#: (the batch ends by itself first; only a bug on the loop side would reach this guard).
+_HANDOFF_GRACE = 1.0
 _UDP_MAX = 65535
 _TCP_MAX = 65535
 _NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
@@ -1405,8 +1408,16 @@ class StubResolver:
             if _ioloop.crowded():
                 io = _ioloop.io_loop()
                 if io.ident != threading.get_ident():  # (never on the I/O thread itself)
-                    # the I/O loop's clock is time.monotonic: the same end
-                    out = io.run(self._abatch(io.loop, queries, total, end))
+                    # the I/O loop's clock is time.monotonic: the same end. The batch ends
+                    # by itself by then; the guard turns a loop-side bug into a temporary
+                    # failure, never a caller blocked for good.
+                    try:
+                        out = io.run(
+                            self._abatch(io.loop, queries, total, end),
+                            timeout=end - time.monotonic() + _HANDOFF_GRACE,
+                        )
+                    except TimeoutError:
+                        out = [Answer.tempfail(f"timeout after {seconds(total)} s")] * len(queries)
                     return out if self.trust_ad else [_unknown(a) for a in out]
             return self._resolve_batch_here(queries, total, end)
         finally:

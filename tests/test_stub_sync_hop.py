@@ -406,3 +406,38 @@ def test_an_identical_question_gets_its_answer_before_the_leaders_batch_ends(fau
     assert [a.status for a in x] == [Status.RECORDS, Status.TEMPFAIL]
     assert y[0].status is Status.RECORDS
     assert [q[0] for q in server.queries].count("d.sb.test.") == 1  # one exchange
+
+
+def test_a_handed_over_call_that_never_ends_is_given_up_by_its_guard() -> None:
+    """``IoLoop.run(coro, timeout=)``: a coroutine that does not end by itself is cancelled
+    at the guard (its ``finally`` runs on the loop) and the caller gets TimeoutError."""
+    io = _ioloop.io_loop()
+    cleaned = threading.Event()
+
+    async def hangs() -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            cleaned.set()
+
+    with pytest.raises(TimeoutError):
+        io.run(hangs(), timeout=0.2)
+    assert cleaned.wait(5)
+    assert not io.running
+
+
+def test_a_handed_over_batch_past_its_end_is_a_temporary_failure(fault_server, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A batch handed over that would not end by itself (a bug on the loop side, simulated)
+    costs its caller its lifetime plus the guard and a temporary failure, never a hang."""
+    server = fault_server(ZONE)
+    stub = StubResolver([("127.0.0.1", server.port)], timeout=0.2, lifetime=0.3)
+
+    async def never(*_args: object) -> list[Answer]:
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    monkeypatch.setattr(stub, "_abatch", never)
+    with another_caller(server.port, hold=3.0):
+        answers = stub.resolve_batch([MX_QUERY])
+    assert [a.status for a in answers] == [Status.TEMPFAIL]
+    assert answers[0].reason == "timeout after 0.3 s"
