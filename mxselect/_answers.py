@@ -396,7 +396,7 @@ class Answer:
 # preference, 4- or 16-octet addresses, tuples of records): these private constructors set
 # the slots directly, skipping the attrs ``__init__`` (keyword arguments, its validator). The
 # objects are the same as the public constructors build: frozen, equal and hashing alike
-# (tests/test_answers_fast.py checks it on a seeded sample of replies).
+# (tests/test_fast_paths.py checks it on a seeded sample of replies).
 _new = object.__new__
 
 

@@ -19,6 +19,7 @@ The layers, each importing only those before it:
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Generator
 from typing import Any
@@ -954,20 +955,14 @@ class SelectionPlan:
         )
 
 
-#: address query budget -> how a lookup cut off by it explains itself (formatted once).
-_BUDGET_TEXTS: dict[int, str] = {}
-
-
 def _budget_text(policy: Policy) -> str:
-    budget = policy.address_query_budget
-    text = _BUDGET_TEXTS.get(budget)
-    if text is None:
-        if len(_BUDGET_TEXTS) >= 64:
-            _BUDGET_TEXTS.clear()
-        text = _BUDGET_TEXTS[budget] = (
-            f"query budget of {budget} address queries exhausted (max_address_queries)"
-        )
-    return text
+    """How a lookup cut off by the policy's address query budget explains itself."""
+    return _budget_text_of(policy.address_query_budget)
+
+
+@functools.lru_cache(maxsize=64)
+def _budget_text_of(budget: int) -> str:  # (formatted once per budget, not per selection)
+    return f"query budget of {budget} address queries exhausted (max_address_queries)"
 
 
 def _literal_text(address: IPAddress) -> str:

@@ -8,7 +8,7 @@ from typing import Any, overload
 
 import attrs
 
-from ._answers import IPAddress, Security, TLSARecord
+from ._answers import IPAddress, Security, TLSARecord, _slot_setters
 from ._sts import StsPolicy
 
 __all__ = [
@@ -314,9 +314,7 @@ class Target:
         return f"{self.host} [{self.address}] (preference {self.preference})"
 
 
-_set_host, _set_preference, _set_address, _set_tls = (
-    Target.__dict__[field.name].__set__ for field in attrs.fields(Target)
-)
+_set_host, _set_preference, _set_address, _set_tls = _slot_setters(Target)
 
 
 def make_target(host: str, preference: int, address: IPAddress, tls: TlsRequirement) -> Target:

@@ -284,16 +284,7 @@ class Policy:
 
     def is_unsafe(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         """Whether ``address`` (or the IPv4 address inside an IPv4-mapped one) is unsafe."""
-        value = int(address)
-        version = address.version
-        if version == 6 and value >> 32 == 0xFFFF:  # ::ffff:a.b.c.d, IPv4-mapped
-            value &= 0xFFFFFFFF
-            version = 4
-        # The union of the networks as sorted, merged integer ranges: one bisect instead of
-        # ``address in network`` for each network (same test).
-        starts, ends = _range_table(self.unsafe_networks)[version]
-        i = bisect.bisect_right(starts, value) - 1
-        return i >= 0 and value <= ends[i]
+        return not safe_addresses(self, [address])
 
     @property
     def address_query_budget(self) -> int:
@@ -367,6 +358,8 @@ def safe_addresses(
 ) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
     """The addresses of ``addresses`` that are not unsafe (:meth:`Policy.is_unsafe`), in
     order: the same test, with the range table looked up once for the list."""
+    # The union of the networks as sorted, merged integer ranges: one bisect instead of
+    # ``address in network`` for each network (same test).
     table = _range_table(policy.unsafe_networks)
     safe: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
     for address in addresses:
