@@ -269,8 +269,15 @@ class SelectionPlan:
                 :class:`TemporaryError`).
             RuntimeError: the plan still needs answers.
         """
-        if self._error is not None:
-            raise self._error
+        error = self._error
+        if error is not None:
+            try:
+                raise error
+            finally:
+                # The error's traceback holds this frame: without its locals no cycle
+                # (error -> traceback -> frame -> plan -> error) is left for the garbage
+                # collector, as concurrent.futures does for the same reason.
+                del self, error
         if self._result is None:
             needed = [*map(str, self.pending), *map(str, self.fetches)]
             raise RuntimeError(f"the plan still needs answers for: {needed}")
@@ -348,6 +355,11 @@ class SelectionPlan:
         """End the plan with ``error``; its trace ends with the outcome step."""
         self._step("outcome", f"{type(error).__name__} {error.reply_code} {error.status}: {error}")
         error.trace = Trace(self._trace)
+        # Raised inside the core, its traceback holds the core's frames and so the plan,
+        # which holds the error: a cycle only the garbage collector frees, on every failed
+        # selection. The frames say nothing the error and its trace do not; result() raises
+        # it afresh.
+        error.__traceback__ = None
         self._error = error
 
     def _selection(self, **fields: Any) -> Selection:

@@ -142,7 +142,10 @@ def select_targets(
     now = time.time() if policy is not None and policy.mta_sts else None
     plan = SelectionPlan(domain, rng=rng, policy=policy, sts_entry=entry, now=now)
     if plan.done:
-        return plan.result()
+        try:
+            return plan.result()
+        finally:
+            del plan  # (a raised error's traceback holds this frame: no cycle through the plan)
     port = sync_port(resolver)
     end = None if seconds is None else time.monotonic() + seconds
     fetching: Any = None  # the MTA-STS fetch, in a thread beside the DNS batches
@@ -164,7 +167,10 @@ def select_targets(
             fetching[1].shutdown(wait=False, cancel_futures=plan.background_fetch is None)
     if name is not None and sts_store is not None and plan.sts_update is not None:
         sts_store.put(plan.sts_update)
-    return plan.result()
+    try:
+        return plan.result()
+    finally:
+        del plan  # (a raised error's traceback holds this frame: no cycle through the plan)
 
 
 def _store_later(future: Any, plan: SelectionPlan, store: Any) -> None:
@@ -253,7 +259,10 @@ async def aselect_targets(
     now = time.time() if policy is not None and policy.mta_sts else None
     plan = SelectionPlan(domain, rng=rng, policy=policy, sts_entry=entry, now=now)
     if plan.done:
-        return plan.result()
+        try:
+            return plan.result()
+        finally:
+            del plan  # (a raised error's traceback holds this frame: no cycle through the plan)
     port = async_port(resolver)
     loop = asyncio.get_running_loop()
     end = None if seconds is None else loop.time() + seconds
@@ -290,7 +299,10 @@ async def aselect_targets(
                 fetching.cancel()
     if name is not None and sts_store is not None and plan.sts_update is not None:
         await asyncio.to_thread(sts_store.put, plan.sts_update)
-    return plan.result()
+    try:
+        return plan.result()
+    finally:
+        del plan  # (a raised error's traceback holds this frame: no cycle through the plan)
 
 
 #: Background MTA-STS fetches still running (a task needs a reference to survive).
