@@ -83,6 +83,8 @@ __all__ = [
 
 _IPv4 = ipaddress.IPv4Address
 _IPv6 = ipaddress.IPv6Address
+#: Set in the address keys of IPv6 addresses (above any IPv4 one): ``order_targets``.
+_V6_KEY = 1 << 128
 
 #: A note a rule made: ``(kind, message, host)``. ``kind`` is a :class:`WarningCode` for a
 #: warning (recorded in the trace too) or a trace step's kind; ``message`` is the text or
@@ -396,19 +398,29 @@ def ordered_hosts(
     the resolver used."""
     groups: dict[int, list[str]] = {}
     for name, preference in best.items():
-        groups.setdefault(preference, []).append(name)
+        group = groups.get(preference)
+        if group is None:
+            groups[preference] = [name]
+        else:
+            group.append(name)
     ordered: list[Candidate] = []
     notes: Notes = []
-    for preference in sorted(groups):
-        names = sorted(groups[preference])
+    for preference in sorted(groups) if len(groups) > 1 else groups:
+        names = groups[preference]
         if len(names) > 1:
+            names.sort()
             rng.shuffle(names)
             notes.append(("order", (_shuffled_message, preference, names), None))
         else:
-            notes.append(("order", ("preference {}: {}".format, preference, names[0]), None))
-        # tuple.__new__: a NamedTuple without its Python-level __new__ (the same value).
-        ordered.extend(_new(Candidate, (name, preference, literals.get(name))) for name in names)
+            notes.append(("order", (_PREFERENCE_FORMAT, preference, names[0]), None))
+        for name in names:
+            # tuple.__new__: a NamedTuple without its Python-level __new__ (the same value).
+            literal = literals.get(name) if literals else None
+            ordered.append(_new(Candidate, (name, preference, literal)))
     return ordered, notes
+
+
+_PREFERENCE_FORMAT = "preference {}: {}".format
 
 
 def capped(domain: str, count: int, policy: Policy) -> Notes:
@@ -545,10 +557,17 @@ def family_result(chain: Chain, host: str) -> tuple[Family, Notes]:
     status = answer.status
     if status is Status.RECORDS:
         version, cls = (6, _IPv6) if chain.rtype is RRType.AAAA else (4, _IPv4)
-        # ``type(a) is cls``: the version test without the property call, for the usual types.
-        good = [a for a in answer.addresses if type(a) is cls or a.version == version]
-        if good and len(good) == len(answer.addresses):
-            return _new(Family, (good, None, "")), _NONE  # the common case
+        addresses = answer.addresses
+        # The common case: one address, or all of the usual type (``type() is``: the version
+        # test without the property call).
+        if len(addresses) == 1:
+            if type(addresses[0]) is cls:
+                return _new(Family, ([addresses[0]], None, "")), _NONE
+        elif addresses and all(type(a) is cls for a in addresses):
+            return _new(Family, (list(addresses), None, "")), _NONE
+        good = [a for a in addresses if type(a) is cls or a.version == version]
+        if good and len(good) == len(addresses):
+            return _new(Family, (good, None, "")), _NONE
     elif status is Status.TEMPFAIL:
         return _new(Family, ([], LookupFailure.TEMPORARY, answer.reason or "failed")), _NONE
     elif status is Status.NXDOMAIN:
@@ -708,7 +727,7 @@ def order_targets(
     target (RFC 7672 §2.2.1)."""
     # Each preference level's targets by family as they come (``family_order`` in one pass).
     levels: dict[int, tuple[list[Target], list[Target]]] = {}
-    seen: dict[IPAddress, str] = {}
+    seen: dict[object, str] = {}
     notes: Notes = []
     for candidate, _, addresses in usable:
         name = candidate.name
@@ -719,7 +738,18 @@ def order_targets(
             level = levels[preference] = ([], [])
         six, four = level
         for address in addresses:
-            listed = seen.get(address)  # one hash: IPv4Address.__hash__ is Python code
+            # ``int()`` as the key of the usual types: half the cost of
+            # ``IPv4Address.__hash__`` (Python code); IPv6 keys above every IPv4 one. Any
+            # other type (a subclass) is its own key, as before.
+            cls = type(address)
+            key: object = (
+                int(address)
+                if cls is _IPv4
+                else int(address) | _V6_KEY
+                if cls is _IPv6
+                else address
+            )
+            listed = seen.get(key)
             if listed is not None:
                 if listed != name:
                     notes.append(
@@ -732,10 +762,9 @@ def order_targets(
                         )
                     )
                 continue
-            seen[address] = name
+            seen[key] = name
             target = make_target(name, preference, address, requirement)
             # by address.version; ``type() is``: the same without the property call
-            cls = type(address)
             if cls is _IPv6 or (cls is not _IPv4 and address.version == 6):
                 six.append(target)
             elif cls is _IPv4 or address.version == 4:

@@ -630,3 +630,83 @@ def test_the_codec_builds_the_answers_the_public_constructors_build() -> None:
             got.ttl = 1  # type: ignore[misc]
         kinds.add((rtype, got.status, got.canonical_name is not None, got.security))
     assert len(kinds) >= 40  # every type, status, alias and DNSSEC status met
+
+
+# -- rule 6's order and rule 8a's families (issue 19: fewer steps for the usual answers) ------
+
+
+def _plain_ordered_hosts(
+    best: dict[str, int], literals: dict[str, Any], rng: random.Random
+) -> list[tuple[str, int, Any]]:
+    """Rule 6 as first written: group by preference, name order, shuffle each group."""
+    groups: dict[int, list[str]] = {}
+    for name, preference in best.items():
+        groups.setdefault(preference, []).append(name)
+    ordered = []
+    for preference in sorted(groups):
+        names = sorted(groups[preference])
+        if len(names) > 1:
+            rng.shuffle(names)
+        ordered.extend((name, preference, literals.get(name)) for name in names)
+    return ordered
+
+
+def test_ordered_hosts_matches_the_plain_definition() -> None:
+    """The same hosts, in the same seeded order, and one "order" note per preference."""
+    from mxselect._rules import ordered_hosts
+
+    rng = random.Random(11)
+    for _ in range(400):
+        best = {
+            f"h{rng.randrange(30)}": rng.choice([0, 5, 10, 20]) for _ in range(rng.randint(1, 7))
+        }
+        literals = {n: ipaddress.IPv4Address(i) for i, n in enumerate(best) if rng.random() < 0.2}
+        seed = rng.getrandbits(32)
+        got, notes = ordered_hosts(best, literals, random.Random(seed))
+        assert [tuple(c) for c in got] == _plain_ordered_hosts(best, literals, random.Random(seed))
+        assert [n[0] for n in notes] == ["order"] * len(set(best.values()))
+        texts = [n[1][0](*n[1][1:]) for n in notes]  # type: ignore[operator,index]
+        assert all(t.startswith("preference ") for t in texts)
+
+
+def _plain_family(addresses: tuple[Any, ...], version: int) -> list[Any] | None:
+    """Rule 8a as first written: the addresses of the family, or None when any is not."""
+    good = [a for a in addresses if a.version == version]
+    return good if good and len(good) == len(addresses) else None
+
+
+def test_family_result_shortcuts_match_the_version_test() -> None:
+    """One address, or all of the exact type: the shortcut; anything else (a subclass, the
+    wrong family) the general test -- the same addresses and the same failure either way."""
+    from mxselect._lookup import Chain
+    from mxselect._rules import family_result
+
+    rng = random.Random(12)
+    kinds = [
+        ipaddress.IPv4Address,
+        ipaddress.IPv6Address,
+        ipaddress.IPv4Interface,
+        ipaddress.IPv6Interface,
+    ]
+    for _ in range(600):
+        rtype = rng.choice([RRType.A, RRType.AAAA])
+        version = 4 if rtype is RRType.A else 6
+        same: list[Any] = (
+            [ipaddress.IPv4Address, ipaddress.IPv4Interface]
+            if version == 4
+            else [ipaddress.IPv6Address, ipaddress.IPv6Interface]
+        )
+        pool = same * 4 + kinds if rng.random() < 0.3 else same
+        addresses = tuple(rng.choice(pool)(rng.getrandbits(32)) for _ in range(rng.randint(1, 4)))
+        chain = Chain("h.example.org", rtype, 5)
+        chain.absorb(Answer(status=Status.RECORDS, addresses=addresses))
+        family, notes = family_result(chain, "h.example.org")
+        expected = _plain_family(addresses, version)
+        if expected is not None:
+            assert family.addresses == expected
+            assert family.failure is None
+            assert not notes
+            assert type(family.addresses) is list
+        else:
+            assert family.addresses == [a for a in addresses if a.version == version]
+            assert [n[0] for n in notes] == [WarningCode.BAD_ANSWER]
