@@ -8,10 +8,14 @@
   types, classes, lengths, counts, RCODEs, TTLs with the top bit set, broken pointers,
   truncated and mutated messages, malformed questions -- decode to the same Answer, RCODE or
   WireError (same message).
+* :meth:`StubResolver.aresolve` makes the retry loop's first exchange itself, as a batch
+  does: an answered query never starts the loop; any other first reply continues it exactly
+  where it stands (the next server, RFC 1123 §6.1.3.3).
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import struct
 from collections.abc import Callable
@@ -19,8 +23,9 @@ from typing import Any
 
 import pytest
 
-from mxselect import Answer, RRType, Security
+from mxselect import Answer, Query, RRType, Security, Status
 from mxselect import _wire as wire
+from mxselect.stub import StubResolver
 
 
 def old_decode(
@@ -366,3 +371,52 @@ def test_an_error_rcode_with_records_is_left_to_the_general_decoder(rcode: int, 
         == old_decode(msg, question, RRType.A)
         == rcode | ext << 4
     )
+
+
+# -- aresolve: the first exchange made without the retry loop -------------------------------
+
+ZONE = """
+$ORIGIN fast.test.
+$TTL 300
+@        SOA  ns hostmaster 1 3600 900 604800 60
+d        MX   10 mx1.d
+mx1.d    A    192.0.2.1
+"""
+
+
+def test_aresolve_starts_the_retry_loop_only_when_the_first_exchange_gives_no_answer(
+    fault_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An answered aresolve never starts the retry loop; a SERVFAIL from the first server
+    starts it from that reply (the second server next, RFC 1123 §6.1.3.3), as before."""
+    bad, good = fault_server(ZONE), fault_server(ZONE)
+    bad.set_rule("d.fast.test.", "MX", "servfail")
+    stub = StubResolver([("127.0.0.1", bad.port), ("127.0.0.1", good.port)], timeout=1.0)
+    loops: list[Any] = []
+    attempts = StubResolver._attempts
+
+    def counted(self: StubResolver, *args: Any) -> Any:
+        loops.append(args[3:])  # (the first reply, if the loop starts from one)
+        return attempts(self, *args)
+
+    monkeypatch.setattr(StubResolver, "_attempts", counted)
+    answer = asyncio.run(stub.aresolve(Query("mx1.d.fast.test.", RRType.A)))
+    assert answer.status is Status.RECORDS
+    assert loops == []
+    answer = asyncio.run(stub.aresolve(Query("d.fast.test.", RRType.MX)))
+    assert answer.status is Status.RECORDS
+    assert [type(first[0]).__name__ for first in loops] == ["Rcode"]
+    assert (len(bad.queries), len(good.queries)) == (2, 1)  # (the A query, then the MX)
+
+
+def test_aresolve_applies_trust_ad(fault_server: Any) -> None:
+    """``trust_ad=False``: UNKNOWN, from aresolve and aresolve_batch (applied in their body
+    now, no wrapping coroutine)."""
+    server = fault_server(ZONE)
+    for trust, expected in ((False, Security.UNKNOWN), (True, Security.INSECURE)):
+        stub = StubResolver([("127.0.0.1", server.port)], trust_ad=trust)
+        query = Query("mx1.d.fast.test.", RRType.A)
+        assert asyncio.run(stub.aresolve(query)).security is expected
+        assert [a.security for a in asyncio.run(stub.aresolve_batch([query, query]))] == [
+            expected
+        ] * 2
