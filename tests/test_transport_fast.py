@@ -420,3 +420,32 @@ def test_aresolve_applies_trust_ad(fault_server: Any) -> None:
         assert [a.security for a in asyncio.run(stub.aresolve_batch([query, query]))] == [
             expected
         ] * 2
+
+
+def test_a_batch_of_one_is_asked_as_aresolve_asks_it(
+    fault_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch of one query takes aresolve's path (no batch bookkeeping: ``_lead_batch``
+    is not used), with aresolve's outcomes: an answer, the next server after an error, a
+    name that cannot be sent; a batch of two still goes the batch's way."""
+    bad, good = fault_server(ZONE), fault_server(ZONE)
+    bad.set_rule("d.fast.test.", "MX", "servfail")
+    stub = StubResolver([("127.0.0.1", bad.port), ("127.0.0.1", good.port)], timeout=1.0)
+    batches: list[int] = []
+    lead = StubResolver._lead_batch
+
+    async def counted(self: StubResolver, state: Any, queries: Any, *args: Any) -> None:
+        batches.append(len(queries))
+        await lead(self, state, queries, *args)
+
+    monkeypatch.setattr(StubResolver, "_lead_batch", counted)
+    a, mx = Query("mx1.d.fast.test.", RRType.A), Query("d.fast.test.", RRType.MX)
+    bad_name = Query("x" * 64 + ".fast.test.", RRType.A)
+    for query in (a, mx, bad_name):
+        (one,) = asyncio.run(stub.aresolve_batch([query]))
+        assert one == asyncio.run(stub.aresolve(query))
+    assert batches == []
+    assert asyncio.run(stub.aresolve_batch([a, mx]))[1].status is Status.RECORDS
+    assert batches == [2]
+    # A twice and MX twice alone, then both in one batch; each MX: SERVFAIL, then the next
+    assert (len(bad.queries), len(good.queries)) == (6, 3)
