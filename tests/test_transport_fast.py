@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 import struct
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+import mxselect.stub as stub_module
 from mxselect import Answer, Query, RRType, Security, Status
 from mxselect import _wire as wire
 from mxselect.stub import StubResolver
@@ -449,3 +451,79 @@ def test_a_batch_of_one_is_asked_as_aresolve_asks_it(
     assert batches == [2]
     # A twice and MX twice alone, then both in one batch; each MX: SERVFAIL, then the next
     assert (len(bad.queries), len(good.queries)) == (6, 3)
+
+
+def test_a_reused_descriptor_never_gets_a_closed_querys_reply(
+    fault_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A query's socket leaves the loop's epoll set when it is closed -- the kernel takes it
+    out, no ``epoll_ctl`` call -- and its descriptor number soon serves another query. Here
+    queries time out with their replies still on the way, and the queries sent next reuse
+    their descriptors while those late replies arrive (at ports now closed, RFC 5452 §9.2):
+    each new query gets its own answer, no event reaches a closed socket, and no socket is
+    reported readable with nothing to read (no stale readiness under a reused number). (A
+    late reply can still reach a new socket that the kernel happened to give the closed one's
+    port: it carries the other query's ID and question and is ignored, RFC 5452 §9.1.)"""
+    zone = ZONE + "".join(f"h{i} A 198.51.100.{i + 1}\n" for i in range(60))
+    zone += "".join(f"s{i} A 203.0.113.{i + 1}\n" for i in range(30))
+    server = fault_server(zone)
+    for i in range(30):
+        server.set_rule(f"s{i}.fast.test.", "A", "delay-40")
+    for i in range(60):
+        server.set_rule(f"h{i}.fast.test.", "A", "delay-80")
+    server.set_rule("keep.fast.test.", "A", "drop")
+    stub = StubResolver([("127.0.0.1", server.port)], timeout=5.0, lifetime=5.0)
+    opened: list[int] = []
+    open_udp, receive, readable = (
+        stub_module._open_udp,
+        stub_module._receive,
+        stub_module._Socket._readable,
+    )
+    stale = 0
+
+    def recording(server: Any) -> Any:
+        sock = open_udp(server)
+        opened.append(sock.fileno())
+        return sock
+
+    def counting(sock: Any, *args: Any) -> Any:
+        nonlocal stale
+        try:
+            sock.recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            stale += 1
+        except OSError:
+            pass  # (an ICMP error: for receive to report)
+        return receive(sock, *args)
+
+    def checked(self: Any) -> None:
+        assert self.sock is not None, "an event for a closed socket"
+        readable(self)
+
+    monkeypatch.setattr(stub_module, "_open_udp", recording)
+    monkeypatch.setattr(stub_module, "_receive", counting)
+    monkeypatch.setattr(stub_module._Socket, "_readable", checked)
+
+    async def main() -> None:
+        # one query kept in flight: the loop's state (and its epoll set) lives throughout
+        keep = asyncio.ensure_future(stub.aresolve(Query("keep.fast.test.", RRType.A)))
+        await asyncio.sleep(0.01)
+        for _ in range(3):
+            del opened[:]
+            slow = [Query(f"s{i}.fast.test.", RRType.A) for i in range(30)]
+            timed_out = await asyncio.gather(*(stub.aresolve(q, lifetime=0.01) for q in slow))
+            assert {a.status for a in timed_out} == {Status.TEMPFAIL}
+            closed = set(opened)
+            del opened[:]
+            queries = [Query(f"h{i}.fast.test.", RRType.A) for i in range(60)]
+            answers = await asyncio.gather(*(stub.aresolve(q) for q in queries))
+            assert [str(a.addresses[0]) for a in answers] == [
+                f"198.51.100.{i + 1}" for i in range(60)
+            ]
+            assert closed & set(opened), "no descriptor was reused"
+        keep.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await keep
+
+    asyncio.run(main())
+    assert stale == 0
