@@ -12,8 +12,10 @@ and prints:
    one selection: whether a run is bound by latency or by CPU.
 
 ``--raw`` instead measures the transport alone: raw ``aresolve_batch`` calls (4 A queries
-each, ``--concurrency`` in flight) against a loopback server in a child process that answers
-from a cache at once, for :class:`~mxselect.stub.StubResolver` and the previous pooled design
+each, ``--concurrency`` in flight; ``--shape single``: 4 ``aresolve`` calls gathered instead,
+``--shape one``: 4 ``aresolve_batch`` calls of one query in turn) against a loopback server
+in a child process that answers from a cache at once, for
+:class:`~mxselect.stub.StubResolver` and the previous pooled design
 (``benchmarks/_pooled_stub.py``) in alternating rounds, and prints the client's user and
 system CPU per query (``getrusage``): what a socket per query costs, without the selection,
 Unbound or Knot.
@@ -24,6 +26,7 @@ previous design of the stub, ``benchmarks/_pooled_stub.py``; or ``dnspython``),
 
     python benchmarks/profile_bulk.py [--smoke] [--resolver stub|pooled|dnspython] [--concurrency N]
     python benchmarks/profile_bulk.py --raw [--rounds N] [--concurrency N]
+        [--shape batch|single|one]
 """
 
 from __future__ import annotations
@@ -89,10 +92,16 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=bulk.CONCURRENCY)
     parser.add_argument("--raw", action="store_true", help="the transport alone (see above)")
     parser.add_argument("--rounds", type=int, default=20, help="with --raw (default 20)")
+    parser.add_argument(
+        "--shape",
+        choices=tuple(RAW_SHAPES),
+        default="batch",
+        help="with --raw: how the 4 queries of a unit are asked (default batch)",
+    )
     args = parser.parse_args()
     width = args.concurrency
     if args.raw:
-        raw_transport(2 if args.smoke else args.rounds, width)
+        raw_transport(2 if args.smoke else args.rounds, width, args.shape)
         return
     count = 20 if args.smoke else bulk.DOMAINS
     zone_text, domains = bulk.generate(count)
@@ -185,8 +194,17 @@ RAW_NAMES = 500
 RAW_QUERIES = 3000
 
 
-def raw_transport(rounds: int, width: int) -> None:
-    """Client CPU per query of raw batches, StubResolver vs the previous pooled design."""
+#: How ``--raw`` asks each unit of 4 queries (``--shape``).
+RAW_SHAPES = {
+    "batch": "one aresolve_batch of 4 queries",
+    "single": "4 aresolve calls gathered, the floor's path",
+    "one": "4 aresolve_batch calls of one query in turn, a selection's usual batch",
+}
+
+
+def raw_transport(rounds: int, width: int, shape: str = "batch") -> None:
+    """Client CPU per query of raw queries, StubResolver vs the previous pooled design,
+    asked as ``shape`` says (:data:`RAW_SHAPES`)."""
     import asyncio
     import gc
     import random
@@ -207,7 +225,12 @@ def raw_transport(rounds: int, width: int) -> None:
                 while todo:
                     k = todo.pop()
                     batch = [queries[(k * 4 + j) % RAW_NAMES] for j in range(4)]
-                    answers = await resolver.aresolve_batch(batch)
+                    if shape == "batch":
+                        answers = await resolver.aresolve_batch(batch)
+                    elif shape == "single":
+                        answers = await asyncio.gather(*(resolver.aresolve(q) for q in batch))
+                    else:
+                        answers = [(await resolver.aresolve_batch([q]))[0] for q in batch]
                     assert all(a.addresses for a in answers), answers
 
             await asyncio.gather(*(worker() for _ in range(width)))
@@ -241,7 +264,7 @@ def raw_transport(rounds: int, width: int) -> None:
                         )
                     )
     table = Table(
-        f"Client CPU per query, raw aresolve_batch (4 A queries each, {width} in flight), "
+        f"Client CPU per query, raw queries ({RAW_SHAPES[shape]}, {width} units in flight), "
         f"loopback server answering at once, {rounds} rounds of {RAW_QUERIES} queries",
         ["transport", "CPU µs/query (median)", "user µs", "system µs", "min–max µs"],
     )

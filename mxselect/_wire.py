@@ -372,6 +372,15 @@ def decode(
         security = Security.UNKNOWN
     else:
         security = Security.SECURE if flags & _AD else Security.INSECURE
+    if (
+        ancount
+        and not nscount
+        and (rtype is _A or rtype is _AAAA or rtype is _MX)
+        and msg[end_q : end_q + 2] == _POINTER_TO_QUESTION
+    ):
+        simple = _simple_answer(msg, end_q, ancount, arcount, rtype, rcode, security)
+        if simple is not None:
+            return simple
     seen: dict[int, tuple[str, int, int]] = {}
     qname, _ = _name(msg, 12, seen)
     off = end_q
@@ -455,6 +464,101 @@ def decode(
     if rcode not in (NOERROR, NXDOMAIN):
         return rcode
     return _answer(rcode, rtype, qname, records, owners, soas, security)
+
+
+#: An owner name that is a compression pointer to the question's name (RFC 1035 §4.1.4:
+#: offset 12, right after the header), as nearly every answer record's owner is.
+_POINTER_TO_QUESTION = b"\xc0\x0c"
+_AAAA = RRType.AAAA
+
+
+def _simple_answer(
+    msg: bytes,
+    off: int,
+    ancount: int,
+    arcount: int,
+    rtype: RRType,
+    rcode: int,
+    security: Security,
+) -> Answer | None:
+    """The answer :func:`decode` gives for the usual reply to an A, AAAA or MX query, read
+    without its general machinery (no answer-section dictionaries, no CNAME chase); None
+    when the reply is not of that shape, and :func:`decode` reads it the general way.
+
+    The shape: the question's name well-formed; every answer record owned by a pointer
+    to the question's name (``0xC00C``), of the question's type and class IN; no authority
+    section; additional records owned by the root only (the OPT record); NOERROR, with the
+    extended RCODE (RFC 6891 §6.1.3); no trailing data. Every check :func:`decode` makes on
+    those parts is made here (a failed one is a None, so that :func:`decode` raises its own
+    WireError), and the Answer is the one it builds: the records in their order, duplicates
+    dropped (RFC 2181 §5), the smallest TTL (top bit set: 0, RFC 2181 §8)."""
+    # The question's name as _name reads it: labels of 1..63 octets, no pointer, at most
+    # 255 octets, the root octet right before QTYPE (``off`` is the end of the question).
+    last = off - 5
+    i = 12
+    while i < last:
+        n = msg[i]
+        if n == 0 or n > 63:
+            return None
+        i += n + 1
+    if i != last or msg[last] != 0 or last - 12 > 254:
+        return None
+    size = len(msg)
+    qtype = QTYPE[rtype]
+    ttl = _MAX_TTL + 1
+    mx: dict[tuple[int, str], MXRecord] = {}
+    addresses: dict[bytes, IPAddress] = {}
+    if rtype is _MX:
+        seen: dict[int, tuple[str, int, int]] = {}
+        _name(msg, 12, seen)
+        for _ in range(ancount):
+            if msg[off : off + 2] != _POINTER_TO_QUESTION or off + 12 > size:
+                return None
+            _name(msg, off, seen)  # (the owner: the question's name, remembered at ``off``)
+            rrtype, rrclass, rrttl, rdlen = _RR.unpack_from(msg, off + 2)
+            off += 12
+            rdend = off + rdlen
+            if rdend > size or rrtype != qtype or rrclass != _CLASS_IN or rdlen < 3:
+                return None
+            exchange, after = _name(msg, off + 2, seen)
+            if after != rdend:
+                return None
+            pref = (msg[off] << 8) | msg[off + 1]
+            key = (pref, exchange.lower())
+            if key not in mx:
+                mx[key] = make_mx(pref, exchange)
+            ttl = min(ttl, rrttl if rrttl <= _MAX_TTL else 0)
+            off = rdend
+    else:
+        make = ipaddress.IPv4Address if rtype is _A else ipaddress.IPv6Address
+        want = 4 if rtype is _A else 16
+        for _ in range(ancount):
+            if msg[off : off + 2] != _POINTER_TO_QUESTION or off + 12 > size:
+                return None
+            rrtype, rrclass, rrttl, rdlen = _RR.unpack_from(msg, off + 2)
+            off += 12
+            rdend = off + rdlen
+            if rdend > size or rrtype != qtype or rrclass != _CLASS_IN or rdlen != want:
+                return None
+            packed = msg[off:rdend]
+            if packed not in addresses:
+                addresses[packed] = make(packed)
+            ttl = min(ttl, rrttl if rrttl <= _MAX_TTL else 0)
+            off = rdend
+    for _ in range(arcount):
+        if off + 11 > size or msg[off] != 0:
+            return None
+        rrtype, _rrclass, rrttl, rdlen = _RR.unpack_from(msg, off + 1)
+        off += 11 + rdlen
+        if off > size:
+            return None
+        if rrtype == _OPT:
+            rcode |= (rrttl >> 24) << 4  # the extended RCODE (RFC 6891 §6.1.3)
+    if off != size or rcode != NOERROR:
+        return None
+    return make_answer(
+        _RECORDS, tuple(mx.values()), tuple(addresses.values()), (), (), None, (), ttl, security
+    )
 
 
 #: The longest EXTRA-TEXT of an extended DNS error kept in a reason (server-chosen text).
