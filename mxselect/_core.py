@@ -576,7 +576,11 @@ class SelectionPlan:
             ]
             if not todo:
                 return
+            failed = len(self._tls_failed)
             yield from self._tlsa_search(todo)
+            if len(self._tls_failed) == failed:
+                # No host became unusable: the limit reaches the same hosts, all searched.
+                return
             done = self._tls.keys() | self._tls_failed.keys()
 
     def _tlsa_search(self, hosts: list[Examined]) -> Generator[Batch, Received, None]:

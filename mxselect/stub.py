@@ -925,7 +925,23 @@ class StubResolver:
 
     def _idle(self, state: _LoopState) -> None:
         """No query in flight on this loop: close its sockets and forget it, so nothing is
-        left open when the loop ends (``asyncio.run`` per call is fine)."""
+        left open when the loop ends (``asyncio.run`` per call is fine).
+
+        Off the critical path: a selection's next batch usually starts in the same step of
+        its task (MX, then the addresses, then TLSA), so the close is left to a callback
+        that finds the loop busy again and keeps the epoll set; closed at once when no
+        task is running it (a sync hop) or the task is being cancelled (nothing may be
+        left open when the loop ends)."""
+        loop = state.loop
+        task = asyncio.current_task(loop)
+        if task is None or task.cancelling() or loop.is_closed():
+            self._close_idle(state)
+        else:
+            loop.call_soon(self._close_idle, state)
+
+    def _close_idle(self, state: _LoopState) -> None:
+        if state.in_flight:
+            return
         with self._lock:
             if self._states.get(state.loop) is state:
                 del self._states[state.loop]

@@ -527,3 +527,64 @@ def test_a_reused_descriptor_never_gets_a_closed_querys_reply(
 
     asyncio.run(main())
     assert stale == 0
+
+
+def test_consecutive_batches_of_one_task_keep_the_loops_epoll_set(
+    fault_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A selection asks its batches one after another in one task (MX, the addresses, the
+    TLSA records): the loop's state, and its epoll set, outlive the moment between them
+    when nothing is in flight -- closing it there and opening a new one cost a DANE
+    selection about 0.4 ms on its critical path. It is still closed once the loop has
+    nothing in flight, before the loop ends: no descriptor is left open."""
+    import os
+
+    server = fault_server(ZONE)
+    stub = StubResolver([("127.0.0.1", server.port)], timeout=2.0, lifetime=4.0)
+    made: list[Any] = []
+    epoll = stub_module._EPOLL
+    assert epoll is not None
+
+    def counting() -> Any:
+        made.append(epoll())
+        return made[-1]
+
+    monkeypatch.setattr(stub_module, "_EPOLL", counting)
+    before = len(os.listdir("/proc/self/fd"))
+    q = Query("mx1.d.fast.test.", RRType.A)
+    mx = Query("d.fast.test.", RRType.MX)
+
+    async def main() -> int:
+        for _ in range(3):
+            answers = await stub.aresolve_batch([mx, q])
+            assert [a.status for a in answers] == [Status.RECORDS] * 2
+            assert (await stub.aresolve(q)).status is Status.RECORDS
+        in_use = len(made)
+        await asyncio.sleep(0)  # the loop's turn: now it closes the idle state
+        assert made[0].closed
+        return in_use
+
+    assert asyncio.run(main()) == 1
+    assert len(made) == 1 and made[0].closed
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_a_cancelled_task_leaves_nothing_open(fault_server: Any) -> None:
+    """The close is not deferred for a task being cancelled: its loop may be about to end."""
+    import os
+
+    server = fault_server(ZONE)
+    server.set_rule("mx1.d.fast.test.", "A", "drop")
+    stub = StubResolver([("127.0.0.1", server.port)], timeout=2.0, lifetime=4.0)
+    before = len(os.listdir("/proc/self/fd"))
+
+    async def main() -> None:
+        task = asyncio.ensure_future(stub.aresolve(Query("mx1.d.fast.test.", RRType.A)))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not stub._states
+
+    asyncio.run(main())
+    assert len(os.listdir("/proc/self/fd")) == before
