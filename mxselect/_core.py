@@ -566,11 +566,7 @@ class SelectionPlan:
                     usable.append((entry, safe))
             if not usable:
                 return
-            # The hosts whose targets survive the address limit (rule 8c), in order.
-            targets, _ = rules.order_targets(
-                [(e.candidate, e.canonical, a) for e, a in usable], policy
-            )
-            reached = {t.host for t in targets}
+            reached = _reached(usable, policy)
             todo = [
                 e for e, _ in usable if e.candidate.name in reached and e.candidate.name not in done
             ]
@@ -647,13 +643,8 @@ class SelectionPlan:
                         (self.domain, self.canonical_domain),
                     )
                     self._tls[name] = requirement
-                    self._step(
-                        "tlsa",
-                        f"{name}: {query} TLSA secure: "
-                        + ", ".join(map(str, records))
-                        + f" -> {requirement} ({requirement.rule})",
-                        name,
-                    )
+                    # formatted when the trace is read (the records' text costs)
+                    self._step("tlsa", (_tlsa_step, name, query, records, requirement), name)
                     self._note(notes)
                 elif why.startswith("failed"):
                     # RFC 7672 §2.1.2; after a failed expanded-name lookup the original name
@@ -969,6 +960,32 @@ class SelectionPlan:
             sts_policy_id=self._sts_policy_id(),
             tlsrpt=self._tlsrpt,
         )
+
+
+def _tlsa_step(name: str, query: str, records: tuple[Any, ...], requirement: Any) -> str:
+    return (
+        f"{name}: {query} TLSA secure: "
+        + ", ".join(map(str, records))
+        + f" -> {requirement} ({requirement.rule})"
+    )
+
+
+def _reached(usable: list[tuple[Examined, list[IPAddress]]], policy: Policy) -> set[str]:
+    """The hosts of ``usable`` (in order, with their usable addresses) that keep a target
+    after rule 8c: every host when their addresses are distinct and within
+    ``max_addresses`` (the usual case, without ordering them), else as
+    :func:`rules.order_targets` leaves them (a host whose addresses are all listed for a
+    better one, or beyond the limit, has no target)."""
+    limit = policy.max_addresses
+    total = 0
+    distinct: set[IPAddress] = set()
+    for _, addresses in usable:
+        total += len(addresses)
+        distinct.update(addresses)
+    if len(distinct) == total and (limit is None or total <= limit):
+        return {e.candidate.name for e, _ in usable}
+    targets, _ = rules.order_targets([(e.candidate, e.canonical, a) for e, a in usable], policy)
+    return {t.host for t in targets}
 
 
 def _budget_text(policy: Policy) -> str:

@@ -710,3 +710,34 @@ def test_family_result_shortcuts_match_the_version_test() -> None:
         else:
             assert family.addresses == [a for a in addresses if a.version == version]
             assert [n[0] for n in notes] == [WarningCode.BAD_ANSWER]
+
+
+def test_hosts_reached_for_tlsa_match_order_targets() -> None:
+    """The TLSA pass (RFC 7672 §2.2.2) searches the hosts that keep a target after rule 8c;
+    its shortcut (every host, when the addresses are distinct and within the limit) names
+    the hosts :func:`order_targets` keeps, duplicates and limits included."""
+    from mxselect._core import _reached
+    from mxselect._rules import Candidate, Examined, order_targets
+
+    rng = random.Random(19)
+    kinds = [ipaddress.IPv4Address, ipaddress.IPv6Address, ipaddress.IPv4Interface]
+    shortcut = 0
+    for _ in range(2000):
+        usable = []
+        for i in range(rng.randint(1, 6)):
+            candidate = Candidate(f"h{i}", rng.choice([0, 10, 20]), None)
+            found = [rng.choice(kinds)(rng.randrange(12)) for _ in range(rng.randint(1, 3))]
+            usable.append((Examined(candidate, found, candidate.name, "", False), found))
+        usable.sort(key=lambda u: u[0].candidate.preference)
+        policy = Policy(
+            max_addresses=rng.choice([None, 2, 3, 4, 8]),
+            keep_one_per_preference=rng.random() < 0.5,
+        )
+        targets, _ = order_targets([(e.candidate, e.canonical, a) for e, a in usable], policy)
+        total = sum(len(a) for _, a in usable)
+        limit = policy.max_addresses
+        shortcut += len({x for _, a in usable for x in a}) == total and (
+            limit is None or total <= limit
+        )
+        assert _reached(usable, policy) == {t.host for t in targets}
+    assert 200 < shortcut < 1800  # both paths taken

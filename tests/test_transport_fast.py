@@ -565,7 +565,8 @@ def test_consecutive_batches_of_one_task_keep_the_loops_epoll_set(
         return in_use
 
     assert asyncio.run(main()) == 1
-    assert len(made) == 1 and made[0].closed
+    assert len(made) == 1
+    assert made[0].closed
     assert len(os.listdir("/proc/self/fd")) == before
 
 
