@@ -571,7 +571,9 @@ def test_consecutive_batches_of_one_task_keep_the_loops_epoll_set(
 
 
 def test_a_cancelled_task_leaves_nothing_open(fault_server: Any) -> None:
-    """The close is not deferred for a task being cancelled: its loop may be about to end."""
+    """A cancelled query leaves nothing open: its loop state is gone by the time the task
+    that cancelled it resumes (the stub closes it at once for a task being cancelled, whose
+    loop may be about to end), and no descriptor outlives the loop."""
     import os
 
     server = fault_server(ZONE)
