@@ -36,6 +36,7 @@ from ._answers import (
     RRType,
     Security,
     Status,
+    TLSARecord,
 )
 from ._domain import normalize_domain
 from ._lookup import Batch, Chain, Key, Lookups, Received
@@ -962,7 +963,10 @@ class SelectionPlan:
         )
 
 
-def _tlsa_step(name: str, query: str, records: tuple[Any, ...], requirement: Any) -> str:
+def _tlsa_step(
+    name: str, query: str, records: tuple[TLSARecord, ...], requirement: TlsRequirement
+) -> str:
+    """The trace text of a host's secure TLSA RRset and the requirement it gave."""
     return (
         f"{name}: {query} TLSA secure: "
         + ", ".join(map(str, records))
